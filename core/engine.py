@@ -1,0 +1,491 @@
+"""The batch run: every row through the whole pipeline, concurrently, in input order.
+
+How it keeps the contract (../shared/DESIGN.md, "Engine contract"):
+- A fixed pool of `max_concurrency` workers pulls row numbers from one shared lazy
+  iterator (a queue of depth zero): rows in flight never exceed the knob, memory stays
+  flat however many rows there are, and no task is created per row.
+- Each worker takes a row through every step before taking the next one, so rows are
+  pipelined with no barrier between steps.
+- External calls (HTTP, models) go through `RowContext.call`, which holds one of
+  `max_concurrency` slots only while a request is on the wire. Branches share the slots,
+  so a 3-branch step never turns N rows into 3N requests; retries wait outside a slot.
+- Results are stored by row number; a row's failure is caught in that row.
+- Stop cancels the workers: whatever they await (an HTTP request) is cancelled at once.
+  Pause lets rows in flight finish and starts no new ones.
+- A worker that only runs cheap steps yields to the loop every few milliseconds, so a
+  window on the same loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+
+from . import events as ev
+from .errors import BatchgridError, RetryableError, StepError
+from .steps.base import Step
+
+log = logging.getLogger(__name__)
+
+YIELD_EVERY = 0.005  # seconds a worker may run cheap steps before letting the loop breathe
+DEFAULT_MAX_CONCURRENCY = 8
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with jitter; a server's Retry-After wins over our guess."""
+
+    max_attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        wait = backoff * random.uniform(0.5, 1.0)  # jitter: rows that failed together don't retry together
+        if retry_after is not None:
+            wait = max(wait, retry_after * random.uniform(1.0, 1.1))
+        return wait
+
+
+class RowSource:
+    """Rows of an input table, produced one at a time as plain dicts (blank cells are None)."""
+
+    def __init__(self, columns: Sequence[str], column_values: Sequence[Sequence[Any]]):
+        self.columns = list(columns)
+        self._values = column_values
+        self._len = len(column_values[0]) if column_values else 0
+
+    @classmethod
+    def from_frame(cls, frame) -> "RowSource":
+        import pandas as pd
+
+        columns = [str(c) for c in frame.columns]
+        values = []
+        for c in frame.columns:
+            series = frame[c]
+            # Blank cells become None: a step sees "no value", never a float NaN.
+            values.append([None if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else v
+                           for v in series.tolist()])
+        return cls(columns, values)
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> "RowSource":
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        return cls(columns, [[r.get(c) for r in records] for c in columns])
+
+    def __len__(self) -> int:
+        return self._len
+
+    def row(self, index: int) -> dict[str, Any]:
+        return {c: v[index] for c, v in zip(self.columns, self._values)}
+
+
+@dataclass
+class RunResources:
+    """What steps share during one run: clients, caches, where relative paths start."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    trusted: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)  # providers, response cache... (set by core)
+    _http: Any = None
+
+    def http_client(self):
+        """One pooled httpx client for the run (its own retries are off: retries are ours)."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0),
+                                           limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+                                           follow_redirects=True)
+        return self._http
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        for extra in self.extras.values():
+            close = getattr(extra, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+
+@dataclass
+class Progress:
+    total: int = 0        # rows in the table
+    selected: int = 0     # rows this run tries
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    running: int = 0
+    started_at: float = 0.0   # time.time()
+    finished_at: float = 0.0
+    elapsed: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    cached: int = 0
+    retries: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.cancelled
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.selected - self.finished - self.running)
+
+    @property
+    def rows_per_second(self) -> float:
+        return (self.done + self.failed) / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.rows_per_second
+        left = self.selected - self.finished
+        return left / rate if rate > 0 else None
+
+
+class RowContext:
+    """One row's view of the run, handed to async steps: external calls, streaming, usage."""
+
+    __slots__ = ("engine", "index", "step", "attempts", "tokens_in", "tokens_out", "cost", "cached", "details")
+
+    def __init__(self, engine: "Engine", index: int):
+        self.engine = engine
+        self.index = index
+        self.step = ""
+        self.attempts = 1
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cost = 0.0
+        self.cached = 0
+        self.details: dict[str, Any] | None = None
+
+    async def call(self, make_call: Callable[[], Awaitable[Any]], *, limiter: Any = None) -> Any:
+        """Make one external call under the run's budget, retrying transient failures.
+
+        `make_call` is called afresh for every attempt. `limiter` (optional, a provider's
+        own limits) offers `acquire()` as an async context manager and
+        `rate_limited(delay)`, called when the server says 429 so the whole provider slows.
+        """
+        engine = self.engine
+        policy = engine.retry_policy
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if limiter is not None:
+                    async with limiter.acquire():
+                        async with engine.slots:
+                            return await make_call()
+                async with engine.slots:
+                    return await make_call()
+            except RetryableError as exc:
+                if attempt >= policy.max_attempts:
+                    raise StepError(f"{exc} (gave up after {attempt} attempts)") from exc
+                delay = policy.delay(attempt, exc.retry_after)
+                if exc.rate_limited and limiter is not None:
+                    limiter.rate_limited(delay)
+                self.attempts += 1
+                engine.progress.retries += 1
+                engine.publish(ev.RowRetrying(self.index, self.step, attempt + 1, policy.max_attempts,
+                                              delay, str(exc)))
+                await asyncio.sleep(delay)
+
+    def partial(self, column: str, text: str) -> None:
+        """Publish streamed output so the row's cell can grow as tokens arrive."""
+        self.engine.publish(ev.RowPartial(self.index, column, text))
+
+    def add_usage(self, tokens_in: int = 0, tokens_out: int = 0, cost: float = 0.0, cached: bool = False) -> None:
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.cost += cost
+        p = self.engine.progress
+        p.tokens_in += tokens_in
+        p.tokens_out += tokens_out
+        p.cost += cost
+        if cached:
+            self.cached += 1
+            p.cached += 1
+        for hook in self.engine.usage_hooks:
+            hook(self.engine)
+
+    def note(self, **details: Any) -> None:
+        """Attach details (request sent, raw reply) to this step's trace for the row inspector."""
+        if self.details is None:
+            self.details = {}
+        self.details.update(details)
+
+    @property
+    def resources(self) -> RunResources:
+        return self.engine.resources
+
+    async def run_steps(self, steps: Sequence[Step], row: dict[str, Any], label_prefix: str) -> dict[str, Any]:
+        """Run nested steps (a parallel step's branch) on `row`; returns their outputs.
+
+        Each branch gets its own context (branches run at once, each in its own step);
+        its attempts and usage are added to the row's when it ends.
+        """
+        branch = RowContext(self.engine, self.index)
+        try:
+            return await self.engine._run_steps(steps, row, branch, label_prefix, None)
+        finally:
+            self.attempts += branch.attempts - 1
+            self.tokens_in += branch.tokens_in
+            self.tokens_out += branch.tokens_out
+            self.cost += branch.cost
+            self.cached += branch.cached
+
+
+class StepFailed(Exception):
+    """Internal: carries the failing step's label up to the row."""
+
+    def __init__(self, label: str, error: BaseException):
+        super().__init__(str(error))
+        self.label = label
+        self.error = error
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """(type, message) for the results table: words for ours, the class name for the rest."""
+    if isinstance(exc, BatchgridError):
+        return type(exc).__name__, str(exc) or type(exc).__name__
+    message = str(exc) or repr(exc)
+    return type(exc).__name__, message
+
+
+class Engine:
+    """Runs one pipeline over one table. Create, subscribe, `await run()`; `stop()` any time."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        rows: RowSource,
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        retry_policy: RetryPolicy | None = None,
+        resources: RunResources | None = None,
+        only: Iterable[int] | None = None,
+        previous: Mapping[int, ev.RowResult] | None = None,
+    ):
+        if max_concurrency < 1:
+            raise ValueError("max concurrency must be at least 1")
+        self.steps = [s for s in steps if s.enabled]
+        self.rows = rows
+        self.max_concurrency = int(max_concurrency)
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.resources = resources or RunResources()
+        self.selection = list(range(len(rows))) if only is None else sorted(set(only))
+        # Results by row number; rows not run in this run keep what an earlier run found.
+        self.results: list[ev.RowResult | None] = [None] * len(rows)
+        for i, r in (previous or {}).items():
+            if 0 <= i < len(rows):
+                self.results[i] = r
+        self.progress = Progress(total=len(rows), selected=len(self.selection))
+        self.listeners: list[ev.Listener] = []
+        self.usage_hooks: list[Callable[["Engine"], None]] = []
+        self.slots = asyncio.Semaphore(self.max_concurrency)
+        self._plan = [(s, type(s).is_async(), f"{i + 1}. {s.label}") for i, s in enumerate(self.steps)]
+        self._output_columns = [c for s in self.steps for c in all_writes(s)]
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
+        self._stopping = False
+        self._workers: list[asyncio.Task] = []
+        self._running = False
+        self._t0 = 0.0
+        self._last_yield = 0.0
+
+    # ---- control -----------------------------------------------------------------
+    def subscribe(self, listener: ev.Listener) -> None:
+        self.listeners.append(listener)
+
+    def publish(self, event: object) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken front end must not break the run
+                log.exception("event listener failed on %r", event)
+
+    def stop(self) -> None:
+        """Cancel everything in flight now; finished rows stay as they are."""
+        self._stopping = True
+        self._unpaused.set()
+        for task in self._workers:
+            task.cancel()
+
+    def pause(self, reason: str = "") -> None:
+        """Let rows in flight finish; start no new row until `resume()`."""
+        if self._unpaused.is_set() and not self._stopping:
+            self._unpaused.clear()
+            self.publish(ev.RunPaused(reason))
+
+    def resume(self) -> None:
+        if not self._unpaused.is_set():
+            self._unpaused.set()
+            self.publish(ev.RunResumed())
+
+    @property
+    def paused(self) -> bool:
+        return not self._unpaused.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # ---- running -----------------------------------------------------------------
+    async def run(self) -> Progress:
+        if self._running:
+            raise RuntimeError("this run is already running")
+        self._running = True
+        p = self.progress
+        p.started_at = time.time()
+        self._t0 = self._last_yield = time.perf_counter()
+        reason, message = "finished", ""
+        try:
+            self.publish(ev.RunStarted(len(self.rows), len(self.selection)))
+            for step in self.steps:
+                await prepare_step(step, self.resources)
+            todo = iter(self.selection)
+            count = min(self.max_concurrency, len(self.selection))
+            self._workers = [asyncio.ensure_future(self._worker(todo)) for _ in range(count)]
+            if self._stopping:  # stop() before the workers existed
+                for task in self._workers:
+                    task.cancel()
+            results = await asyncio.gather(*self._workers, return_exceptions=True)
+            crashed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+            if self._stopping:
+                reason = "stopped"
+            elif crashed:  # a bug in the engine itself, never a row's failure
+                reason, message = "failed", describe_error(crashed[0])[1]
+        except asyncio.CancelledError:
+            self.stop()
+            reason = "stopped"
+            raise
+        except BatchgridError as exc:
+            reason, message = "failed", str(exc)
+        finally:
+            p.elapsed = time.perf_counter() - self._t0
+            p.finished_at = time.time()
+            p.running = 0
+            self._running = False
+            await self.resources.aclose()
+            self.publish(ev.RunFinished(reason, p, message))
+        return p
+
+    async def _worker(self, todo) -> None:
+        for index in todo:
+            if not self._unpaused.is_set():
+                await self._unpaused.wait()
+            if self._stopping:
+                return
+            await self._run_row(index)
+            now = time.perf_counter()
+            if now - self._last_yield > YIELD_EVERY:
+                self._last_yield = now
+                self.progress.elapsed = now - self._t0
+                await asyncio.sleep(0)
+
+    async def _run_row(self, index: int) -> None:
+        p = self.progress
+        p.running += 1
+        if self.listeners:
+            self.publish(ev.RowStarted(index))
+        row = self.rows.row(index)
+        ctx = RowContext(self, index)
+        trace: list[ev.StepTrace] = []
+        t0 = time.perf_counter()
+        status = ev.DONE
+        error = error_type = failed_step = ""
+        try:
+            await self._run_steps(self._plan, row, ctx, "", trace)
+        except StepFailed as failure:
+            status = ev.ERROR
+            error_type, error = describe_error(failure.error)
+            failed_step = failure.label
+        except asyncio.CancelledError:
+            status = ev.CANCELLED
+            error = "stopped before this row finished"
+            raise
+        finally:
+            p.running -= 1
+            outputs = {c: row[c] for c in self._output_columns if c in row}
+            result = ev.RowResult(index, status, outputs, error, error_type, failed_step, ctx.attempts,
+                                  time.perf_counter() - t0, ctx.tokens_in, ctx.tokens_out, ctx.cost,
+                                  ctx.cached, trace)
+            self.results[index] = result
+            if status == ev.DONE:
+                p.done += 1
+                event = ev.RowDone(index, result)
+            elif status == ev.ERROR:
+                p.failed += 1
+                event = ev.RowFailed(index, result)
+            else:
+                p.cancelled += 1
+                event = ev.RowCancelled(index, result)
+            self.publish(event)
+
+    async def _run_steps(self, plan, row: dict[str, Any], ctx: RowContext, prefix: str,
+                         trace: list[ev.StepTrace] | None) -> dict[str, Any]:
+        """Run steps in order on `row`, merging each step's outputs into it."""
+        if plan and isinstance(plan[0], Step):  # nested steps (a branch): plan them here
+            plan = [(s, type(s).is_async(), f"{prefix}{i + 1}. {s.label}") for i, s in enumerate(plan) if s.enabled]
+        produced: dict[str, Any] = {}
+        for step, is_async, label in plan:
+            t = time.perf_counter()
+            attempts_before = ctx.attempts
+            try:
+                if is_async:
+                    ctx.step = label
+                    ctx.details = None
+                    out = await step.run(row, ctx)
+                else:
+                    out = step.apply(row)
+            except StepFailed:
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the row fails here; the run carries on
+                if trace is not None:
+                    trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
+                                              describe_error(exc)[1], ctx.details if is_async else None))
+                    raw = getattr(exc, "raw", None)
+                    if raw is not None:
+                        trace[-1].details = {**(trace[-1].details or {}), "raw": raw}
+                raise StepFailed(label, exc) from exc
+            if out:
+                row.update(out)
+                produced.update(out)
+            if trace is not None:
+                trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
+                                          "", ctx.details if is_async else None))
+        return produced
+
+
+async def prepare_step(step: Step, resources: RunResources) -> None:
+    await step.prepare(resources)
+    for branch in step.children().values():
+        for child in branch:
+            if child.enabled:
+                await prepare_step(child, resources)
+
+
+def all_writes(step: Step) -> list[str]:
+    """Every column a step writes, its branches' included."""
+    names = list(step.writes())
+    for branch in step.children().values():
+        for child in branch:
+            if child.enabled:
+                names.extend(all_writes(child))
+    return list(dict.fromkeys(names))

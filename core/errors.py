@@ -1,0 +1,50 @@
+"""Errors that carry a message meant for the user, not a traceback."""
+
+from __future__ import annotations
+
+
+class BatchgridError(Exception):
+    """Base for every error Batchgrid reports to the user as one readable line."""
+
+
+class StepError(BatchgridError):
+    """A row failed in a step for a reason retrying cannot fix (bad input, 400, 401, bad output).
+
+    `raw` keeps whatever the step got back (a model's unparseable reply, say) so the
+    user can see it in the row instead of losing it.
+    """
+
+    def __init__(self, message: str, *, raw: str | None = None):
+        super().__init__(message)
+        self.raw = raw
+
+
+class RetryableError(BatchgridError):
+    """A transient failure (429, 5xx, timeout, connection reset): the engine may retry.
+
+    `retry_after` is the server's own hint in seconds, honoured over our backoff.
+    `rate_limited` marks a 429, which slows the whole provider, not just this row.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, rate_limited: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+class PipelineError(BatchgridError):
+    """The pipeline is invalid. `problems` lists every problem, each with where it is."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        first = self.problems[0] if self.problems else "the pipeline is invalid"
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(first + more)
+
+
+class UntrustedCodeError(BatchgridError):
+    """The pipeline runs Python code and the user has not said they trust it."""
+
+
+class InputError(BatchgridError):
+    """An input file could not be used (missing, unreadable, not a spreadsheet...)."""

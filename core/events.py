@@ -1,0 +1,123 @@
+"""What the engine tells the world while it runs. Front ends subscribe; nothing calls widgets.
+
+Listeners are plain callables run on the engine's event loop thread. They must be quick:
+the GUI coalesces events into table updates on a timer, the CLI redraws a progress bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# Row statuses, as the results table and the export show them.
+QUEUED = "queued"
+RUNNING = "running"
+RETRYING = "retrying"
+DONE = "done"
+ERROR = "error"
+CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class StepTrace:
+    """What one step did in one row, for the row inspector."""
+
+    step: str
+    seconds: float
+    attempts: int = 1
+    error: str = ""
+    details: dict[str, Any] | None = None  # model steps: the request sent and the raw reply
+
+
+@dataclass(slots=True)
+class RowResult:
+    index: int
+    status: str
+    outputs: dict[str, Any]
+    error: str = ""
+    error_type: str = ""
+    failed_step: str = ""
+    attempts: int = 1
+    latency: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    cached: int = 0  # calls answered from the response cache
+    trace: list[StepTrace] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+@dataclass(slots=True)
+class RunStarted:
+    total: int       # rows in the table
+    selected: int    # rows this run will try
+
+
+@dataclass(slots=True)
+class RowStarted:
+    index: int
+
+
+@dataclass(slots=True)
+class RowPartial:
+    """Streamed output: `text` is everything received so far for `column`."""
+
+    index: int
+    column: str
+    text: str
+
+
+@dataclass(slots=True)
+class RowRetrying:
+    index: int
+    step: str
+    attempt: int       # the attempt that will be made next
+    max_attempts: int
+    delay: float
+    reason: str
+
+    def describe(self) -> str:
+        return f"retrying ({self.attempt}/{self.max_attempts}) in {self.delay:.0f} s: {self.reason}"
+
+
+@dataclass(slots=True)
+class RowFinished:
+    """A row reached an end state; see `result.status` (done, error or cancelled)."""
+
+    index: int
+    result: RowResult
+
+
+class RowDone(RowFinished):
+    __slots__ = ()
+
+
+class RowFailed(RowFinished):
+    __slots__ = ()
+
+
+class RowCancelled(RowFinished):
+    __slots__ = ()
+
+
+@dataclass(slots=True)
+class RunPaused:
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class RunResumed:
+    pass
+
+
+@dataclass(slots=True)
+class RunFinished:
+    reason: str   # "finished", "stopped" or "failed" (the run itself, not a row, failed)
+    summary: Any  # engine.Progress
+    message: str = ""
+
+
+Listener = Callable[[object], None]

@@ -1,0 +1,92 @@
+"""Turning HTTP trouble into errors the engine can act on (retry or not) and users can read."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Mapping
+
+import httpx
+
+from .errors import RetryableError, StepError
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529}
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The server's wait hint: retry-after-ms, Retry-After (seconds or a date), x-ratelimit-reset-*."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    value = lower.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = lower.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    for key in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset"):
+        value = lower.get(key)
+        if value:
+            seconds = parse_duration(value)
+            if seconds is not None:
+                return seconds
+    return None
+
+
+def parse_duration(text: str) -> float | None:
+    """OpenAI's reset format: "1s", "6m0s", "250ms", "1h2m3.5s", or plain seconds."""
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        i += len(unit)
+        if not number:
+            return None
+        scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}.get(unit)
+        if scale is None:
+            return None
+        total += float(number) * scale
+        number = ""
+    return total if not number else None
+
+
+def status_error(response: httpx.Response, what: str) -> Exception:
+    """The error for a non-2xx response: retryable for 429/5xx, final for the rest."""
+    code = response.status_code
+    reason = response.reason_phrase or ""
+    snippet = response.text[:200].strip().replace("\n", " ") if response.content else ""
+    message = f"HTTP {code} {reason} from {what}".strip()
+    if snippet:
+        message += f": {snippet}"
+    if code in RETRYABLE_STATUS:
+        return RetryableError(message, retry_after=retry_after_seconds(response.headers), rate_limited=code == 429)
+    return StepError(message)
+
+
+def transport_error(exc: httpx.HTTPError, url: str) -> Exception:
+    """Timeouts and connection failures: worth another try, said in words."""
+    if isinstance(exc, httpx.TimeoutException):
+        return RetryableError(f"{url} did not answer in time")
+    if isinstance(exc, httpx.ConnectError):
+        return RetryableError(f"cannot connect to {url}: {exc or 'connection refused'}")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        return RetryableError(f"the connection to {url} broke: {exc or type(exc).__name__}")
+    if isinstance(exc, httpx.UnsupportedProtocol) or isinstance(exc, httpx.InvalidURL):
+        return StepError(f"not a usable URL: {url!r} ({exc})")
+    return RetryableError(f"request to {url} failed: {exc or type(exc).__name__}")

@@ -1,0 +1,85 @@
+"""A run's results as one table: input columns, output columns, run columns, in input order.
+
+The CLI, the window and every export read results through this one shape, so "what a
+results row is" is decided once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from . import events as ev
+from .engine import RowSource
+
+NOT_RUN = "not run"
+
+# Run columns, after the outputs: (header, how to read it off a RowResult).
+RUN_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("status", lambda r: r.status),
+    ("error", lambda r: r.error),
+    ("failed step", lambda r: r.failed_step),
+    ("attempts", lambda r: r.attempts),
+    ("latency (s)", lambda r: round(r.latency, 3)),
+    ("tokens", lambda r: r.tokens or None),
+    ("cost", lambda r: round(r.cost, 6) if r.cost else None),
+)
+RUN_COLUMN_NAMES = tuple(name for name, _ in RUN_COLUMNS)
+
+
+@dataclass
+class ResultSet:
+    rows: RowSource
+    output_columns: list[str]
+    results: Sequence[ev.RowResult | None]
+    run_info: dict[str, Any] = field(default_factory=dict)  # shown on the export's "Run" sheet
+
+    @property
+    def input_columns(self) -> list[str]:
+        return self.rows.columns
+
+    def header(self) -> list[str]:
+        taken = set(self.input_columns) | set(self.output_columns)
+        # A run column never hides an input column of the same name ("status" is common).
+        run = [name if name not in taken else f"run {name}" for name in RUN_COLUMN_NAMES]
+        return [*self.input_columns, *self.output_columns, *run]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def row_values(self, index: int) -> list[Any]:
+        row = self.rows.row(index)
+        values = [row[c] for c in self.input_columns]
+        result = self.results[index]
+        if result is None:
+            values += [None] * len(self.output_columns)
+            values += [NOT_RUN] + [None] * (len(RUN_COLUMNS) - 1)
+        else:
+            outputs = result.outputs
+            values += [outputs.get(c) for c in self.output_columns]
+            values += [read(result) for _, read in RUN_COLUMNS]
+        return values
+
+    def iter_rows(self) -> Iterator[list[Any]]:
+        for i in range(len(self.rows)):
+            yield self.row_values(i)
+
+    def status(self, index: int) -> str:
+        result = self.results[index]
+        return NOT_RUN if result is None else result.status
+
+    def error_indexes(self) -> list[int]:
+        return [i for i, r in enumerate(self.results) if r is not None and r.status == ev.ERROR]
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            key = NOT_RUN if r is None else r.status
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def to_frame(self):
+        """The whole table as a pandas DataFrame (for csv/parquet export and tests)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.iter_rows()), columns=self.header())

@@ -1,0 +1,213 @@
+"""What a step is: a small class that declares its parameters and turns a row into outputs.
+
+The declarations are the single source of truth: the pipeline file is validated from
+them, the GUI builds each step's form from them, and the README's step reference is
+generated from them. A new step is one class with `@register`; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from .. import template as tpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine import RowContext, RunResources
+
+
+# Parameter kinds. The GUI maps each to a widget; validation knows how to check each.
+TEXT = "text"            # one line of text
+MULTILINE = "multiline"  # several lines of text (a prompt, say)
+TEMPLATE = "template"    # text with {column} placeholders
+SOURCE = "source"        # a column name, or a template if it contains {...}
+COLUMN = "column"        # one existing column
+COLUMNS = "columns"      # several existing columns
+OUTPUT = "output"        # the name of a new column this step writes
+INT = "int"
+FLOAT = "float"
+BOOL = "bool"
+CHOICE = "choice"        # one of `choices`
+STRINGS = "strings"      # a list of strings
+MAPPING = "mapping"      # str -> str (headers, output column -> JSON path...)
+FILE = "file"            # a path, relative to the pipeline file
+CODE = "code"            # Python source
+BRANCHES = "branches"    # name -> list of steps (the parallel step)
+JSON = "json"            # any JSON value (field lists, label lists...)
+PROVIDER = "provider"    # the name of a provider profile
+
+PARAM_KINDS = (TEXT, MULTILINE, TEMPLATE, SOURCE, COLUMN, COLUMNS, OUTPUT, INT, FLOAT, BOOL,
+               CHOICE, STRINGS, MAPPING, FILE, CODE, BRANCHES, JSON, PROVIDER)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    default: Any = None
+    help: str = ""
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    label: str = ""
+
+    def __post_init__(self):
+        if self.kind not in PARAM_KINDS:
+            raise ValueError(f"unknown parameter kind {self.kind!r}")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def default_value(self) -> Any:
+        # Fresh copies, so two steps never share one default list or dict.
+        if isinstance(self.default, (list, dict)):
+            import copy
+
+            return copy.deepcopy(self.default)
+        return self.default
+
+
+class Step:
+    """One step of a pipeline. Subclasses declare the class attributes and `apply` or `run`."""
+
+    type: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    group: ClassVar[str] = "Text"        # palette group: Text, Data, Models, Web, Control, Code
+    description: ClassVar[str] = ""      # one line, shown in the palette
+    icon: ClassVar[str] = ""             # a resource name; the GUI falls back to a group icon
+    params: ClassVar[tuple[Param, ...]] = ()
+    # Each call this step makes goes outside the process (HTTP, a model): it takes one of
+    # the run's concurrency slots per call. Cheap in-process steps take none.
+    external: ClassVar[bool] = False
+    # `apply` may block or burn CPU: the engine runs it in a worker thread.
+    blocking: ClassVar[bool] = False
+    # The step runs code from the pipeline file: it needs the user's trust.
+    runs_code: ClassVar[bool] = False
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, name: str = "", enabled: bool = True):
+        self.config: dict[str, Any] = {p.name: p.default_value() for p in self.params}
+        if config:
+            self.config.update(config)
+        self.name = name
+        self.enabled = enabled
+
+    # ---- description -------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.name or self.title
+
+    @classmethod
+    def param(cls, name: str) -> Param:
+        for p in cls.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def reads(self) -> list[str]:
+        """Columns this step reads: every column, columns, template and source parameter."""
+        names: list[str] = []
+        for p in self.params:
+            value = self.config.get(p.name)
+            if value in (None, ""):
+                continue
+            if p.kind == COLUMN:
+                names.append(value)
+            elif p.kind == COLUMNS:
+                names.extend(value)
+            elif p.kind == TEMPLATE or (p.kind == SOURCE and is_template(value)):
+                try:
+                    names.extend(tpl.placeholders(value))
+                except tpl.TemplateSyntaxError:
+                    pass
+            elif p.kind == SOURCE:
+                names.append(value)
+        return list(dict.fromkeys(names))
+
+    def writes(self) -> list[str]:
+        """Output columns, in order. Steps whose outputs depend on their settings override it."""
+        names = []
+        for p in self.params:
+            if p.kind == OUTPUT:
+                value = self.config.get(p.name) or self.default_output(p.name)
+                if value:
+                    names.append(value)
+        return names
+
+    def default_output(self, param_name: str) -> str:
+        """The output name used when the user leaves it blank."""
+        return ""
+
+    def check(self) -> list[tuple[str, str]]:
+        """Step-specific problems as (parameter name, message), beyond the generic checks."""
+        return []
+
+    def children(self) -> dict[str, list["Step"]]:
+        """Nested steps by branch name (only the parallel step has any)."""
+        return {}
+
+    # ---- running -----------------------------------------------------------------
+    async def prepare(self, resources: "RunResources") -> None:
+        """Once per run, before any row: load files, compile patterns, open clients."""
+
+    def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn a row into this step's outputs. Cheap steps implement only this."""
+        raise NotImplementedError
+
+    async def run(self, row: Mapping[str, Any], ctx: "RowContext") -> dict[str, Any]:
+        """Async steps (HTTP, models, parallel) override this; it gets the row's context."""
+        if self.blocking:
+            return await asyncio.to_thread(self.apply, row)
+        return self.apply(row)
+
+    @classmethod
+    def is_async(cls) -> bool:
+        return cls.run is not Step.run or cls.blocking
+
+    # ---- helpers for subclasses --------------------------------------------------
+    def source_text(self, row: Mapping[str, Any], param_name: str = "source") -> str:
+        return tpl.as_text(self.source_value(row, param_name))
+
+    def source_value(self, row: Mapping[str, Any], param_name: str = "source") -> Any:
+        value = self.config[param_name]
+        if is_template(value):
+            return tpl.render(value, row)
+        return row.get(value)
+
+    def output_name(self, param_name: str = "output") -> str:
+        return self.config.get(param_name) or self.default_output(param_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The step as it is saved in a pipeline file: type, name, enabled, non-default params."""
+        out: dict[str, Any] = {"type": self.type}
+        if self.name:
+            out["name"] = self.name
+        if not self.enabled:
+            out["enabled"] = False
+        for p in self.params:
+            value = self.config.get(p.name)
+            if p.kind == BRANCHES:
+                value = {b: [s.to_dict() for s in steps] for b, steps in self.children().items()}
+                out[p.name] = value
+            elif value != p.default:
+                out[p.name] = value
+        return out
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{" in value
+
+
+REGISTRY: dict[str, type[Step]] = {}
+GROUPS = ("Text", "Data", "Models", "Web", "Control", "Code")
+
+
+def register(cls: type[Step]) -> type[Step]:
+    if not cls.type or cls.type in REGISTRY:
+        raise ValueError(f"step type {cls.type!r} is empty or registered twice")
+    if cls.group not in GROUPS:
+        raise ValueError(f"step {cls.type!r}: unknown group {cls.group!r}")
+    REGISTRY[cls.type] = cls
+    return cls

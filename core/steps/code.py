@@ -1,0 +1,1 @@
+"""Code steps: Python expressions from the pipeline file (run only when trusted)."""

@@ -1,0 +1,1 @@
+"""Data steps: numbers, JSON, splitting, lookups."""

@@ -1,0 +1,1 @@
+"""Model steps: LLM, structured output, classify, embed, similar."""

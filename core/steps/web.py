@@ -1,0 +1,150 @@
+"""Web steps: HTTP requests whose URL, headers and body come from the row."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Mapping
+
+import httpx
+
+from .. import template as tpl
+from ..errors import StepError
+from ..httputil import status_error, transport_error
+from ..jsonpath import compile_path, extract
+from .base import BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(text: str) -> str:
+    """`${NAME}` becomes the environment variable NAME: secrets stay out of pipeline files."""
+
+    def value(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise StepError(f"environment variable {name} is not set (the pipeline reads it as ${{{name}}})")
+        return os.environ[name]
+
+    return _ENV.sub(value, text)
+
+
+@register
+class HttpRequest(Step):
+    type = "http"
+    title = "HTTP request"
+    group = "Web"
+    description = "Call a web API for each row; pick values out of its JSON reply."
+    external = True
+    params = (
+        Param("method", CHOICE, "GET", "HTTP method.", choices=("GET", "POST", "PUT", "PATCH", "DELETE")),
+        Param("url", TEMPLATE, "", "URL template, e.g. https://api.example.com/items/{id}", required=True, label="URL"),
+        Param("headers", MAPPING, {}, "Header name to value template; write ${ENV_VAR} for secrets."),
+        Param("body", MULTILINE, "", "Body template (POST/PUT/PATCH), e.g. {\"q\": \"{query}\"}."),
+        Param("body_format", CHOICE, "json", "json: the body must be valid JSON after filling in; "
+              "form: name=value pairs; text: sent as is.", choices=("json", "form", "text")),
+        Param("extract", MAPPING, {}, "New column to JSON path in the reply, e.g. price: $.data.price."),
+        Param("output", OUTPUT, "", "Column for the whole reply body (leave blank when extracting).",
+              label="Write reply to"),
+        Param("timeout", FLOAT, 30.0, "Seconds to wait for a reply before retrying.", minimum=0.1, maximum=600),
+        Param("fail_on_error_status", BOOL, True, "A 4xx reply fails the row (5xx and 429 are retried)."),
+    )
+
+    def writes(self) -> list[str]:
+        names = list(self.config["extract"])
+        if self.config["output"] or not names:
+            names.insert(0, self.output_name())
+        return names
+
+    def default_output(self, param_name: str) -> str:
+        return "response"
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = []
+        for column, path in self.config["extract"].items():
+            try:
+                compile_path(path)
+            except ValueError as exc:
+                problems.append((f"extract.{column}", str(exc)))
+        for name, value in self.config["headers"].items():
+            try:
+                tpl.parse(value)
+            except tpl.TemplateSyntaxError as exc:
+                problems.append((f"headers.{name}", str(exc)))
+        return problems
+
+    def reads(self) -> list[str]:
+        names = super().reads()
+        for text in [self.config["body"], *self.config["headers"].values()]:
+            try:
+                names += tpl.placeholders(_ENV.sub("", text))
+            except tpl.TemplateSyntaxError:
+                pass
+        return list(dict.fromkeys(names))
+
+    def _request(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        url = expand_env(tpl.render(self.config["url"], row))
+        headers = {k: expand_env(tpl.render(v, row)) for k, v in self.config["headers"].items()}
+        request: dict[str, Any] = {"method": self.config["method"], "url": url, "headers": headers,
+                                   "timeout": self.config["timeout"]}
+        body = self.config["body"]
+        if body and self.config["method"] != "GET":
+            fmt = self.config["body_format"]
+            if fmt == "json":
+                text = tpl.render(body, _json_escaped(row))
+                try:
+                    request["json"] = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise StepError(f"the request body is not valid JSON after filling in ({exc.msg}): {text[:120]}")
+            elif fmt == "form":
+                pairs = (line.split("=", 1) for line in tpl.render(body, row).splitlines() if "=" in line)
+                request["data"] = {k.strip(): v.strip() for k, v in pairs}
+            else:
+                request["content"] = tpl.render(body, row).encode()
+        return request
+
+    async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
+        request = self._request(row)
+        client = ctx.resources.http_client()
+        what = f"{request['method']} {request['url']}"
+
+        async def send() -> httpx.Response:
+            try:
+                response = await client.request(**request)
+            except httpx.InvalidURL as exc:
+                raise StepError(f"not a usable URL: {request['url']!r} ({exc})") from None
+            except httpx.HTTPError as exc:
+                raise transport_error(exc, request["url"]) from None
+            if response.status_code >= 400:
+                error = status_error(response, what)
+                if isinstance(error, StepError) and not self.config["fail_on_error_status"]:
+                    return response
+                raise error
+            return response
+
+        response = await ctx.call(send)
+        ctx.note(request=what, status=response.status_code)
+        return self._outputs(response)
+
+    def _outputs(self, response: httpx.Response) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        extract_map = self.config["extract"]
+        if self.config["output"] or not extract_map:
+            out[self.output_name()] = response.text
+        if extract_map:
+            try:
+                data = response.json()
+            except ValueError:
+                raise StepError(f"the reply is not JSON, so nothing can be extracted: {response.text[:120]}",
+                                raw=response.text) from None
+            for column, path in extract_map.items():
+                out[column] = extract(data, path)
+        return out
+
+
+class _json_escaped(dict):
+    """Row values escaped for use inside a JSON string literal in the body template."""
+
+    def __init__(self, row: Mapping[str, Any]):
+        super().__init__((k, json.dumps(tpl.as_text(v), ensure_ascii=False)[1:-1]) for k, v in row.items())

@@ -91,9 +91,13 @@ class RowSource:
 class RunResources:
     """What steps share during one run: clients, caches, where relative paths start."""
 
-    base_dir: Path = field(default_factory=Path.cwd)
-    trusted: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)  # providers, response cache... (set by core)
+    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in steps start here
+    trusted: bool = False                             # the user trusts this pipeline's code steps
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the pipeline's provider profiles
+    settings: dict[str, Any] = field(default_factory=dict)              # the pipeline's run settings
+    data_dir: Path | None = None                      # where the journal and response cache live
+    use_cache: bool = True                            # answer repeated paid requests from the cache
+    extras: dict[str, Any] = field(default_factory=dict)  # shared per-run objects (clients, caches); closed at the end
     _http: Any = None
 
     def http_client(self):

@@ -1,0 +1,181 @@
+"""`batchgrid run PIPELINE INPUT`: the same engine as the window, headless, with a progress bar.
+
+Exit codes:
+  0  every row finished without error
+  1  the run finished but some rows failed (their errors are in the output)
+  2  nothing ran: bad arguments, a missing or unreadable file, an invalid pipeline,
+     an unknown column, or a code step that was not trusted
+  130 stopped with Ctrl-C (finished rows are kept in the journal and the output)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from . import events as ev
+from .errors import BatchgridError, PipelineError
+from .journal import Journal
+from .job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED, Job
+from .pipeline import Pipeline
+
+EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CliError(Exception):
+    """A one-line message for stderr and exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batchgrid", description="Run a Batchgrid pipeline over a spreadsheet.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a pipeline over every row of a sheet",
+                         description="Run PIPELINE over every row of INPUT and write the results.")
+    run.add_argument("pipeline", metavar="PIPELINE", help="pipeline file (.json)")
+    run.add_argument("input", metavar="INPUT", help="input sheet: xlsx, xlsm, xlsb, xls, ods, csv, tsv, parquet")
+    run.add_argument("-o", "--output", help="results file: .xlsx (formatted report), .csv or .parquet "
+                     "(default: INPUT-results.xlsx beside the input)")
+    run.add_argument("--sheet", help="sheet name in a workbook (default: the first non-empty sheet)")
+    run.add_argument("--max-concurrency", type=int, metavar="N",
+                     help="rows in flight and external calls at once (default: the pipeline's setting)")
+    run.add_argument("--limit", type=int, metavar="N", help="run only the first N rows")
+    run.add_argument("--resume", action="store_true", help="keep rows finished by the last run; run the rest")
+    run.add_argument("--retry-failed", action="store_true", help="rerun only the rows that failed last time")
+    run.add_argument("--trust", action="store_true", help="allow the pipeline's Python code steps to run")
+    run.add_argument("--journal", metavar="PATH", help="journal database (default: in the user data folder)")
+    run.add_argument("--no-cache", action="store_true", help="do not answer model calls from the response cache")
+    run.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+
+    check = sub.add_parser("check", help="validate a pipeline (and its columns against a sheet)")
+    check.add_argument("pipeline", metavar="PIPELINE")
+    check.add_argument("input", metavar="INPUT", nargs="?")
+    check.add_argument("--sheet")
+
+    sub.add_parser("steps", help="list every step type and its parameters (Markdown)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return run_command(args)
+        if args.command == "check":
+            return check_command(args)
+        from .reference import steps_markdown
+
+        print(steps_markdown())
+        return EXIT_OK
+    except (CliError, BatchgridError) as exc:
+        print(f"batchgrid: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, PipelineError) and len(exc.problems) > 1:
+        # Every problem is worth seeing; each is its own line, each stands alone.
+        return "the pipeline has problems:\n  " + "\n  ".join(exc.problems)
+    return " ".join(str(exc).split())
+
+
+def load_inputs(pipeline_path: str, input_path: str | None, sheet: str | None, limit: int | None = None):
+    from .engine import RowSource
+    from .table import read_table
+
+    pipeline = Pipeline.load(pipeline_path)
+    if input_path is None:
+        return pipeline, None
+    path = Path(input_path)
+    if not path.exists():
+        raise CliError(f"{input_path}: no such file")
+    if path.is_dir():
+        raise CliError(f"{input_path}: is a folder, not a spreadsheet")
+    frame = read_table(path, sheet=sheet, limit=limit)
+    return pipeline, RowSource.from_frame(frame)
+
+
+def check_command(args) -> int:
+    pipeline, rows = load_inputs(args.pipeline, args.input, args.sheet)
+    if rows is not None:
+        pipeline.validate(rows.columns)
+    print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps"
+          + (f", {len(rows)} rows" if rows is not None else "") + ")")
+    return EXIT_OK
+
+
+def run_command(args) -> int:
+    if args.max_concurrency is not None and args.max_concurrency < 1:
+        raise CliError("--max-concurrency must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    pipeline, rows = load_inputs(args.pipeline, args.input, args.sheet, args.limit)
+    output = Path(args.output) if args.output else default_output(Path(args.input))
+    if output.suffix.lower() not in (".xlsx", ".csv", ".parquet"):
+        raise CliError(f"{output}: the output must end in .xlsx, .csv or .parquet")
+    if not output.parent.exists():
+        raise CliError(f"{output.parent}: no such folder for the output")
+    journal = Journal(args.journal) if args.journal else Journal()
+    try:
+        job = Job(pipeline, rows, input_path=args.input, sheet=args.sheet, journal=journal,
+                  trusted=args.trust, use_cache=not args.no_cache)
+        modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
+                 (True, True): RESUME_AND_RETRY}
+        engine = job.start(modes[args.resume, args.retry_failed], max_concurrency=args.max_concurrency)
+        progress = engine.progress
+        interrupted = asyncio.run(_run(engine, quiet=args.quiet))
+        from .table import export_results
+
+        export_results(job.result_set(), output)
+    finally:
+        journal.close()
+    done = sum(1 for r in job.results if r is not None and r.status == ev.DONE)
+    failed = sum(1 for r in job.results if r is not None and r.status == ev.ERROR)
+    not_run = len(job.results) - done - failed
+    line = (f"{done} done, {failed} failed" + (f", {not_run} not run" if not_run else "")
+            + f" of {len(job.results)} rows in {progress.elapsed:.1f} s")
+    if progress.tokens_in or progress.tokens_out:
+        line += f"; {progress.tokens_in + progress.tokens_out:,} tokens, ${progress.cost:.4f}"
+    print(f"{line} -> {output}", file=sys.stderr)
+    if interrupted:
+        print("stopped: finished rows are kept; run again with --resume to finish the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_ROW_ERRORS if failed or not_run else EXIT_OK
+
+
+def default_output(input_path: Path) -> Path:
+    return input_path.with_name(f"{input_path.stem}-results.xlsx")
+
+
+async def _run(engine, *, quiet: bool) -> bool:
+    """Run with a live progress bar; Ctrl-C stops at once. True if interrupted."""
+    loop = asyncio.get_running_loop()
+    interrupted = False
+
+    def on_interrupt():
+        nonlocal interrupted
+        interrupted = True
+        engine.stop()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+    except (NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt still ends the run
+        pass
+    if quiet or not sys.stderr.isatty():
+        await engine.run()
+        return interrupted
+    from .progress import ProgressBar
+
+    with ProgressBar(engine) as bar:
+        engine.subscribe(bar.on_event)
+        await engine.run()
+    return interrupted
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""A job: one pipeline over one input table, across runs (first run, resume, retry failed).
+
+Both front ends drive runs through this: the CLI and the window only choose what to run
+and show what happens. It checks the pipeline and trust before any row runs, wires the
+journal, and keeps the latest result of every row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import events as ev
+from .engine import Engine, RetryPolicy, RowSource, RunResources
+from .errors import PipelineError, UntrustedCodeError
+from .journal import Journal, row_hash
+from .pipeline import Pipeline
+from .results import ResultSet
+
+# What a run tries: every row afresh; the rows the last run did not finish; the rows that
+# failed; or both of the last two.
+ALL, RESUME, RETRY_FAILED, RESUME_AND_RETRY = "all", "resume", "retry_failed", "resume_and_retry_failed"
+MODES = (ALL, RESUME, RETRY_FAILED, RESUME_AND_RETRY)
+
+UNTRUSTED_MESSAGE = ("this pipeline runs Python code from its file; run it only if you trust where it came from "
+                     "(CLI: add --trust; window: answer Yes when asked)")
+
+
+@dataclass
+class ResumeInfo:
+    """A previous run of the same pipeline over the same input, found in the journal."""
+
+    run_id: str
+    done: int
+    failed: int
+    total: int
+    started_at: float
+    status: str
+
+    @property
+    def unfinished(self) -> int:
+        return self.total - self.done - self.failed
+
+
+class Job:
+    def __init__(self, pipeline: Pipeline, rows: RowSource, *, input_path: str | Path | None = None,
+                 sheet: str | None = None, journal: Journal | None = None, trusted: bool = False,
+                 data_dir: Path | None = None, use_cache: bool = True):
+        self.pipeline = pipeline
+        self.rows = rows
+        self.input_path = Path(input_path).resolve() if input_path else None
+        self.sheet = sheet
+        self.journal = journal
+        self.trusted = trusted
+        self.data_dir = data_dir or (journal.path.parent if journal else None)
+        self.use_cache = use_cache
+        self.results: list[ev.RowResult | None] = [None] * len(rows)
+        self.run_id: str | None = None
+        self.engine: Engine | None = None
+        self.started_at: float | None = None
+
+    # ---- before a run --------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """What stops this pipeline from running over this table (located, one line each)."""
+        return self.pipeline.problems(self.rows.columns)
+
+    def key(self) -> str:
+        """Same pipeline (what decides outputs) over the same input file and sheet."""
+        where = f"{self.input_path or ''}|{self.sheet or ''}"
+        return hashlib.sha256(f"{self.pipeline.fingerprint()}|{where}".encode()).hexdigest()[:16]
+
+    def resume_info(self) -> ResumeInfo | None:
+        if self.journal is None:
+            return None
+        record = self.journal.latest_run(self.key())
+        if record is None or (record.done + record.failed) == 0:
+            return None
+        return ResumeInfo(record.run_id, record.done, record.failed, record.total, record.started, record.status)
+
+    # ---- running -------------------------------------------------------------------
+    def start(self, mode: str = ALL, *, rows: Iterable[int] | None = None,
+              max_concurrency: int | None = None) -> Engine:
+        """A ready engine (subscribe, then `await engine.run()`). Raises before any row runs
+        if the pipeline is invalid for this table or runs code the user has not trusted."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        if self.engine is not None and self.engine.running:
+            raise RuntimeError("a run is already in progress")
+        problems = self.problems()
+        if problems:
+            raise PipelineError(problems)
+        if self.pipeline.runs_code and not self.trusted:
+            raise UntrustedCodeError(UNTRUSTED_MESSAGE)
+        wanted = set(range(len(self.rows))) if rows is None else {i for i in rows if 0 <= i < len(self.rows)}
+
+        if mode == ALL:
+            if rows is None or self.run_id is None:
+                self._new_run()
+            for i in wanted:
+                self.results[i] = None
+            selection = wanted
+        else:
+            if mode != RETRY_FAILED or self.run_id is None:
+                self._load_latest_run()
+            rerun = {ev.CANCELLED}
+            if mode in (RETRY_FAILED, RESUME_AND_RETRY):
+                rerun.add(ev.ERROR)
+            keep_unfinished = mode != RETRY_FAILED
+            selection = {i for i in wanted if (self.results[i] is None and keep_unfinished)
+                         or (self.results[i] is not None and self.results[i].status in rerun)}
+
+        settings = self.pipeline.settings
+        resources = RunResources(
+            base_dir=self.pipeline.path.parent if self.pipeline.path else Path.cwd(),
+            trusted=self.trusted, providers=self.pipeline.providers, settings=settings,
+            data_dir=self.data_dir, use_cache=self.use_cache and settings.get("use_cache", True),
+        )
+        policy = RetryPolicy(settings["max_attempts"], settings["retry_base_delay"], settings["retry_max_delay"])
+        previous = {i: r for i, r in enumerate(self.results) if r is not None and i not in selection}
+        engine = Engine(self.pipeline.steps, self.rows,
+                        max_concurrency=max_concurrency or settings["max_concurrency"],
+                        retry_policy=policy, resources=resources, only=selection, previous=previous)
+        self.results = engine.results  # the engine fills the job's results as rows finish
+        if self.journal is not None and self.run_id is not None:
+            engine.subscribe(self.journal.recorder(self.run_id, self.input_hash))
+        self.engine = engine
+        self.started_at = time.time()
+        return engine
+
+    def input_hash(self, index: int) -> str:
+        return row_hash(self.rows.row(index))
+
+    def _new_run(self) -> None:
+        self.results = [None] * len(self.rows)
+        if self.journal is not None:
+            self.run_id = self.journal.new_run(self.key(), self.pipeline.fingerprint(),
+                                               str(self.input_path) if self.input_path else None,
+                                               self.sheet, len(self.rows))
+
+    def _load_latest_run(self) -> None:
+        """Take the journal's finished rows whose input has not changed since."""
+        if self.journal is None:
+            return
+        record = self.journal.latest_run(self.key())
+        if record is None:
+            self._new_run()
+            return
+        self.run_id = record.run_id
+        for index, (stored_hash, result) in self.journal.load_rows(record.run_id).items():
+            if index < len(self.rows) and stored_hash == self.input_hash(index):
+                self.results[index] = result
+
+    # ---- after a run ---------------------------------------------------------------
+    def result_set(self) -> ResultSet:
+        return ResultSet(self.rows, self.pipeline.output_columns(), self.results, self.run_info())
+
+    def run_info(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            key = "not run" if r is None else r.status
+            counts[key] = counts.get(key, 0) + 1
+        p = self.engine.progress if self.engine else None
+        info: dict[str, Any] = {
+            "pipeline": self.pipeline.name or (self.pipeline.path.name if self.pipeline.path else "(unsaved)"),
+            "pipeline file": str(self.pipeline.path or ""),
+            "input file": str(self.input_path or ""),
+            "sheet": self.sheet or "",
+            "rows": len(self.rows),
+            "max concurrency": self.engine.max_concurrency if self.engine else self.pipeline.settings["max_concurrency"],
+        }
+        info.update({f"rows {k}": v for k, v in sorted(counts.items())})
+        if p is not None:
+            info.update({
+                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.started_at)) if p.started_at else "",
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.finished_at)) if p.finished_at else "",
+                "elapsed (s)": round(p.elapsed, 3),
+                "tokens in": sum(r.tokens_in for r in self.results if r),
+                "tokens out": sum(r.tokens_out for r in self.results if r),
+                "cost": round(sum(r.cost for r in self.results if r), 6),
+                "retries": p.retries,
+            })
+        info["steps"] = self.pipeline.to_json()
+        return info

@@ -1,0 +1,48 @@
+"""The CLI's live progress bar (rich): done, failed, in flight, rows/s, ETA, tokens and cost."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import events as ev
+
+
+class ProgressBar:
+    def __init__(self, engine, console: Console | None = None):
+        self.engine = engine
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console or Console(stderr=True),
+            refresh_per_second=8,
+            transient=False,
+        )
+        self._task = None
+
+    def __enter__(self) -> "ProgressBar":
+        self._progress.start()
+        p = self.engine.progress
+        self._task = self._progress.add_task("running", total=p.selected, detail="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._refresh()
+        self._progress.stop()
+
+    def on_event(self, event: object) -> None:
+        if isinstance(event, (ev.RowFinished, ev.RunPaused, ev.RunResumed, ev.RunFinished)):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        p = self.engine.progress
+        eta = p.eta
+        detail = (f"[green]{p.done} done[/] [red]{p.failed} failed[/] {p.running} in flight "
+                  f"{p.rows_per_second:,.0f} rows/s" + (f" ETA {eta:,.0f} s" if eta is not None else ""))
+        if p.tokens_in or p.tokens_out:
+            detail += f" {p.tokens_in + p.tokens_out:,} tokens ${p.cost:.4f}"
+        state = "paused" if self.engine.paused else "running"
+        self._progress.update(self._task, completed=p.finished, detail=detail, description=state)

@@ -1,0 +1,670 @@
+"""An OpenAI-compatible HTTP server for tests: real sockets on 127.0.0.1, configurable, counted.
+
+Start and stop
+--------------
+    server = FakeOpenAI().start()    # a background thread with its own event loop, random port
+    server.url        # "http://127.0.0.1:PORT"      (plain HTTP tests: /slow, /echo)
+    server.base_url   # "http://127.0.0.1:PORT/v1"   (the openai SDK's base_url)
+    server.configure(latency=0.05, rate_429=0.2)
+    ...
+    server.stop()
+
+or `with FakeOpenAI() as server: ...`. The `fake_openai` fixture in tests/conftest.py gives
+each test a fresh, started server. `python tests/fake_openai.py --port 8765` runs one in
+the foreground (for benchmarks in another process); it is then configured and read
+through the control endpoints below.
+
+Configuration: `server.configure(**options)` (unknown names raise); `server.reset()`
+restores the defaults and zeroes the counts.
+
+    latency            seconds every request waits before its answer (default 0)
+    latency_by_prompt  {substring: seconds}: a prompt containing the substring waits this long instead
+                       (a slow row)
+    rate_429           fraction of requests answered 429 at once (default 0)
+    retry_after        Retry-After header on those 429s, in seconds (default 0.05; None sends none)
+    retry_after_ms     when set, a retry-after-ms header is sent too
+    rate_500           fraction of requests answered 500 at once (default 0)
+    script             {prompt substring: [status, ...]}: the first requests whose prompt contains
+                       the substring get these statuses in order (429 with Retry-After), then
+                       normal answers. Deterministic retries.
+    api_key            when set, /v1/* answers 401 unless "Authorization: Bearer <api_key>"
+                       (or "api-key: <api_key>", as Azure sends it)
+    models             model names that exist; None (default) accepts any model. Others get 404
+                       with code "model_not_found".
+    reply              callable(prompt, request_json) -> str, replacing the default answer
+    stream_delay       seconds between streamed chunks (default 0)
+    embedding_dim      length of embedding vectors (default 64)
+    seed               seed of the random faults (default 0)
+
+Endpoints
+---------
+    POST /v1/chat/completions   "prompt" = the last user message's text. Answer:
+                                - `reply(prompt, request)` when configured;
+                                - with response_format json_schema: an object with every property
+                                  of the schema: strings = the prompt, numbers/integers = its word
+                                  count, booleans = word count is even, arrays = its words,
+                                  enums = the first choice;
+                                - with response_format json_object: {"echo": prompt};
+                                - otherwise "echo: <prompt>".
+                                "stream": true answers as SSE: one chunk per word, then a usage
+                                chunk when stream_options.include_usage, then [DONE].
+                                usage: prompt_tokens = words in all messages, completion_tokens
+                                = words in the answer.
+    POST /v1/embeddings         input: a string or a list of strings. Vectors are a hashed bag of
+                                words, L2-normalised: texts sharing words are similar.
+    GET  /v1/models             the configured models (or a few defaults).
+    GET  /slow?ms=N             waits N ms (plus `latency`), answers {"slept_ms": N}.
+    ANY  /echo                  answers JSON {method, path, query, headers, body, json}; `?status=N`
+                                sets the answer's status, `?ms=N` waits first.
+    GET  /_stats  POST /_config  POST /_reset   control endpoints (not counted).
+
+Every counted request can be hit by rate_429 / rate_500 / script (not /v1/models).
+
+Counts (`server.stats`, read from any thread; `server.stats.snapshot()` gives a plain dict):
+    requests          requests received (all counted endpoints)
+    by_path           Counter of paths
+    statuses          Counter of status codes sent
+    in_flight         requests received and not yet answered (or abandoned)
+    peak_in_flight    the most at once
+    per_prompt        Counter: chat requests per prompt
+    faults_by_prompt  Counter: 429/500 answers per prompt
+    embedding_batches list of input counts, one per embeddings request
+    embedded          Counter: embeddings requests per text
+    disconnects       requests the client closed before the answer was complete (noticed at once:
+                      the connection's close wakes the request, no polling)
+    log               list of (time.monotonic(), path, prompt, status) per finished request
+    authorizations    set of Authorization / api-key header values seen
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULTS: dict[str, Any] = {
+    "latency": 0.0,
+    "latency_by_prompt": {},
+    "rate_429": 0.0,
+    "retry_after": 0.05,
+    "retry_after_ms": None,
+    "rate_500": 0.0,
+    "script": {},
+    "api_key": None,
+    "models": None,
+    "reply": None,
+    "stream_delay": 0.0,
+    "embedding_dim": 64,
+    "seed": 0,
+}
+DEFAULT_MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 411: "Length Required",
+           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_WORD = re.compile(r"\S+\s*")
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    disconnects: int = 0
+    by_path: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    per_prompt: Counter = field(default_factory=Counter)
+    faults_by_prompt: Counter = field(default_factory=Counter)
+    embedding_batches: list = field(default_factory=list)
+    embedded: Counter = field(default_factory=Counter)
+    log: list = field(default_factory=list)
+    authorizations: set = field(default_factory=set)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight,
+            "disconnects": self.disconnects, "by_path": dict(self.by_path),
+            "statuses": {str(k): v for k, v in self.statuses.items()}, "per_prompt": dict(self.per_prompt),
+            "faults_by_prompt": dict(self.faults_by_prompt), "embedding_batches": list(self.embedding_batches),
+            "embedded": dict(self.embedded), "log": [list(e) for e in self.log],
+        }
+
+
+class _Disconnected(Exception):
+    """The client closed the connection."""
+
+
+class _Request:
+    __slots__ = ("method", "path", "query", "headers", "body")
+
+    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes):
+        parts = urlsplit(target)
+        self.method = method
+        self.path = parts.path
+        self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: HTTP/1.1 keep-alive, requests served one after another."""
+
+    def __init__(self, server: "FakeOpenAI"):
+        self.server = server
+        self.buffer = bytearray()
+        self.more = asyncio.Event()     # data arrived or the connection ended
+        self.closed = asyncio.Event()   # the client went away
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task | None = None
+
+    # ---- protocol callbacks -------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server._connections.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._serve())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.more.set()
+
+    def eof_received(self):
+        self.closed.set()
+        self.more.set()
+        return None  # close the transport
+
+    def connection_lost(self, exc) -> None:
+        self.closed.set()
+        self.more.set()
+        self.server._connections.discard(self)
+
+    # ---- reading ------------------------------------------------------------------
+    async def _read_until(self, marker: bytes) -> bytes:
+        while True:
+            at = self.buffer.find(marker)
+            if at >= 0:
+                chunk = bytes(self.buffer[:at])
+                del self.buffer[: at + len(marker)]
+                return chunk
+            if self.closed.is_set():
+                raise _Disconnected
+            if len(self.buffer) > 1 << 20:
+                raise ValueError("header too long")
+            self.more.clear()
+            await self.more.wait()
+
+    async def _read_exactly(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            if self.closed.is_set():
+                raise _Disconnected
+            self.more.clear()
+            await self.more.wait()
+        chunk = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return chunk
+
+    async def _read_request(self) -> _Request:
+        head = (await self._read_until(b"\r\n\r\n")).decode("latin-1")
+        lines = head.split("\r\n")
+        method, target, _version = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = bytearray()
+            while True:
+                size = int((await self._read_until(b"\r\n")).split(b";")[0], 16)
+                body += await self._read_exactly(size)
+                await self._read_until(b"\r\n")
+                if size == 0:
+                    break
+            return _Request(method, target, headers, bytes(body))
+        length = int(headers.get("content-length", "0") or 0)
+        return _Request(method, target, headers, await self._read_exactly(length) if length else b"")
+
+    # ---- writing ------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if self.closed.is_set() or self.transport is None or self.transport.is_closing():
+            raise _Disconnected
+        self.transport.write(data)
+
+    def send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}", "Content-Type: application/json",
+                f"Content-Length: {len(payload)}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self._write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+
+    def start_stream(self) -> None:
+        self._write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n")
+
+    def stream_event(self, data: str) -> None:
+        payload = f"data: {data}\n\n".encode()
+        self._write(b"%x\r\n%s\r\n" % (len(payload), payload))
+
+    def end_stream(self) -> None:
+        self._write(b"0\r\n\r\n")
+
+    async def pause(self, seconds: float) -> None:
+        """Wait, but raise _Disconnected the moment the client goes away."""
+        if seconds <= 0:
+            if self.closed.is_set():
+                raise _Disconnected
+            return
+        try:
+            await asyncio.wait_for(self.closed.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        raise _Disconnected
+
+    # ---- serving ------------------------------------------------------------------
+    async def _serve(self) -> None:
+        try:
+            while True:
+                try:
+                    request = await self._read_request()
+                except _Disconnected:
+                    return
+                except (ValueError, IndexError):
+                    with _suppress():
+                        self.send(400, {"error": {"message": "malformed request"}})
+                    return
+                await self.server._handle(self, request)
+                if request.headers.get("connection", "").lower() == "close":
+                    return
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and issubclass(exc[0], (_Disconnected, OSError))
+
+
+class FakeOpenAI:
+    """The server. See the module docstring."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port
+        self.stats = Stats()
+        self._options = dict(DEFAULTS)
+        self._random = random.Random(0)
+        self._script_used: Counter = Counter()
+        self._connections: set[_Connection] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self) -> "FakeOpenAI":
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(
+                    loop.create_server(lambda: _Connection(self), self.host, self.port, backlog=1024))
+                self.port = self._server.sockets[0].getsockname()[1]
+            except BaseException as exc:  # pragma: no cover - port in use
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="fake-openai", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is None or self._thread is None:
+            return
+
+        async def shutdown() -> None:
+            self._server.close()
+            for conn in list(self._connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            tasks = [c.task for c in list(self._connections) if c.task]
+            for t in tasks:
+                t.cancel()
+            await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(5)
+        self._loop = self._thread = None
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- configuration ------------------------------------------------------------
+    def configure(self, **options: Any) -> "FakeOpenAI":
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        merged = {**self._options, **options}
+        if "seed" in options:
+            self._random = random.Random(options["seed"])
+        if "script" in options:
+            self._script_used = Counter()
+        self._options = merged  # one assignment: the server thread sees old or new, never half
+        return self
+
+    def reset(self) -> "FakeOpenAI":
+        self._options = dict(DEFAULTS)
+        self._random = random.Random(0)
+        self._script_used = Counter()
+        self.stats = Stats()
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self._options)
+
+    async def wait_for(self, predicate: Callable[[Stats], bool], timeout: float = 5.0) -> bool:
+        """Poll (from a test's own loop) until `predicate(stats)` holds; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.stats):
+                return True
+            await asyncio.sleep(0.005)
+        return predicate(self.stats)
+
+    # ---- request handling (server thread) -----------------------------------------
+    async def _handle(self, conn: _Connection, request: _Request) -> None:
+        if request.path.startswith("/_"):
+            with _suppress():
+                self._control(conn, request)
+            return
+        stats, options = self.stats, self._options
+        stats.requests += 1
+        stats.by_path[request.path] += 1
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        prompt, status = "", 0
+        try:
+            prompt = _prompt_of(request)
+            status = await self._answer(conn, request, prompt, options)
+        except _Disconnected:
+            stats.disconnects += 1
+        finally:
+            stats.in_flight -= 1
+            if status:
+                stats.statuses[status] += 1
+            stats.log.append((time.monotonic(), request.path, prompt, status))
+
+    async def _answer(self, conn: _Connection, request: _Request, prompt: str, options: dict) -> int:
+        path = request.path
+        if path.startswith("/v1/"):
+            auth = request.headers.get("authorization") or request.headers.get("api-key")
+            if auth:
+                self.stats.authorizations.add(auth)
+            key = options["api_key"]
+            if key is not None and auth not in (f"Bearer {key}", key):
+                conn.send(401, _error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+                return 401
+        if path == "/v1/models":
+            await conn.pause(options["latency"])
+            names = options["models"] or DEFAULT_MODELS
+            conn.send(200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "test"} for n in names]})
+            return 200
+        fault = self._fault(prompt, options)
+        if fault:
+            return self._send_fault(conn, fault, prompt, options)
+        if path == "/v1/chat/completions":
+            return await self._chat(conn, request, prompt, options)
+        if path == "/v1/embeddings":
+            return await self._embeddings(conn, request, options)
+        if path == "/slow":
+            ms = float(request.query.get("ms", "0") or 0)
+            await conn.pause(options["latency"] + ms / 1000)
+            conn.send(200, {"slept_ms": ms})
+            return 200
+        if path == "/echo":
+            await conn.pause(options["latency"] + float(request.query.get("ms", "0") or 0) / 1000)
+            status = int(request.query.get("status", "200"))
+            try:
+                parsed = request.json()
+            except ValueError:
+                parsed = None
+            conn.send(status, {"method": request.method, "path": path, "query": request.query,
+                               "headers": request.headers, "body": request.body.decode("utf-8", "replace"),
+                               "json": parsed})
+            return status
+        conn.send(404, _error(f"no such endpoint: {path}", "invalid_request_error", "not_found"))
+        return 404
+
+    def _fault(self, prompt: str, options: dict) -> int:
+        for marker, statuses in options["script"].items():
+            if marker in prompt:
+                used = self._script_used[marker]
+                if used < len(statuses):
+                    self._script_used[marker] += 1
+                    return statuses[used]
+        roll = self._random.random()
+        if roll < options["rate_429"]:
+            return 429
+        if roll < options["rate_429"] + options["rate_500"]:
+            return 500
+        return 0
+
+    def _send_fault(self, conn: _Connection, status: int, prompt: str, options: dict) -> int:
+        self.stats.faults_by_prompt[prompt] += 1
+        if status == 429:
+            headers = {}
+            if options["retry_after"] is not None:
+                headers["Retry-After"] = f"{options['retry_after']:g}"
+            if options["retry_after_ms"] is not None:
+                headers["retry-after-ms"] = f"{options['retry_after_ms']:g}"
+            conn.send(429, _error("Rate limit reached. Please try again later.", "requests", "rate_limit_exceeded"),
+                      headers)
+        else:
+            conn.send(status, _error("The server had an error while processing your request.", "server_error", None))
+        return status
+
+    def _check_model(self, conn: _Connection, model: Any, options: dict) -> bool:
+        if options["models"] is not None and model not in options["models"]:
+            conn.send(404, _error(f"The model `{model}` does not exist or you do not have access to it.",
+                                  "invalid_request_error", "model_not_found"))
+            return False
+        return True
+
+    async def _chat(self, conn: _Connection, request: _Request, prompt: str, options: dict) -> int:
+        body = request.json()
+        self.stats.per_prompt[prompt] += 1
+        model = body.get("model")
+        if not self._check_model(conn, model, options):
+            return 404
+        await conn.pause(_latency_for(prompt, options))
+        answer = _chat_answer(prompt, body, options)
+        prompt_tokens = sum(_words(_text_of(m.get("content"))) for m in body.get("messages", []))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": _words(answer),
+                 "total_tokens": prompt_tokens + _words(answer)}
+        ident = "chatcmpl-" + hashlib.sha1(prompt.encode()).hexdigest()[:12]
+        created = int(time.time())
+        if not body.get("stream"):
+            conn.send(200, {"id": ident, "object": "chat.completion", "created": created, "model": model,
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": answer}}],
+                            "usage": usage})
+            return 200
+        conn.start_stream()
+
+        def chunk(delta: dict, finish: str | None = None) -> str:
+            return json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        conn.stream_event(chunk({"role": "assistant", "content": ""}))
+        for piece in _WORD.findall(answer) or [answer]:
+            await conn.pause(options["stream_delay"])
+            conn.stream_event(chunk({"content": piece}))
+        conn.stream_event(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            conn.stream_event(json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
+                                          "model": model, "choices": [], "usage": usage}))
+        conn.stream_event("[DONE]")
+        conn.end_stream()
+        return 200
+
+    async def _embeddings(self, conn: _Connection, request: _Request, options: dict) -> int:
+        body = request.json()
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        self.stats.embedding_batches.append(len(texts))
+        for t in texts:
+            self.stats.embedded[t] += 1
+        if not self._check_model(conn, body.get("model"), options):
+            return 404
+        await conn.pause(max((_latency_for(t, options) for t in texts), default=options["latency"]))
+        dim = options["embedding_dim"]
+        data = [{"object": "embedding", "index": i, "embedding": embed_text(t, dim)} for i, t in enumerate(texts)]
+        tokens = sum(_words(t) for t in texts)
+        conn.send(200, {"object": "list", "model": body.get("model"), "data": data,
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return 200
+
+    def _control(self, conn: _Connection, request: _Request) -> None:
+        if request.path == "/_stats":
+            conn.send(200, self.stats.snapshot())
+        elif request.path == "/_config":
+            self.configure(**(request.json() or {}))
+            conn.send(200, {"ok": True})
+        elif request.path == "/_reset":
+            self.reset()
+            conn.send(200, {"ok": True})
+        else:
+            conn.send(404, _error(f"no such endpoint: {request.path}", "invalid_request_error", None))
+
+
+# ---- answers: deterministic functions of the request ---------------------------------
+def _error(message: str, kind: str, code: str | None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def _prompt_of(request: _Request) -> str:
+    if request.path == "/v1/chat/completions":
+        try:
+            messages = request.json().get("messages", [])
+        except (ValueError, AttributeError):
+            return ""
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        return _text_of(users[-1].get("content")) if users else ""
+    if request.path == "/v1/embeddings":
+        try:
+            texts = request.json().get("input")
+        except (ValueError, AttributeError):
+            return ""
+        return texts if isinstance(texts, str) else (texts[0] if texts else "")
+    return request.query.get("prompt", "")
+
+
+def _latency_for(prompt: str, options: dict) -> float:
+    for marker, seconds in options["latency_by_prompt"].items():
+        if marker in prompt:
+            return seconds
+    return options["latency"]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _chat_answer(prompt: str, body: dict, options: dict) -> str:
+    if options["reply"] is not None:
+        return options["reply"](prompt, body)
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        return json.dumps(_fill(schema, prompt))
+    if fmt.get("type") == "json_object":
+        return json.dumps({"echo": prompt})
+    return f"echo: {prompt}"
+
+
+def _fill(schema: dict, prompt: str) -> Any:
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object":
+        return {name: _fill(sub, prompt) for name, sub in (schema.get("properties") or {}).items()}
+    if kind in ("integer", "number"):
+        return _words(prompt)
+    if kind == "boolean":
+        return _words(prompt) % 2 == 0
+    if kind == "array":
+        return prompt.split()
+    return prompt
+
+
+def embed_text(text: str, dim: int = 64) -> list[float]:
+    """A hashed bag of words, L2-normalised: texts that share words point the same way."""
+    vector = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        h = int.from_bytes(hashlib.md5(word.encode()).digest()[:4], "little")
+        vector[h % dim] += 1.0 if (h >> 16) & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    if norm == 0:
+        vector[0], norm = 1.0, 1.0
+    return [v / norm for v in vector]
+
+
+def main() -> None:  # pragma: no cover - for benchmarks in another process
+    parser = argparse.ArgumentParser(description="Run the fake OpenAI-compatible server in the foreground.")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeOpenAI(port=args.port).start()
+    server.configure(latency=args.latency)
+    print(f"listening on {server.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

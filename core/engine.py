@@ -309,7 +309,8 @@ class Engine:
         self._workers: list[asyncio.Task] = []
         self._running = False
         self._t0 = 0.0
-        self._last_yield = 0.0
+        self._slice_start = 0.0
+        self._slice_used = False
 
     # ---- control -----------------------------------------------------------------
     def subscribe(self, listener: ev.Listener) -> None:
@@ -355,7 +356,7 @@ class Engine:
         self._running = True
         p = self.progress
         p.started_at = time.time()
-        self._t0 = self._last_yield = time.perf_counter()
+        self._t0 = self._slice_start = time.perf_counter()
         reason, message = "finished", ""
         try:
             self.publish(ev.RunStarted(len(self.rows), len(self.selection)))
@@ -395,11 +396,24 @@ class Engine:
             if self._stopping:
                 return
             await self._run_row(index)
-            now = time.perf_counter()
-            if now - self._last_yield > YIELD_EVERY:
-                self._last_yield = now
-                self.progress.elapsed = now - self._t0
-                await asyncio.sleep(0)
+            await self._breathe()
+
+    async def _breathe(self) -> None:
+        """Give the loop a turn every YIELD_EVERY seconds of cheap rows.
+
+        The time slice is shared by all workers: once it is used up, every worker yields
+        until the loop has had its turn (else N workers would hold it N slices in a row).
+        """
+        if self._slice_used or time.perf_counter() - self._slice_start > YIELD_EVERY:
+            if not self._slice_used:
+                self._slice_used = True
+                asyncio.get_running_loop().call_soon(self._new_slice)
+            await asyncio.sleep(0)
+
+    def _new_slice(self) -> None:
+        self._slice_used = False
+        self._slice_start = time.perf_counter()
+        self.progress.elapsed = self._slice_start - self._t0
 
     async def _run_row(self, index: int) -> None:
         p = self.progress

@@ -318,25 +318,10 @@ def _check_reads(step: Step, at: str, available: list[str]) -> list[str]:
     problems = []
     have = set(available)
     shown = ", ".join(available) if len(available) <= 30 else ", ".join(available[:30]) + ", …"
-    for p in step.params:
-        value = step.config.get(p.name)
-        if value in (None, "", []):
-            continue
-        if p.kind == b.COLUMN or (p.kind == b.SOURCE and not b.is_template(value)):
-            names = [value]
-        elif p.kind == b.COLUMNS:
-            names = value
-        elif p.kind == b.TEMPLATE or (p.kind == b.SOURCE and b.is_template(value)):
-            try:
-                names = tpl.placeholders(value)
-            except tpl.TemplateSyntaxError:
-                continue  # reported when the file was loaded
-        else:
-            continue
-        for name in names:
-            if name not in have:
-                problems.append(f'{at}.{p.name}: unknown column "{name}"{_suggest(name, available, prefix=" (did you mean")}'
-                                f"; columns are: {shown or '(none)'}")
+    for param, name in step.column_refs():
+        if name not in have:
+            problems.append(f'{at}.{param}: unknown column "{name}"{_suggest(name, available)}'
+                            f"; columns are: {shown or '(none)'}")
     return problems
 
 

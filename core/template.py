@@ -1,47 +1,83 @@
 """`{column}` templates: "Summarise: {review}".
 
 Column names may contain spaces or punctuation (`{Customer name}`); `{{` and `}}` are
-literal braces. Parsed once per step, rendered per row with no regex work.
+literal braces; `${NAME}` is the environment variable NAME (how secrets such as tokens
+reach a header without being written into the pipeline file).
+
+Lenient templates (request bodies, which are JSON full of braces) treat only `{name}`
+with a plausible column name inside as a placeholder and leave every other brace alone,
+so `{"q": "{query}"}` needs no escaping.
+
+Parsed once per template (cached), rendered per row with no regex work.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import StepError
+
+LITERAL, COLUMN, ENV = 0, 1, 2
+_NAME_IN_LENIENT = re.compile(r"[^{}\"':\n]+")
 
 
 class TemplateSyntaxError(ValueError):
     pass
 
 
-@lru_cache(maxsize=1024)
-def parse(template: str) -> tuple[tuple[str, bool], ...]:
-    """Split a template into (text, is_placeholder) parts."""
-    parts: list[tuple[str, bool]] = []
+@lru_cache(maxsize=2048)
+def parse(template: str, lenient: bool = False) -> tuple[tuple[str, int], ...]:
+    """Split a template into (text, kind) parts: LITERAL text, a COLUMN name or an ENV name."""
+    parts: list[tuple[str, int]] = []
     literal: list[str] = []
+
+    def flush():
+        if literal:
+            parts.append(("".join(literal), LITERAL))
+            literal.clear()
+
     i, n = 0, len(template)
     while i < n:
         ch = template[i]
+        if ch == "$" and template.startswith("{", i + 1):
+            end = template.find("}", i + 2)
+            name = template[i + 2:end] if end != -1 else ""
+            if end != -1 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                flush()
+                parts.append((name, ENV))
+                i = end + 1
+                continue
+            if not lenient:
+                raise TemplateSyntaxError(f"broken environment variable at position {i + 1}; write ${{NAME}}")
         if ch == "{":
-            if i + 1 < n and template[i + 1] == "{":
+            if template.startswith("{", i + 1) and not lenient:
                 literal.append("{")
                 i += 2
                 continue
             end = template.find("}", i + 1)
+            name = template[i + 1:end] if end != -1 else ""
+            if lenient:
+                if end != -1 and _NAME_IN_LENIENT.fullmatch(name) and name.strip():
+                    flush()
+                    parts.append((name.strip(), COLUMN))
+                    i = end + 1
+                else:
+                    literal.append(ch)
+                    i += 1
+                continue
             if end == -1:
                 raise TemplateSyntaxError(f"unclosed '{{' at position {i + 1}; write '{{{{' for a literal brace")
-            name = template[i + 1 : end].strip()
-            if not name or "{" in name:
+            if not name.strip() or "{" in name:
                 raise TemplateSyntaxError(f"empty or broken placeholder at position {i + 1}")
-            if literal:
-                parts.append(("".join(literal), False))
-                literal = []
-            parts.append((name, True))
+            flush()
+            parts.append((name.strip(), COLUMN))
             i = end + 1
-        elif ch == "}":
-            if i + 1 < n and template[i + 1] == "}":
+        elif ch == "}" and not lenient:
+            if template.startswith("}", i + 1):
                 literal.append("}")
                 i += 2
                 continue
@@ -49,18 +85,13 @@ def parse(template: str) -> tuple[tuple[str, bool], ...]:
         else:
             literal.append(ch)
             i += 1
-    if literal:
-        parts.append(("".join(literal), False))
+    flush()
     return tuple(parts)
 
 
-def placeholders(template: str) -> list[str]:
+def placeholders(template: str, lenient: bool = False) -> list[str]:
     """Column names a template reads, in order, without repeats."""
-    seen: dict[str, None] = {}
-    for text, is_name in parse(template):
-        if is_name:
-            seen.setdefault(text, None)
-    return list(seen)
+    return list(dict.fromkeys(text for text, kind in parse(template, lenient) if kind == COLUMN))
 
 
 def as_text(value: Any) -> str:
@@ -73,19 +104,28 @@ def as_text(value: Any) -> str:
         if value.is_integer():
             return str(int(value))
     if isinstance(value, (list, dict)):
-        import json
-
         return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
 
 
-def render(template: str, row: Mapping[str, Any]) -> str:
+def env_value(name: str) -> str:
+    if name not in os.environ:
+        raise StepError(f"environment variable {name} is not set (the pipeline reads it as ${{{name}}})")
+    return os.environ[name]
+
+
+def render(template: str, row: Mapping[str, Any], *, lenient: bool = False,
+           escape: Callable[[str], str] | None = None) -> str:
+    """Fill a template from a row. `escape` is applied to column values (not to literals)."""
     out = []
-    for text, is_name in parse(template):
-        if is_name:
+    for text, kind in parse(template, lenient):
+        if kind == LITERAL:
+            out.append(text)
+        elif kind == COLUMN:
             if text not in row:
                 raise StepError(f'unknown column "{text}" in template')
-            out.append(as_text(row[text]))
+            value = as_text(row[text])
+            out.append(escape(value) if escape else value)
         else:
-            out.append(text)
+            out.append(env_value(text))
     return "".join(out)

@@ -106,25 +106,25 @@ class Step:
                 return p
         raise KeyError(name)
 
-    def reads(self) -> list[str]:
-        """Columns this step reads: every column, columns, template and source parameter."""
-        names: list[str] = []
+    def column_refs(self) -> list[tuple[str, str]]:
+        """(parameter, column) for every column this step reads, from its column, columns,
+        template and source parameters. Steps that read columns elsewhere extend it."""
+        refs: list[tuple[str, str]] = []
         for p in self.params:
             value = self.config.get(p.name)
-            if value in (None, ""):
+            if value in (None, "", []):
                 continue
-            if p.kind == COLUMN:
-                names.append(value)
+            if p.kind == COLUMN or (p.kind == SOURCE and not is_template(value)):
+                refs.append((p.name, value))
             elif p.kind == COLUMNS:
-                names.extend(value)
-            elif p.kind == TEMPLATE or (p.kind == SOURCE and is_template(value)):
-                try:
-                    names.extend(tpl.placeholders(value))
-                except tpl.TemplateSyntaxError:
-                    pass
-            elif p.kind == SOURCE:
-                names.append(value)
-        return list(dict.fromkeys(names))
+                refs.extend((p.name, v) for v in value)
+            elif p.kind in (TEMPLATE, SOURCE):
+                refs.extend((p.name, v) for v in safe_placeholders(value))
+        return refs
+
+    def reads(self) -> list[str]:
+        """Columns this step reads, in order, without repeats."""
+        return list(dict.fromkeys(name for _, name in self.column_refs()))
 
     def writes(self) -> list[str]:
         """Output columns, in order. Steps whose outputs depend on their settings override it."""
@@ -198,6 +198,14 @@ class Step:
 
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and "{" in value
+
+
+def safe_placeholders(text: str, lenient: bool = False) -> list[str]:
+    """Placeholders of a template, or none if it is broken (that is reported when loading)."""
+    try:
+        return tpl.placeholders(text, lenient)
+    except tpl.TemplateSyntaxError:
+        return []
 
 
 REGISTRY: dict[str, type[Step]] = {}

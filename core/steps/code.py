@@ -1,1 +1,176 @@
-"""Code steps: Python expressions from the pipeline file (run only when trusted)."""
+"""Code steps: Python from the pipeline file, run only when the user trusts the pipeline.
+
+This is not a sandbox. The code gets a short list of builtins and the math, re, json and
+datetime modules, which keeps everyday expressions tidy, but Python cannot be confined
+that way: code from a pipeline file can do anything the user can (`import` works, since
+the standard library itself imports lazily, e.g. `date.strftime`). The protection is
+trust: a pipeline with a code step runs only when the user says they trust it
+(`--trust` on the command line, a confirmation in the window), and `prepare` refuses
+otherwise, whoever runs the engine.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import datetime
+import json
+import keyword
+import math
+import re
+import traceback
+from types import CodeType
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..errors import StepError, UntrustedCodeError
+from .base import BOOL, CODE, OUTPUT, STRINGS, Param, Step, register
+from .text import shown
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine import RunResources
+
+FILENAME = "<python step>"
+
+_SAFE_BUILTINS = {name: getattr(builtins, name) for name in (
+    "abs", "all", "any", "bool", "chr", "dict", "divmod", "enumerate", "filter", "float", "format",
+    "frozenset", "hex", "int", "isinstance", "len", "list", "map", "max", "min", "next", "ord", "pow",
+    "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip",
+    "ArithmeticError", "Exception", "IndexError", "KeyError", "TypeError", "ValueError", "ZeroDivisionError",
+    "__import__",  # the standard library imports lazily (datetime's strftime imports time)
+)}
+MODULES = {"math": math, "re": re, "json": json, "datetime": datetime}
+# Names the code always sees as documented; a column with one of these names is reached through row[...].
+RESERVED = {"row", "result", *MODULES}
+
+
+class RowView(dict):
+    """The row as the code sees it: a copy (changes stay in the code); a missing column is named."""
+
+    def __missing__(self, key: Any):
+        columns = ", ".join(str(k) for k in self)
+        raise StepError(f"the code reads row[{key!r}], but there is no such column; columns are: {columns}")
+
+
+def compile_code(code: str) -> tuple[CodeType, bool]:
+    """(compiled code, is an expression). A syntax error becomes a ValueError with its line."""
+    try:
+        return compile(code, FILENAME, "eval"), True
+    except SyntaxError:
+        pass  # not an expression: try it as a block of statements
+    try:
+        return compile(code, FILENAME, "exec"), False
+    except SyntaxError as exc:
+        lines = code.splitlines()
+        where = f"line {exc.lineno}" if exc.lineno else "the code"
+        text = lines[exc.lineno - 1].strip() if exc.lineno and 0 < exc.lineno <= len(lines) else ""
+        raise ValueError(f"{where}: {exc.msg}" + (f": {text}" if text else "")) from None
+
+
+def sets_result(code: str) -> bool:
+    """Whether a block of statements assigns `result` somewhere."""
+    return any(isinstance(node, ast.Name) and node.id == "result" and isinstance(node.ctx, ast.Store)
+               for node in ast.walk(ast.parse(code)))
+
+
+@register
+class PythonCode(Step):
+    type = "python"
+    title = "Python expression"
+    group = "Code"
+    description = "Compute a value with Python, e.g. len(review) > 100. Runs only in pipelines you trust."
+    runs_code = True
+    params = (
+        Param("code", CODE, "", "An expression over the row, e.g. len(review) > 100, or several lines that set "
+              "result. Columns whose names are valid Python names are variables; every column is also "
+              "row[\"Customer name\"]. Blank cells are None. math, re, json and datetime are available.",
+              required=True),
+        Param("output", OUTPUT, "", "Name of the new column for the result.", label="Write to"),
+        Param("outputs", STRINGS, [], "Several columns instead: the result must be a dict, and each of these "
+              "keys goes to its own column.", label="Write a dict's keys to"),
+        Param("run_in_thread", BOOL, False, "Tick for slow code, so that it runs in a worker thread and the "
+              "window stays responsive.", label="Slow code (run in a thread)"),
+    )
+
+    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        self._compiled: tuple[CodeType, bool] | None = None  # set by prepare(), only when trusted
+
+    def default_output(self, param_name: str) -> str:
+        return "result"
+
+    def writes(self) -> list[str]:
+        return list(self.config["outputs"]) or [self.output_name()]
+
+    def check(self) -> list[tuple[str, str]]:
+        code = self.config["code"]
+        if not code.strip():
+            return []  # reported as "must not be empty"
+        try:
+            _, is_expression = compile_code(code)
+        except ValueError as exc:
+            return [("code", str(exc))]
+        if not is_expression and not sets_result(code):
+            return [("code", "these lines never set result; write result = ... (or give a single expression)")]
+        return []
+
+    async def prepare(self, resources: "RunResources") -> None:
+        self._compiled = None
+        if not resources.trusted:
+            raise UntrustedCodeError(
+                f'the step "{self.label}" runs Python code from the pipeline file, which can do anything you can; '
+                "run it only if you trust where the file came from: add --trust on the command line, "
+                "or confirm the trust question in the window")
+        try:
+            self._compiled = compile_code(self.config["code"])
+        except ValueError as exc:
+            raise StepError(f'the step "{self.label}" has a syntax error at {exc}') from None
+
+    async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
+        # Chosen per step by the user, not per class: in-process is faster for quick expressions.
+        if self.config["run_in_thread"]:
+            return await asyncio.to_thread(self.apply, row)
+        return self.apply(row)
+
+    def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        if self._compiled is None:
+            raise UntrustedCodeError("the Python step was not prepared for this run (was the pipeline trusted?)")
+        code, is_expression = self._compiled
+        view = RowView(row)
+        namespace: dict[str, Any] = {"__builtins__": _SAFE_BUILTINS}
+        namespace.update((k, v) for k, v in view.items()
+                         if isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) and k not in RESERVED)
+        namespace.update(MODULES)
+        namespace["row"] = view
+        try:
+            if is_expression:
+                result = eval(code, namespace)
+            else:
+                exec(code, namespace)
+                result = namespace.get("result")
+        except StepError:
+            raise
+        except Exception as exc:
+            raise StepError(f"the code failed{_code_line(exc)}: {type(exc).__name__}: {exc}") from None
+        return self._outputs(result)
+
+    def _outputs(self, result: Any) -> dict[str, Any]:
+        names = self.config["outputs"]
+        if not names:
+            return {self.output_name(): result}
+        if result is None:
+            return dict.fromkeys(names)
+        if not isinstance(result, Mapping):
+            raise StepError(f"the code must give a dict with the keys {', '.join(names)}; "
+                            f"it gave {shown(result)} ({type(result).__name__})")
+        missing = [n for n in names if n not in result]
+        if missing:
+            raise StepError(f"the code's result has no key {', '.join(missing)}; "
+                            f"its keys are: {', '.join(map(str, result)) or '(none)'}")
+        return {n: result[n] for n in names}
+
+
+def _code_line(exc: BaseException) -> str:
+    """ " at line N" for the innermost line of the user's code in the traceback."""
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == FILENAME]
+    return f" at line {lines[-1]}" if lines else ""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 from typing import Any, Mapping
 
 import httpx
@@ -13,22 +11,7 @@ from .. import template as tpl
 from ..errors import StepError
 from ..httputil import status_error, transport_error
 from ..jsonpath import compile_path, extract
-from .base import BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_env(text: str) -> str:
-    """`${NAME}` becomes the environment variable NAME: secrets stay out of pipeline files."""
-
-    def value(m: re.Match) -> str:
-        name = m.group(1)
-        if name not in os.environ:
-            raise StepError(f"environment variable {name} is not set (the pipeline reads it as ${{{name}}})")
-        return os.environ[name]
-
-    return _ENV.sub(value, text)
-
+from .base import safe_placeholders, BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register
 
 @register
 class HttpRequest(Step):
@@ -74,34 +57,32 @@ class HttpRequest(Step):
                 problems.append((f"headers.{name}", str(exc)))
         return problems
 
-    def reads(self) -> list[str]:
-        names = super().reads()
-        for text in [self.config["body"], *self.config["headers"].values()]:
-            try:
-                names += tpl.placeholders(_ENV.sub("", text))
-            except tpl.TemplateSyntaxError:
-                pass
-        return list(dict.fromkeys(names))
+    def column_refs(self) -> list[tuple[str, str]]:
+        refs = super().column_refs()
+        refs += [("body", name) for name in safe_placeholders(self.config["body"], lenient=True)]
+        for header, value in self.config["headers"].items():
+            refs += [(f"headers.{header}", name) for name in safe_placeholders(value)]
+        return refs
 
     def _request(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        url = expand_env(tpl.render(self.config["url"], row))
-        headers = {k: expand_env(tpl.render(v, row)) for k, v in self.config["headers"].items()}
+        url = tpl.render(self.config["url"], row)
+        headers = {k: tpl.render(v, row) for k, v in self.config["headers"].items()}
         request: dict[str, Any] = {"method": self.config["method"], "url": url, "headers": headers,
                                    "timeout": self.config["timeout"]}
         body = self.config["body"]
         if body and self.config["method"] != "GET":
             fmt = self.config["body_format"]
             if fmt == "json":
-                text = tpl.render(body, _json_escaped(row))
+                text = tpl.render(body, row, lenient=True, escape=_json_string_content)
                 try:
                     request["json"] = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise StepError(f"the request body is not valid JSON after filling in ({exc.msg}): {text[:120]}")
             elif fmt == "form":
-                pairs = (line.split("=", 1) for line in tpl.render(body, row).splitlines() if "=" in line)
+                pairs = (line.split("=", 1) for line in tpl.render(body, row, lenient=True).splitlines() if "=" in line)
                 request["data"] = {k.strip(): v.strip() for k, v in pairs}
             else:
-                request["content"] = tpl.render(body, row).encode()
+                request["content"] = tpl.render(body, row, lenient=True).encode()
         return request
 
     async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
@@ -143,8 +124,6 @@ class HttpRequest(Step):
         return out
 
 
-class _json_escaped(dict):
-    """Row values escaped for use inside a JSON string literal in the body template."""
-
-    def __init__(self, row: Mapping[str, Any]):
-        super().__init__((k, json.dumps(tpl.as_text(v), ensure_ascii=False)[1:-1]) for k, v in row.items())
+def _json_string_content(value: str) -> str:
+    """A value made safe inside a JSON string literal: quotes and line breaks escaped."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]

@@ -1,0 +1,168 @@
+"""What kind of file is this? Decided by content, not by the name.
+
+Analysts get `.xlsx` files that are really CSV, CSV files with no extension, and `.xls`
+files that are web pages. The extension only breaks ties (csv vs tsv); everything else
+comes from the first bytes and, for zip and OLE2 containers, from what is inside.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from ..errors import InputError
+
+# Kinds this package reads.
+XLSX, XLSB, XLS, ODS, CSV, PARQUET = "xlsx", "xlsb", "xls", "ods", "csv", "parquet"
+EXCEL_KINDS = (XLSX, XLSB, XLS, ODS)  # read through calamine
+
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+# First bytes of files people mistake for spreadsheets -> how to name them in a message.
+NOT_SPREADSHEETS = (
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"RIFF", "a media file"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"{\\rtf", "an RTF document"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"\x7fELF", "a program"),
+)
+
+# Streams whose name (UTF-16 in an OLE2 directory) marks an encrypted Office file.
+_ENCRYPTED_MARKERS = ("EncryptionInfo".encode("utf-16-le"), "EncryptedPackage".encode("utf-16-le"))
+_WORD_MARKER = "WordDocument".encode("utf-16-le")
+_POWERPOINT_MARKER = "PowerPoint Document".encode("utf-16-le")
+_OLE2_SCAN_LIMIT = 64 << 20  # bytes searched for stream names; directories sit well inside this
+
+
+def detect(path: Path) -> str:
+    """The kind of spreadsheet at `path`, or InputError naming what it is instead."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except IsADirectoryError:
+        raise InputError(f"{path.name} is a folder, not a file") from None
+    except PermissionError:
+        raise InputError(f"{path.name}: permission denied (is it open in another program?)") from None
+    except OSError as exc:
+        raise InputError(f"{path.name} cannot be opened: {exc.strerror or exc}") from None
+    if size == 0 or not head.strip(b"\x00 \t\r\n"):
+        raise InputError(f"{path.name} is empty")
+    if head.startswith(ZIP_MAGICS):
+        return _zip_kind(path)
+    if head.startswith(OLE2_MAGIC):
+        return _ole2_kind(path)
+    if head.startswith(b"PAR1"):
+        return PARQUET
+    for magic, what in NOT_SPREADSHEETS:
+        if head.startswith(magic):
+            raise InputError(f"{path.name} is not a spreadsheet (it looks like {what})")
+    text_kind = _text_kind(head)
+    if text_kind:
+        raise InputError(f"{path.name} is not a spreadsheet Batchgrid can read (it looks like {text_kind}); "
+                         "open it in Excel and save it as .xlsx or .csv")
+    if _looks_binary(head):
+        raise InputError(f"{path.name} is not a spreadsheet (it is a binary file of an unknown kind)")
+    return CSV
+
+
+def _zip_kind(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            mimetype = z.read("mimetype")[:100] if "mimetype" in names else b""
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise InputError(f"{path.name} is damaged or incomplete (it is not a readable zip/xlsx file)") from None
+    if "xl/workbook.bin" in names:
+        return XLSB
+    if "xl/workbook.xml" in names or any(n.startswith("xl/") for n in names):
+        return XLSX
+    if b"opendocument.spreadsheet" in mimetype or ("content.xml" in names and not mimetype):
+        return ODS
+    if b"opendocument.text" in mimetype:
+        what = "a text document (ODT)"
+    elif b"opendocument" in mimetype:
+        what = "an OpenDocument file that is not a spreadsheet"
+    elif any(n.startswith("word/") for n in names):
+        what = "a Word document"
+    elif any(n.startswith("ppt/") for n in names):
+        what = "a PowerPoint presentation"
+    else:
+        what = "a zip archive"
+    raise InputError(f"{path.name} is not a spreadsheet (it looks like {what})")
+
+
+def _ole2_kind(path: Path) -> str:
+    """Old binary Office files share one container: xls, doc, ppt, and encrypted xlsx."""
+    found = _scan_for(path, (*_ENCRYPTED_MARKERS, _WORD_MARKER, _POWERPOINT_MARKER))
+    if found & set(_ENCRYPTED_MARKERS):
+        raise InputError(f"{path.name}: the workbook is password-protected; "
+                         "remove the password in Excel (File > Info > Protect Workbook) and try again")
+    if _WORD_MARKER in found:
+        raise InputError(f"{path.name} is not a spreadsheet (it looks like a Word document)")
+    if _POWERPOINT_MARKER in found:
+        raise InputError(f"{path.name} is not a spreadsheet (it looks like a PowerPoint presentation)")
+    return XLS
+
+
+def _scan_for(path: Path, needles: tuple[bytes, ...]) -> set[bytes]:
+    """Which of `needles` occur in the first _OLE2_SCAN_LIMIT bytes (read in chunks)."""
+    found: set[bytes] = set()
+    overlap = max(len(n) for n in needles)
+    tail = b""
+    read = 0
+    with open(path, "rb") as f:
+        while read < _OLE2_SCAN_LIMIT:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            read += len(chunk)
+            window = tail + chunk
+            found.update(n for n in needles if n in window)
+            tail = window[-overlap:]
+    return found
+
+
+def _text_kind(head: bytes) -> str | None:
+    """Text formats that are not delimited tables: HTML pages and Excel 2003 XML."""
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if start.startswith(b"<") and (b"<html" in start[:2000] or b"<table" in start[:2000]):
+        return "a web page (HTML)"
+    if start.startswith(b"<?xml"):
+        if b"urn:schemas-microsoft-com:office:spreadsheet" in head:
+            return "an Excel 2003 XML spreadsheet"
+        return "an XML file"
+    return None
+
+
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes mean binary, unless the text is UTF-16/32 (which the CSV reader decodes)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        return False
+    if b"\x00" not in head:
+        return False
+    return utf16_without_bom(head) is None
+
+
+def utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le'/'utf-16-be' when every other byte is NUL (ASCII text in UTF-16), else None."""
+    sample = head[: len(head) - len(head) % 2][:2000]
+    if len(sample) < 4:
+        return None
+    even_nuls = sample[0::2].count(0)
+    odd_nuls = sample[1::2].count(0)
+    half = len(sample) // 2
+    if odd_nuls > 0.7 * half and even_nuls < 0.1 * half:
+        return "utf-16-le"
+    if even_nuls > 0.7 * half and odd_nuls < 0.1 * half:
+        return "utf-16-be"
+    return None

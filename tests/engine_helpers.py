@@ -1,0 +1,106 @@
+"""Test-only steps that make the engine's behaviour observable: calls counted while in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import Any, Mapping
+
+from batchgrid.core.errors import RetryableError, StepError
+from batchgrid.core.steps.base import FLOAT, OUTPUT, SOURCE, Param, Step, register, REGISTRY
+
+
+class CallMeter:
+    """Counts external calls in flight (and the peak) across the whole run."""
+
+    def __init__(self):
+        self.now = 0
+        self.peak = 0
+        self.total = 0
+        self.finished = 0
+        self.cancelled = 0
+        self.lock = threading.Lock()
+
+    def enter(self):
+        with self.lock:
+            self.now += 1
+            self.total += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self, cancelled=False):
+        with self.lock:
+            self.now -= 1
+            if cancelled:
+                self.cancelled += 1
+            else:
+                self.finished += 1
+
+
+METER = CallMeter()
+BEHAVIOUR: dict[str, Any] = {}  # per-test knobs: failures by value, flaky counts...
+
+
+def _register(cls):
+    if cls.type not in REGISTRY:
+        register(cls)
+    return REGISTRY[cls.type]
+
+
+class SlowCall(Step):
+    """Awaits a simulated external call of `seconds`, counted by METER. Fails on "boom"."""
+
+    type = "test_slow_call"
+    title = "Slow call (test)"
+    group = "Web"
+    description = "test step"
+    external = True
+    params = (
+        Param("source", SOURCE, "", required=True),
+        Param("seconds", FLOAT, 0.01),
+        Param("jitter", FLOAT, 0.0),
+        Param("output", OUTPUT, "called"),
+    )
+
+    async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
+        value = self.source_text(row)
+        if value == "boom":
+            raise StepError(f"cannot process {value!r}")
+
+        async def call():
+            METER.enter()
+            try:
+                delay = self.config["seconds"] + random.uniform(0, self.config["jitter"])
+                await asyncio.sleep(delay)
+                flaky = BEHAVIOUR.get("flaky", {})
+                if flaky.get(value, 0) > 0:
+                    flaky[value] -= 1
+                    raise RetryableError("HTTP 429 Too Many Requests", retry_after=BEHAVIOUR.get("retry_after"),
+                                         rate_limited=True)
+            except asyncio.CancelledError:
+                METER.leave(cancelled=True)
+                raise
+            METER.leave()
+            return f"called:{value}"
+
+        return {self.output_name(): await ctx.call(call)}
+
+
+SlowCall = _register(SlowCall)
+
+
+class BlockingSleep(Step):
+    type = "test_blocking_sleep"
+    title = "Blocking sleep (test)"
+    group = "Code"
+    description = "test step"
+    blocking = True
+    params = (Param("source", SOURCE, "", required=True), Param("output", OUTPUT, "slept_in"))
+
+    def apply(self, row):
+        time.sleep(0.05)
+        return {self.output_name(): threading.current_thread().name}
+
+
+BlockingSleep = _register(BlockingSleep)

@@ -32,13 +32,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FILENAME = "<python step>"
 
-_SAFE_BUILTINS = {name: getattr(builtins, name) for name in (
+
+def _import(name, globals=None, locals=None, fromlist=(), level=0):
+    # The standard library imports lazily (datetime's strftime imports time), so the code
+    # needs __import__. It must be this function, not builtins.__import__ itself: once
+    # PySide6 is loaded, that is shiboken's hook, which looks up "__orig_import__" in the
+    # caller's builtins and aborts the whole process when it finds our short list there.
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+SAFE_BUILTINS = {"__import__": _import, **{name: getattr(builtins, name) for name in (
     "abs", "all", "any", "bool", "chr", "dict", "divmod", "enumerate", "filter", "float", "format",
     "frozenset", "hex", "int", "isinstance", "len", "list", "map", "max", "min", "next", "ord", "pow",
     "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip",
     "ArithmeticError", "Exception", "IndexError", "KeyError", "TypeError", "ValueError", "ZeroDivisionError",
-    "__import__",  # the standard library imports lazily (datetime's strftime imports time)
-)}
+)}}
 MODULES = {"math": math, "re": re, "json": json, "datetime": datetime}
 # Names the code always sees as documented; a column with one of these names is reached through row[...].
 RESERVED = {"row", "result", *MODULES}
@@ -83,7 +91,7 @@ class PythonCode(Step):
     params = (
         Param("code", CODE, "", "An expression over the row, e.g. len(review) > 100, or several lines that set "
               "result. Columns whose names are valid Python names are variables; every column is also "
-              "row[\"Customer name\"]. Blank cells are None. math, re, json and datetime are available.",
+              "row[\"Customer name\"]. Blank cells are None. math, re, json and datetime are ready to use.",
               required=True),
         Param("output", OUTPUT, "", "Name of the new column for the result.", label="Write to"),
         Param("outputs", STRINGS, [], "Several columns instead: the result must be a dict, and each of these "
@@ -137,7 +145,7 @@ class PythonCode(Step):
             raise UntrustedCodeError("the Python step was not prepared for this run (was the pipeline trusted?)")
         code, is_expression = self._compiled
         view = RowView(row)
-        namespace: dict[str, Any] = {"__builtins__": _SAFE_BUILTINS}
+        namespace: dict[str, Any] = {"__builtins__": SAFE_BUILTINS}
         namespace.update((k, v) for k, v in view.items()
                          if isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) and k not in RESERVED)
         namespace.update(MODULES)

@@ -148,6 +148,15 @@ async def test_runtime_errors_name_the_problem_and_line():
     assert str(info.value) == "the code reads row['Custmer'], but there is no such column; columns are: Customer, id"
 
 
+async def test_exit_in_the_code_fails_the_row_not_the_run():
+    step = await prepared(code="import sys\nsys.exit(3)")
+    with pytest.raises(StepError, match="^the code failed at line 2: SystemExit: 3$"):
+        step.apply({})
+    step = await prepared(code="if x:\n    raise ValueError\nresult = 1")
+    with pytest.raises(StepError, match="^the code failed at line 2: ValueError$"):
+        step.apply({"x": 1})
+
+
 async def test_dict_outputs_must_match():
     step = await prepared(code="{'a': 1}", outputs=["a", "b"])
     with pytest.raises(StepError, match="has no key b; its keys are: a"):

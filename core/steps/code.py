@@ -158,8 +158,9 @@ class PythonCode(Step):
                 result = namespace.get("result")
         except StepError:
             raise
-        except Exception as exc:
-            raise StepError(f"the code failed{_code_line(exc)}: {type(exc).__name__}: {exc}") from None
+        except (Exception, SystemExit) as exc:  # sys.exit() in the code must not end the run
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise StepError(f"the code failed{_code_line(exc)}: {what}") from None
         return self._outputs(result)
 
     def _outputs(self, result: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def compile_regex(pattern: str, ignore_case: bool = False) -> re.Pattern:
 
 
 class TextStep(Step):
-    """A step that reads `source` and writes one `output`; subclasses define `transform`."""
+    """A step that reads `source` and writes `output`; subclasses define `transform` or `apply`."""
 
     suffix = "result"
 

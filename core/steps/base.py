@@ -191,7 +191,7 @@ class Step:
             if p.kind == BRANCHES:
                 value = {b: [s.to_dict() for s in steps] for b, steps in self.children().items()}
                 out[p.name] = value
-            elif value != p.default:
+            elif value != p.default or p.required:  # a required value is always written, default or not
                 out[p.name] = value
         return out
 

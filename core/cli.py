@@ -5,6 +5,7 @@ Exit codes:
   1  the run finished but some rows failed (their errors are in the output)
   2  nothing ran: bad arguments, a missing or unreadable file, an invalid pipeline,
      an unknown column, or a code step that was not trusted
+  3  an internal error (a bug in Batchgrid): one line; BATCHGRID_DEBUG=1 shows the traceback
   130 stopped with Ctrl-C (finished rows are kept in the journal and the output)
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from .journal import Journal
 from .job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED, Job
 from .pipeline import Pipeline
 
-EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class CliError(Exception):
@@ -74,6 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, BatchgridError) as exc:
         print(f"batchgrid: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a file that cannot be written, a full disk...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"batchgrid: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug of ours: still one line, the details on request
+        if os.environ.get("BATCHGRID_DEBUG"):
+            raise
+        print(f"batchgrid: internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(set BATCHGRID_DEBUG=1 to see the details; please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def one_line(exc: BaseException) -> str:

@@ -135,12 +135,19 @@ class Progress:
     running: int = 0
     started_at: float = 0.0   # time.time()
     finished_at: float = 0.0
-    elapsed: float = 0.0
+    clock_start: float = 0.0  # time.perf_counter() at the start
+    clock_end: float = 0.0    # and at the end (0 while running)
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
     cached: int = 0
     retries: int = 0
+
+    @property
+    def elapsed(self) -> float:
+        if not self.clock_start:
+            return 0.0
+        return (self.clock_end or time.perf_counter()) - self.clock_start
 
     @property
     def finished(self) -> int:
@@ -308,7 +315,6 @@ class Engine:
         self._stopping = False
         self._workers: list[asyncio.Task] = []
         self._running = False
-        self._t0 = 0.0
         self._slice_start = 0.0
         self._slice_used = False
 
@@ -356,7 +362,7 @@ class Engine:
         self._running = True
         p = self.progress
         p.started_at = time.time()
-        self._t0 = self._slice_start = time.perf_counter()
+        p.clock_start = self._slice_start = time.perf_counter()
         reason, message = "finished", ""
         try:
             self.publish(ev.RunStarted(len(self.rows), len(self.selection)))
@@ -381,7 +387,7 @@ class Engine:
         except BatchgridError as exc:
             reason, message = "failed", str(exc)
         finally:
-            p.elapsed = time.perf_counter() - self._t0
+            p.clock_end = time.perf_counter()
             p.finished_at = time.time()
             p.running = 0
             self._running = False
@@ -413,7 +419,6 @@ class Engine:
     def _new_slice(self) -> None:
         self._slice_used = False
         self._slice_start = time.perf_counter()
-        self.progress.elapsed = self._slice_start - self._t0
 
     async def _run_row(self, index: int) -> None:
         p = self.progress

@@ -78,13 +78,14 @@ def detect(path: Path) -> str:
 def _zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            mimetype = z.read("mimetype")[:100] if "mimetype" in names else b""
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            names = {n.replace("\\", "/").lower(): n for n in z.namelist()}
+            types = z.read(names["[content_types].xml"])[:100_000] if "[content_types].xml" in names else b""
+            mimetype = z.read(names["mimetype"])[:100] if "mimetype" in names else b""
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
         raise InputError(f"{path.name} is damaged or incomplete (it is not a readable zip/xlsx file)") from None
-    if "xl/workbook.bin" in names:
+    if "xl/workbook.bin" in names or b"sheet.binary" in types:
         return XLSB
-    if "xl/workbook.xml" in names or any(n.startswith("xl/") for n in names):
+    if b"spreadsheetml" in types or b"ms-excel" in types or any(n.startswith("xl/") for n in names):
         return XLSX
     if b"opendocument.spreadsheet" in mimetype or ("content.xml" in names and not mimetype):
         return ODS
@@ -92,9 +93,9 @@ def _zip_kind(path: Path) -> str:
         what = "a text document (ODT)"
     elif b"opendocument" in mimetype:
         what = "an OpenDocument file that is not a spreadsheet"
-    elif any(n.startswith("word/") for n in names):
+    elif b"wordprocessingml" in types or any(n.startswith("word/") for n in names):
         what = "a Word document"
-    elif any(n.startswith("ppt/") for n in names):
+    elif b"presentationml" in types or any(n.startswith("ppt/") for n in names):
         what = "a PowerPoint presentation"
     else:
         what = "a zip archive"

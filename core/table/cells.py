@@ -1,0 +1,133 @@
+"""One value on its way out to a cell: what Excel and CSV readers will see.
+
+Formula safety (OWASP "CSV injection"): text that starts with =, +, -, @, tab or carriage
+return must never run as a formula in someone's spreadsheet, whatever a model or a web
+page put in it.
+- xlsx: such text is written as a string cell (type "s", never a formula) with Excel's
+  quote-prefix flag, so editing the cell in Excel keeps it text too.
+- csv: such text gets a leading single quote ('=1+1), the OWASP convention; Excel then
+  shows it as text. Real numbers (-5) are numbers, not text, and are left alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+EXCEL_MAX_CHARS = 32_767           # Excel's limit for one cell; longer text corrupts the file
+EXCEL_MAX_EXACT_INT = 10**15       # Excel keeps 15 significant digits: longer ints become text
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Text openpyxl would otherwise write as an error value rather than as text.
+EXCEL_ERROR_TEXTS = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters XML cannot hold
+
+
+def as_text(value: Any) -> str:
+    """Lists and dicts as readable JSON; anything else as str()."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        if isinstance(value, (set, frozenset)):
+            value = sorted(value, key=str)
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def cut_to_excel_limit(text: str) -> str:
+    """Text that fits in one Excel cell, ending with a visible marker when it was cut."""
+    if len(text) <= EXCEL_MAX_CHARS:
+        return text
+    marker = f" … [cut: the full text has {len(text):,} characters]"
+    return text[: EXCEL_MAX_CHARS - len(marker)] + marker
+
+
+def looks_like_formula(text: str) -> bool:
+    return text.startswith(FORMULA_TRIGGERS)
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN and NaT: an empty cell."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return value != value
+    if value is pd.NaT:
+        return True
+    return type(value).__module__.startswith("numpy") and not hasattr(value, "__len__") and bool(pd.isna(value))
+
+
+def plain(value: Any) -> Any:
+    """numpy and pandas scalars as the Python values they stand for; tz-aware times made local."""
+    if hasattr(value, "item") and type(value).__module__.startswith("numpy"):
+        value = value.item()
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    elif hasattr(value, "to_pytimedelta"):  # pandas Timedelta
+        value = value.to_pytimedelta()
+    if isinstance(value, (dt.datetime, dt.time)) and value.tzinfo is not None:
+        value = value.replace(tzinfo=None)  # Excel has no time zones: keep the wall-clock time
+    return value
+
+
+def excel_value(value: Any) -> tuple[Any, bool]:
+    """(value openpyxl can write, whether it is text that must be forced to stay text).
+
+    Forced text is formula-looking text (see the module's docstring) and text such as
+    "#N/A" that openpyxl would turn into an error value: text always stays text.
+    """
+    kind = type(value)
+    if kind is str:
+        return _excel_text(value)
+    if kind is int:
+        return (value, False) if abs(value) < EXCEL_MAX_EXACT_INT else (str(value), False)
+    if kind is float:
+        if math.isfinite(value):
+            return value, False
+        return (None, False) if value != value else (str(value), False)
+    if value is None or kind is bool:
+        return value, False
+    if is_missing(value):
+        return None, False
+    value = plain(value)
+    if isinstance(value, (bool, int, float)) and type(value) is not kind:
+        return excel_value(value)
+    if isinstance(value, dt.date) and value.year < 1900:  # before Excel's calendar: keep it readable
+        return value.isoformat(), False
+    if isinstance(value, (dt.date, dt.time, dt.timedelta, Decimal)):
+        return value, False
+    return _excel_text(as_text(value))
+
+
+def _excel_text(text: str) -> tuple[str, bool]:
+    if _ILLEGAL_XML.search(text):
+        text = _ILLEGAL_XML.sub("", text)
+    if len(text) > EXCEL_MAX_CHARS:
+        text = cut_to_excel_limit(text)
+    return text, text.startswith(FORMULA_TRIGGERS) or text in EXCEL_ERROR_TEXTS
+
+
+def csv_value(value: Any) -> Any:
+    """A value for csv.writer: numbers as numbers, formula-looking text behind a quote."""
+    kind = type(value)
+    if kind is str:
+        return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+    if kind is int or (kind is float and math.isfinite(value)):
+        return value
+    if value is None or is_missing(value):
+        return ""
+    value = plain(value)
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float, Decimal)):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return csv_value(as_text(value))

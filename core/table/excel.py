@@ -1,0 +1,161 @@
+"""Excel-family workbooks (xlsx, xlsm, xlsb, xls, ods) read through python-calamine.
+
+calamine gives cached formula values, rich text as plain text, dates in both the 1900 and
+1904 systems, and guards against allocation traps (a cell limit). On top of it we fill
+merged ranges with their top-left value (what the eye sees in Excel) and, for xlsx, put
+the error text (#N/A...) back where python-calamine leaves a blank.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import python_calamine as pc
+
+from ..errors import InputError
+from . import xlsx_zip
+from .frame import Grid
+from .sniff import ODS, XLS, XLSB, XLSX
+
+# Extensions calamine recognises for each kind; any other name is opened by content.
+_SUFFIXES = {XLSX: {".xlsx", ".xlsm", ".xltx", ".xltm", ".xlam"}, XLSB: {".xlsb"}, XLS: {".xls", ".xla"},
+             ODS: {".ods"}}
+_NOT_TABLES = (pc.SheetTypeEnum.ChartSheet, pc.SheetTypeEnum.Vba, pc.SheetTypeEnum.DialogSheet)  # unhashable
+_KIND_NAMES = {XLSX: "xlsx", XLSB: "xlsb", XLS: "xls", ODS: "ods"}
+
+
+def list_sheets(path: Path, kind: str) -> list[str]:
+    with _open(path, kind) as wb:
+        return _table_sheets(wb)
+
+
+def load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None = None) -> tuple[list[str], str, Grid]:
+    """(sheet names, chosen sheet, its grid). `max_rows` bounds the rows read from the top."""
+    head = _head(path, kind, max_rows)
+    with _open(path, kind, head) as wb:
+        names = _table_sheets(wb)
+        if sheet is None:
+            for name in _default_order(wb, names):
+                grid = _grid(path, kind, wb, name, max_rows, head)
+                if any(v != "" for row in grid.rows for v in row):
+                    return names, name, grid
+            raise InputError(f"{path.name} has no data: every sheet is empty")
+        name = _resolve(path, names, sheet)
+        return names, name, _grid(path, kind, wb, name, max_rows, head)
+
+
+def _head(path: Path, kind: str, max_rows: int | None) -> bytes | None:
+    """For a bounded read of a big xlsx: the workbook cut after the rows we need."""
+    if kind != XLSX or max_rows is None:
+        return None
+    try:
+        copy = xlsx_zip.head_copy(path, max_rows)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
+        return None  # let the full read report what is wrong
+    return copy.getvalue() if copy else None
+
+
+def _open(path: Path, kind: str, head: bytes | None = None) -> pc.CalamineWorkbook:
+    try:
+        if head is not None:
+            return pc.CalamineWorkbook.from_filelike(io.BytesIO(head))
+        if path.suffix.lower() in _SUFFIXES[kind]:
+            return pc.CalamineWorkbook.from_path(str(path))
+        with open(path, "rb") as f:  # a misnamed file: calamine picks the format by content
+            return pc.CalamineWorkbook.from_filelike(f)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # BaseException: a Rust panic arrives as pyo3's PanicException
+        raise _input_error(path, kind, exc) from None
+
+
+def _table_sheets(wb: pc.CalamineWorkbook) -> list[str]:
+    return [m.name for m in wb.sheets_metadata if m.typ not in _NOT_TABLES]
+
+
+def _default_order(wb: pc.CalamineWorkbook, names: list[str]) -> list[str]:
+    """Visible sheets first: the default is the first non-empty sheet a user can see."""
+    visible = {m.name for m in wb.sheets_metadata if m.visible == pc.SheetVisibleEnum.Visible}
+    return [n for n in names if n in visible] + [n for n in names if n not in visible]
+
+
+def _resolve(path: Path, names: list[str], sheet: str | int) -> str:
+    listing = ", ".join(repr(n) for n in names) or "none"
+    if isinstance(sheet, int) and not isinstance(sheet, bool):
+        if 0 <= sheet < len(names):
+            return names[sheet]
+        raise InputError(f"{path.name} has no sheet number {sheet} (counting from 0); sheets are: {listing}")
+    if sheet in names:
+        return sheet
+    folded = [n for n in names if n.casefold() == str(sheet).strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise InputError(f"sheet {str(sheet)!r} not found in {path.name}; sheets are: {listing}")
+
+
+def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: int | None,
+          head: bytes | None) -> Grid:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Runs while calamine parses (both release the GIL), so it costs no extra time.
+        errors = pool.submit(xlsx_zip.error_cells, io.BytesIO(head) if head else path, name) if kind == XLSX else None
+        try:
+            sheet = wb.get_sheet_by_name(name)
+            start = sheet.start
+            rows = sheet.to_python(skip_empty_area=True, nrows=max_rows) if start else []
+            merged = sheet.merged_cell_ranges or []
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            raise _input_error(path, kind, exc, sheet=name) from None
+        error_cells = errors.result() if errors else {}
+    top, left = start or (0, 0)
+    _fill_merged(rows, top, left, merged)
+    _put_errors(rows, top, left, error_cells)
+    complete = max_rows is None or len(rows) < max_rows
+    return Grid(rows=rows, top=top, complete=complete)
+
+
+def _fill_merged(rows: list[list[Any]], top: int, left: int, merged) -> None:
+    """Every cell of a merged range shows the top-left value, as it looks in Excel."""
+    height = len(rows)
+    for (r0, c0), (r1, c1) in merged:
+        r0, r1, c0, c1 = r0 - top, r1 - top, c0 - left, c1 - left
+        if not (0 <= r0 < height and 0 <= c0 < len(rows[r0])):
+            continue
+        value = rows[r0][c0]
+        if value == "":
+            continue
+        for r in range(r0, min(r1, height - 1) + 1):
+            row = rows[r]
+            for c in range(max(c0, 0), min(c1, len(row) - 1) + 1):
+                if row[c] == "":
+                    row[c] = value
+
+
+def _put_errors(rows: list[list[Any]], top: int, left: int, errors: dict[tuple[int, int], str]) -> None:
+    for (r, c), text in errors.items():
+        r, c = r - top, c - left
+        if 0 <= r < len(rows) and 0 <= c < len(rows[r]) and rows[r][c] == "":
+            rows[r][c] = text
+
+
+def _input_error(path: Path, kind: str, exc: BaseException, sheet: str | None = None) -> InputError:
+    """calamine's exception as one line a user understands."""
+    if isinstance(exc, pc.PasswordError):
+        return InputError(f"{path.name}: the workbook is password-protected; "
+                          "remove the password in Excel (File > Info > Protect Workbook) and try again")
+    if isinstance(exc, MemoryError):
+        return InputError(f"{path.name} is too large to load into memory")
+    reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+    where = f"sheet {sheet!r} of {path.name}" if sheet else path.name
+    if "limit exceeded" in reason.lower():
+        return InputError(f"{where} cannot be read: it claims far more cells than a sheet can hold "
+                          f"(the file is damaged or made to exhaust memory)")
+    if isinstance(exc, pc.WorksheetNotFound):
+        return InputError(f"{where} cannot be read: the sheet is missing from the file")
+    return InputError(f"{where} cannot be read: the file is damaged or not a valid "
+                      f"{_KIND_NAMES[kind]} workbook ({reason})")

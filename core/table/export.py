@@ -1,0 +1,66 @@
+"""Writing results and tables out: xlsx (formatted report), csv or parquet, always atomically."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import write_flat, write_xlsx
+from .atomic import ExportError
+
+FORMATS = {".xlsx": "xlsx", ".xlsm": "xlsx", ".csv": "csv", ".tsv": "tsv", ".txt": "csv",
+           ".parquet": "parquet", ".pq": "parquet"}
+
+Progress = Callable[[int, int], None]
+
+
+def export_results(result_set, path, *, fmt: str | None = None, on_progress: Progress | None = None) -> Path:
+    """Write a run's results. fmt: "xlsx", "csv" or "parquet"; None picks it from the suffix.
+
+    xlsx is the full report (Results, Errors and Run sheets); csv and parquet hold the
+    Results table only. `on_progress(done, total)` is called every few thousand rows.
+    Text that looks like a formula never becomes one (see `cells`); the file appears
+    whole or not at all (see `atomic`). Raises ExportError with a one-line message.
+    """
+    path = Path(path)
+    fmt = _format(path, fmt)
+    if fmt == "xlsx":
+        return write_xlsx.write_results(result_set, path, on_progress)
+    if fmt == "parquet":
+        return write_flat.write_parquet(result_set.to_frame(), path)
+    return write_flat.write_csv(result_set.header(), result_set.iter_rows(), path, len(result_set),
+                                on_progress, delimiter="\t" if fmt == "tsv" else ",")
+
+
+def write_table(frame: pd.DataFrame, path, *, fmt: str | None = None, sheet: str = "Data",
+                on_progress: Progress | None = None) -> Path:
+    """Write a plain DataFrame (no run columns) as a formatted one-sheet xlsx, csv or parquet."""
+    path = Path(path)
+    fmt = _format(path, fmt)
+    if fmt == "parquet":
+        return write_flat.write_parquet(frame, path)
+    header = [str(c) for c in frame.columns]
+
+    def rows():
+        return frame.itertuples(index=False, name=None)
+
+    if fmt == "xlsx":
+        return write_xlsx.write_frame(header, rows(), islice(rows(), write_xlsx.SAMPLE_ROWS), path, len(frame),
+                                      sheet=sheet, on_progress=on_progress)
+    return write_flat.write_csv(header, rows(), path, len(frame), on_progress,
+                                delimiter="\t" if fmt == "tsv" else ",")
+
+
+def _format(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        fmt = fmt.lower().lstrip(".")
+        if fmt in ("xlsx", "csv", "tsv", "parquet"):
+            return fmt
+        raise ExportError(f"cannot export as {fmt!r}: choose xlsx, csv or parquet")
+    suffix = path.suffix.lower()
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    raise ExportError(f"cannot tell the format of {path.name!r} from its name: use .xlsx, .csv or .parquet")

@@ -1,0 +1,212 @@
+"""From a grid of cell values (rows of a sheet) to a DataFrame: header, names, column types.
+
+Every reader (Excel family, CSV) produces a `Grid`; the rules of what a table is are here once:
+- the header is the first non-empty row unless the caller names one (`header_row`, the
+  sheet's 1-based row number as Excel shows it; 0 means "no header row");
+- blank or repeated header cells get visible unique names (`column_3`, `name_2`);
+- leading/trailing empty columns and trailing empty rows are dropped; empty rows inside
+  the table are kept, so row numbers still match the sheet;
+- blank cells become None (NaN/NaT in typed columns); a column of whole numbers becomes
+  int (int64 when it has no blanks, else Python ints in an object column so a blank stays
+  None and 7 never turns into 7.0); dates become datetime64; booleans stay bool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from itertools import zip_longest
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+MAX_EXACT_FLOAT_INT = 2**53  # whole floats beyond this are not exactly integers any more
+
+
+@dataclass
+class Grid:
+    """Cell values of one sheet: `rows[0]` is sheet row `top` (0-based)."""
+
+    rows: list[list[Any]]
+    top: int = 0
+    complete: bool = True  # False when reading stopped at a row limit
+
+
+class EmptySheet(Exception):
+    """The grid holds no value at all (the caller words the message: it knows the sheet)."""
+
+
+class HeaderBeyondData(Exception):
+    def __init__(self, last_row: int):
+        super().__init__(last_row)
+        self.last_row = last_row
+
+
+def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | None = None,
+                    parse_text: bool = False) -> pd.DataFrame:
+    """The table in `grid` as a DataFrame. `parse_text` turns CSV text into numbers, dates, bools."""
+    rows = grid.rows
+    first = next((i for i, row in enumerate(rows) if not _blank_row(row)), None)
+    if first is None:
+        raise EmptySheet()
+    if header_row is None:
+        header, data_start = rows[first], first + 1
+    elif header_row == 0:
+        header, data_start = [], first
+    else:
+        index = header_row - 1 - grid.top
+        if index >= len(rows) and grid.complete:
+            raise HeaderBeyondData(grid.top + len(rows))
+        header = rows[index] if 0 <= index < len(rows) else []
+        data_start = max(index + 1, 0)
+
+    data = rows[data_start:]
+    end = len(data)
+    while end and _blank_row(data[end - 1]):
+        end -= 1
+    if limit is not None:
+        end = min(end, max(limit, 0))
+    data = data[:end]
+
+    lengths = set(map(len, data))
+    width = max(len(header), max(lengths, default=0))
+    if len(lengths) == 1:  # calamine's grids are rectangular: the fast transpose
+        columns = list(zip(*data))
+    else:  # ragged CSV records
+        columns = list(zip_longest(*data, fillvalue=None))
+    columns += [(None,) * len(data) for _ in range(width - len(columns))]
+    header = list(header) + [None] * (width - len(header))
+
+    def used(i: int) -> bool:
+        return not (_blank(header[i]) and _blank_column(columns[i]))
+
+    left = next((i for i in range(width) if used(i)), width)
+    right = next((i for i in reversed(range(left, width)) if used(i)), left - 1)
+    keep = range(left, right + 1)
+    names = unique_names([header_text(header[i]) for i in keep])
+    convert = parse_text_column if parse_text else (lambda v: v)
+    return pd.DataFrame({name: make_column(convert(columns[i])) for name, i in zip(names, keep)},
+                        columns=names)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def _blank_row(row: Sequence[Any]) -> bool:
+    return all(v is None or v == "" for v in row)
+
+
+def _blank_column(values: Sequence[Any]) -> bool:
+    return all(v is None or v == "" for v in values)
+
+
+# ---- column names --------------------------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+
+
+def header_text(value: Any) -> str:
+    """A header cell as the one-line text a user reads in Excel ('' when blank)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return _SPACES.sub(" ", str(value)).strip()
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Blank names become column_<position>; repeats become name_2, name_3 (never clashing)."""
+    names = [name or f"column_{i}" for i, name in enumerate(names, 1)]
+    taken = set(names)
+    seen: set[str] = set()
+    result = []
+    for name in names:
+        if name in seen:
+            n = 2
+            while f"{name}_{n}" in taken:
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(name)
+        seen.add(name)
+        result.append(name)
+    return result
+
+
+# ---- column types --------------------------------------------------------------------
+
+_NONE = type(None)
+_DATES = {dt.date, dt.datetime, pd.Timestamp}
+
+
+def make_column(values: Sequence[Any]):
+    """A typed array for one column of Python cell values ('' counts as blank)."""
+    if "" in values:
+        values = [None if v == "" else v for v in values]
+    kinds = set(map(type, values))
+    has_blank = _NONE in kinds
+    kinds.discard(_NONE)
+    if not kinds:
+        return np.array(values, dtype=object)
+    if kinds <= {int, float}:
+        return _numeric_column(values, has_blank)
+    if kinds == {bool}:
+        return np.array(values, dtype=object if has_blank else bool)
+    if kinds <= _DATES:
+        try:
+            return pd.to_datetime(pd.Series(values, dtype=object))
+        except (ValueError, OverflowError):  # beyond what datetime64 holds: keep the Python dates
+            return np.array(values, dtype=object)
+    if float in kinds:  # mixed: a whole float is shown as an integer, so make it one
+        values = [int(v) if type(v) is float and v.is_integer() and abs(v) < MAX_EXACT_FLOAT_INT else v
+                  for v in values]
+    return np.array(values, dtype=object)
+
+
+def _numeric_column(values: Sequence[Any], has_blank: bool):
+    numbers = np.array(values, dtype=float)  # None -> NaN
+    finite = numbers[~np.isnan(numbers)]
+    whole = bool(np.all(np.mod(finite, 1) == 0) and np.all(np.abs(finite) < MAX_EXACT_FLOAT_INT))
+    if not whole:
+        return numbers
+    if not has_blank:
+        return numbers.astype(np.int64)
+    return np.array([None if v is None else int(v) for v in values], dtype=object)
+
+
+# CSV cells are text; a column becomes numbers, booleans or dates only when every value agrees.
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)?\.[0-9]+([eE][-+]?[0-9]+)?|-?(0|[1-9][0-9]*)[eE][-+]?[0-9]+|-?(0|[1-9][0-9]*)\.")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?")
+_BOOLS = {"TRUE": True, "FALSE": False, "True": True, "False": False, "true": True, "false": False}
+
+
+def parse_text_column(values: Sequence[Any]) -> list[Any]:
+    """Numbers, booleans and ISO dates out of text when the whole column is of that kind.
+
+    Leading zeros ("007", zip codes) keep a column as text: a number would lose them.
+    """
+    text = [v for v in values if v is not None and v != ""]
+    if not text:
+        return list(values)
+    if all(map(_INT.fullmatch, text)):
+        return [int(v) if v else None for v in values]
+    if all(_INT.fullmatch(v) or _FLOAT.fullmatch(v) for v in text):
+        return [float(v) if v else None for v in values]
+    if all(v in _BOOLS for v in text):
+        return [_BOOLS[v] if v else None for v in values]
+    if all(map(_ISO_DATE.fullmatch, text)):
+        try:
+            parsed = pd.to_datetime(pd.Series([v or None for v in values], dtype=object), format="ISO8601")
+        except (ValueError, OverflowError):  # 2024-02-31 and friends: leave the text alone
+            return list(values)
+        return list(parsed.astype(object).where(parsed.notna(), None))
+    return list(values)

@@ -1,0 +1,128 @@
+"""Reading any table an analyst brings: one entry point, one kind of error.
+
+Every failure is an InputError with one line a user can act on ("the workbook is
+password-protected", "sheet 'Data' not found; sheets are: ..."), never a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from . import excel, sniff, textfile
+from .frame import EmptySheet, HeaderBeyondData, frame_from_grid, header_text, unique_names
+
+HEADER_MARGIN = 100  # extra rows read under a row limit, for blank rows above the header
+
+
+@dataclass
+class Preview:
+    """The first rows of a table, for showing before anything runs."""
+
+    sheets: list[str]      # every sheet that can hold a table (one name for csv/parquet)
+    sheet: str             # the sheet shown
+    columns: list[str]
+    frame: pd.DataFrame    # the first rows
+    complete: bool         # True when `frame` is the whole table
+    kind: str              # "xlsx", "xlsb", "xls", "ods", "csv" or "parquet"
+
+
+def read_table(path, *, sheet: str | int | None = None, header_row: int | None = None,
+               limit: int | None = None) -> pd.DataFrame:
+    """A sheet as a DataFrame with unique string column names; blank cells are None/NaN.
+
+    sheet: a name, a 0-based index into `list_sheets(path)`, or None for the first
+    non-empty visible sheet. header_row: the header's row number as Excel shows it
+    (1-based; for text files the record number), 0 for "no header row" (columns are
+    named column_1, column_2...), None for the first non-empty row. limit: at most this
+    many data rows. Raises InputError with a one-line message for any unusable file.
+    """
+    return _read(Path(path), sheet, header_row, limit)[2]
+
+
+def list_sheets(path) -> list[str]:
+    """Names of the sheets that can hold a table (a text or parquet file has one: its name)."""
+    path = Path(path)
+    kind = _kind(path)
+    if kind in sniff.EXCEL_KINDS:
+        return _guard(path, lambda: excel.list_sheets(path, kind))
+    return [path.stem]
+
+
+def preview(path, *, sheet: str | int | None = None, header_row: int | None = None, rows: int = 200) -> Preview:
+    """Sheet names, columns and the first `rows` rows, quickly whatever the file's size."""
+    path = Path(path)
+    sheets, chosen, frame, kind = _read(path, sheet, header_row, rows + 1)
+    return Preview(sheets=sheets, sheet=chosen, columns=[str(c) for c in frame.columns],
+                   frame=frame.head(rows), complete=len(frame) <= rows, kind=kind)
+
+
+def _read(path: Path, sheet, header_row, limit) -> tuple[list[str], str, pd.DataFrame, str]:
+    if header_row is not None and header_row < 0:
+        raise ValueError("header_row must be >= 0")
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be >= 0")
+    kind = _kind(path)
+    max_rows = None if limit is None else (header_row or 1) + limit + HEADER_MARGIN
+    if kind == sniff.PARQUET:
+        return [path.stem], path.stem, _guard(path, lambda: _read_parquet(path, sheet, limit)), kind
+    if kind == sniff.CSV:
+        _only_sheet(path, sheet)
+        sheets, chosen = [path.stem], path.stem
+        grid = _guard(path, lambda: textfile.read_grid(path, max_rows)[0])
+    else:
+        sheets, chosen, grid = _guard(path, lambda: excel.load(path, kind, sheet, max_rows))
+    try:
+        frame = frame_from_grid(grid, header_row=header_row, limit=limit, parse_text=kind == sniff.CSV)
+    except EmptySheet:
+        where = path.name if kind == sniff.CSV else f"sheet {chosen!r} of {path.name}"
+        raise InputError(f"{where} is empty") from None
+    except HeaderBeyondData as exc:
+        raise InputError(f"header row {header_row} is below the last row with data "
+                         f"(row {exc.last_row}) in {path.name}") from None
+    return sheets, chosen, frame, kind
+
+
+def _kind(path: Path) -> str:
+    if not path.exists():
+        raise InputError(f"{path.name}: no such file (looked in {path.parent})")
+    return sniff.detect(path)
+
+
+def _only_sheet(path: Path, sheet) -> None:
+    if sheet in (None, 0, path.stem):
+        return
+    raise InputError(f"sheet {str(sheet)!r} not found: {path.name} is a text file with one table, {path.stem!r}")
+
+
+def _guard(path: Path, read):
+    try:
+        return read()
+    except MemoryError:
+        raise InputError(f"{path.name} is too large to load into memory") from None
+    except OSError as exc:
+        raise InputError(f"{path.name} cannot be read: {exc.strerror or exc}") from None
+
+
+def _read_parquet(path: Path, sheet, limit: int | None) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _only_sheet(path, sheet)
+    try:
+        source = pq.ParquetFile(path)
+        if limit is None:
+            table = source.read()
+        else:  # only the first batch is read from disk
+            first = next(source.iter_batches(batch_size=max(limit, 1)), None)
+            table = pa.Table.from_batches([first]) if first is not None else source.schema_arrow.empty_table()
+        frame = table.to_pandas(integer_object_nulls=True)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise InputError(f"{path.name} cannot be read: the file is damaged or not a valid parquet file ({reason})") from None
+    frame = frame.head(limit) if limit is not None else frame
+    frame.columns = unique_names([header_text(c) for c in frame.columns])
+    return frame.reset_index(drop=True)

@@ -126,8 +126,8 @@ def csv_value(value: Any) -> Any:
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, float, Decimal)):
         return value
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
+    if isinstance(value, dt.datetime):  # a date without a time reads as one
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     return csv_value(as_text(value))

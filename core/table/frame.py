@@ -165,13 +165,27 @@ def make_column(values: Sequence[Any]):
             return pd.to_datetime(pd.Series(values, dtype=object))
         except (ValueError, OverflowError):  # beyond what datetime64 holds: keep the Python dates
             return np.array(values, dtype=object)
-    if float in kinds:  # mixed: a whole float is shown as an integer, so make it one
-        values = [int(v) if type(v) is float and v.is_integer() and abs(v) < MAX_EXACT_FLOAT_INT else v
-                  for v in values]
+    if float in kinds or dt.date in kinds:  # mixed: each value as the other readers give it
+        values = [_mixed_value(v) for v in values]
     return np.array(values, dtype=object)
 
 
+def _mixed_value(value: Any) -> Any:
+    """A whole float as an int (it shows as one); a date as a datetime (as in a date column)."""
+    kind = type(value)
+    if kind is float and value.is_integer() and abs(value) < MAX_EXACT_FLOAT_INT:
+        return int(value)
+    if kind is dt.date:
+        return dt.datetime(value.year, value.month, value.day)
+    return value
+
+
 def _numeric_column(values: Sequence[Any], has_blank: bool):
+    if not has_blank and all(type(v) is int for v in values):
+        try:
+            return np.array(values, dtype=np.int64)
+        except OverflowError:  # beyond int64: Python ints keep every digit
+            return np.array(values, dtype=object)
     numbers = np.array(values, dtype=float)  # None -> NaN
     finite = numbers[~np.isnan(numbers)]
     whole = bool(np.all(np.mod(finite, 1) == 0) and np.all(np.abs(finite) < MAX_EXACT_FLOAT_INT))
@@ -182,25 +196,25 @@ def _numeric_column(values: Sequence[Any], has_blank: bool):
     return np.array([None if v is None else int(v) for v in values], dtype=object)
 
 
-# CSV cells are text; a column becomes numbers, booleans or dates only when every value agrees.
-_INT = re.compile(r"-?(0|[1-9][0-9]*)")
-_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)?\.[0-9]+([eE][-+]?[0-9]+)?|-?(0|[1-9][0-9]*)[eE][-+]?[0-9]+|-?(0|[1-9][0-9]*)\.")
+# CSV cells are text. A column becomes numbers only when every value would be written back
+# exactly as it reads ("7", "2.5"; not "007", "1.20", "1e5"), booleans or ISO dates when all agree.
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?")
 _BOOLS = {"TRUE": True, "FALSE": False, "True": True, "False": False, "true": True, "false": False}
 
 
 def parse_text_column(values: Sequence[Any]) -> list[Any]:
-    """Numbers, booleans and ISO dates out of text when the whole column is of that kind.
+    """Numbers, booleans and ISO dates out of text, when the whole column is of that kind.
 
-    Leading zeros ("007", zip codes) keep a column as text: a number would lose them.
+    Numbers must be lossless: leading zeros (zip codes), trailing zeros ("1.20") and other
+    spellings keep the column as text, so nothing the file shows is changed.
     """
     text = [v for v in values if v is not None and v != ""]
     if not text:
         return list(values)
-    if all(map(_INT.fullmatch, text)):
-        return [int(v) if v else None for v in values]
-    if all(_INT.fullmatch(v) or _FLOAT.fullmatch(v) for v in text):
-        return [float(v) if v else None for v in values]
+    numbers = _lossless_numbers(text)
+    if numbers is not None:
+        found = iter(numbers)
+        return [next(found) if v else None for v in values]
     if all(v in _BOOLS for v in text):
         return [_BOOLS[v] if v else None for v in values]
     if all(map(_ISO_DATE.fullmatch, text)):
@@ -210,3 +224,19 @@ def parse_text_column(values: Sequence[Any]) -> list[Any]:
             return list(values)
         return list(parsed.astype(object).where(parsed.notna(), None))
     return list(values)
+
+
+def _lossless_numbers(text: Sequence[str]) -> list[int | float] | None:
+    numbers: list[int | float] = []
+    for t in text:
+        first = t[:1]
+        if not (first.isdigit() or (first == "-" and t[1:2].isdigit())):
+            return None  # cheap exit for ordinary text
+        try:
+            number = int(t) if t.lstrip("-").isdigit() else float(t)
+        except ValueError:
+            return None
+        if (str(number) if type(number) is int else repr(number)) != t:
+            return None
+        numbers.append(number)
+    return numbers

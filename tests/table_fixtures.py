@@ -70,6 +70,23 @@ def sample_records(n: int) -> list[dict[str, Any]]:
              "vip": i % 3 == 0, "note": None if i % 4 == 1 else f"note {i}"} for i in range(n)]
 
 
+def assert_same_values(a, b, rel_tol: float = 1e-15) -> None:
+    """Two columns hold the same cells: blanks equal blanks, floats to Excel's precision."""
+    import math
+
+    import pandas as pd
+
+    a, b = list(a), list(b)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        if pd.isna(x):
+            assert pd.isna(y), (x, y)
+        elif isinstance(x, float):
+            assert math.isclose(x, y, rel_tol=rel_tol), (x, y)
+        else:
+            assert x == y and type(x) is type(y), (x, y)
+
+
 # ---- workbooks ---------------------------------------------------------------------------
 
 def write_workbook(path: Path, sheets: dict[str, Iterable[Sequence[Any]]], *, epoch_1904: bool = False) -> Path:

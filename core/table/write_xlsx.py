@@ -8,8 +8,11 @@ numbers, dates stay dates, lists and dicts become JSON text, text never becomes 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import re
+import zipfile
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -18,6 +21,7 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.writer.excel import ExcelWriter
 
 from .atomic import ExportError, atomic_path
 from .cells import excel_value
@@ -126,8 +130,24 @@ def write_frame(header: Sequence[str], rows: Iterable[Sequence[Any]], sample: It
 
 
 def _save(wb: Workbook, path: Path) -> None:
-    with atomic_path(path) as temp:
-        wb.save(temp)
+    """Workbook.save, with the zip archive ours so that it is closed even when saving fails."""
+    try:
+        with atomic_path(path) as temp, zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            ExcelWriter(wb, zf).write_data()
+    finally:
+        _discard_row_buffers(wb)
+
+
+def _discard_row_buffers(wb: Workbook) -> None:
+    """Write-only sheets buffer their rows in temporary files, which a failed save leaves behind."""
+    for ws in wb.worksheets:
+        writer = getattr(ws, "_writer", None)
+        if writer is None:
+            continue
+        with contextlib.suppress(Exception):  # an already saved sheet refuses to close again
+            ws.close()
+        with contextlib.suppress(OSError):
+            os.remove(writer.out)
 
 
 def _errors_sheet(wb: Workbook, result_set, indexes: list[int]) -> None:

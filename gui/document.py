@@ -1,0 +1,359 @@
+"""The pipeline being edited: core's Pipeline, the sheet's columns, undoable edits, problems.
+
+Every edit is a QUndoCommand that changes core objects directly (a step's config, a list
+of steps) and then tells the views what changed. The document never decides what a
+valid pipeline is: problems come from core (the same checks the CLI makes).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from batchgrid.core.engine import all_writes
+from batchgrid.core.errors import PipelineError
+from batchgrid.core.pipeline import Pipeline, walk
+from batchgrid.core.steps import REGISTRY, Step, new_step
+from batchgrid.core.steps.base import BRANCHES
+
+
+@dataclass
+class Problem:
+    """One of core's located problem strings, tied to the step (and parameter) it names."""
+
+    text: str            # core's own line, e.g. 'steps[2].template: unknown column "reveiw" ...'
+    message: str         # the part after the location
+    step: Step | None    # None: about the pipeline as a whole
+    param: str = ""      # "" : about the step as a whole
+
+
+_HEAD = re.compile(r"steps\[(\d+)\]")
+_BRANCH = re.compile(r"\.branches\.(.+?)\[(\d+)\]")
+
+
+def locate(text: str, steps: list[Step]) -> Problem:
+    """Turn 'steps[0].branches.fast[1].source: message' into the step and parameter it names."""
+    where, sep, message = text.partition(": ")
+    head = _HEAD.match(where)
+    if not sep or head is None or int(head.group(1)) >= len(steps):
+        return Problem(text, text, None)
+    step = steps[int(head.group(1))]
+    pos = head.end()
+    while (branch := _BRANCH.match(where, pos)) is not None:
+        children = step.children().get(branch.group(1), [])
+        index = int(branch.group(2))
+        if index >= len(children):
+            break
+        step, pos = children[index], branch.end()
+    rest = where[pos:]
+    param = rest[1:] if rest.startswith(".") else ""
+    if param and param not in {p.name for p in step.params}:
+        param = ""  # e.g. "branches.x" with a missing branch: show it on the step
+    if param and message.startswith("missing;"):
+        # A blank required field reads "missing" once saved; beside the field, "required" says it.
+        message = "required: fill this in"
+    return Problem(text, message, step, param)
+
+
+def core_problems(pipeline: Pipeline, columns: list[str] | None) -> list[str]:
+    """What core says is wrong: the file checks (as if saved and reloaded) and, once a sheet
+    is open, the column checks. Each is a located line."""
+    found: list[str] = []
+    try:
+        Pipeline.from_dict(pipeline.to_dict())
+    except PipelineError as exc:
+        found += exc.problems
+    if columns is not None:
+        found += pipeline.problems(columns)
+    return list(dict.fromkeys(found))
+
+
+class PipelineDocument(QObject):
+    """Holds the pipeline under edit. Views listen; edits go through `push` (undoable)."""
+
+    structureChanged = Signal(object)     # a list of steps whose membership or order changed
+    stepChanged = Signal(object, str)     # a step and the parameter (or "name"/"enabled") edited
+    settingsChanged = Signal()
+    problemsChanged = Signal()
+    pipelineReplaced = Signal()           # a new or opened pipeline: rebuild everything
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.pipeline = Pipeline()
+        self.columns: list[str] | None = None  # the open sheet's columns; None before a sheet
+        self.problems: list[Problem] = []
+        self.undo_stack = QUndoStack(self)
+
+    # ---- whole pipeline ----------------------------------------------------------
+    def replace(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.undo_stack.clear()
+        self.undo_stack.setClean()
+        self.pipelineReplaced.emit()
+        self.refresh_problems()
+
+    def set_columns(self, columns: list[str] | None) -> None:
+        self.columns = list(columns) if columns is not None else None
+        self.pipelineReplaced.emit()  # pickers list other columns now
+        self.refresh_problems()
+
+    def refresh_problems(self) -> None:
+        steps = self.pipeline.steps
+        self.problems = [locate(t, steps) for t in core_problems(self.pipeline, self.columns)]
+        self.problemsChanged.emit()
+
+    def problems_for(self, step: Step, param: str | None = None) -> list[Problem]:
+        """Problems of `step` (of one parameter if given; '' = the step as a whole)."""
+        return [p for p in self.problems if p.step is step and (param is None or p.param == param)]
+
+    def problems_within(self, step: Step) -> list[Problem]:
+        """Problems of a step and of every step nested in it (a card shows them all)."""
+        inside = set(map(id, walk([step])))
+        return [p for p in self.problems if p.step is not None and id(p.step) in inside]
+
+    # ---- where things are ----------------------------------------------------------
+    def container_of(self, step: Step) -> list[Step] | None:
+        """The list of steps that holds `step` (the pipeline's, or a branch's)."""
+        def search(steps: list[Step]) -> list[Step] | None:
+            for s in steps:
+                if s is step:
+                    return steps
+                for branch in s.children().values():
+                    found = search(branch)
+                    if found is not None:
+                        return found
+            return None
+
+        return search(self.pipeline.steps)
+
+    def parent_of(self, container: list[Step]) -> tuple[Step | None, str]:
+        """The parallel step and branch name owning `container`, or (None, '') at top level."""
+        for s in walk(self.pipeline.steps):
+            for name, branch in s.children().items():
+                if branch is container:
+                    return s, name
+        return None, ""
+
+    def columns_before(self, step: Step) -> list[str]:
+        """What `step` may read: the sheet's columns plus what enabled earlier steps write
+        (inside a branch: what exists before its parallel step, plus the branch's earlier steps)."""
+        container = self.container_of(step)
+        if container is None:
+            return list(self.columns or [])
+        owner, _ = self.parent_of(container)
+        available = self.columns_before(owner) if owner is not None else list(self.columns or [])
+        for s in container:
+            if s is step:
+                break
+            if s.enabled:
+                available += [c for c in all_writes(s) if c not in available]
+        return available
+
+    def provider_names(self) -> list[str]:
+        return list(self.pipeline.providers)
+
+    # ---- edits (each one undoable) ----------------------------------------------------
+    def push(self, command: QUndoCommand) -> None:
+        self.undo_stack.push(command)
+
+    def add_step(self, step_type: str, container: list[Step] | None = None, index: int | None = None) -> Step:
+        container = self.pipeline.steps if container is None else container
+        step = new_step(step_type)
+        index = len(container) if index is None else max(0, min(index, len(container)))
+        self.push(InsertSteps(self, container, index, [step], f"Add {step.title}"))
+        return step
+
+    def duplicate_step(self, step: Step) -> Step:
+        container = self.container_of(step)
+        clone = clone_step(step)
+        self.push(InsertSteps(self, container, container.index(step) + 1, [clone], f"Duplicate {step.label}"))
+        return clone
+
+    def remove_step(self, step: Step) -> None:
+        container = self.container_of(step)
+        self.push(RemoveStep(self, container, container.index(step)))
+
+    def move_step(self, step: Step, to_index: int) -> None:
+        container = self.container_of(step)
+        start = container.index(step)
+        to_index = max(0, min(to_index, len(container) - 1))
+        if to_index != start:
+            self.push(MoveStep(self, container, start, to_index))
+
+    def set_param(self, step: Step, name: str, value: Any, typing: bool = False) -> None:
+        """`typing`: the value comes from a text box, so consecutive edits merge into one undo."""
+        if step.config.get(name) != value:
+            self.push(SetParam(self, step, name, value, typing))
+
+    def set_enabled(self, step: Step, enabled: bool) -> None:
+        if step.enabled != enabled:
+            self.push(SetAttribute(self, step, "enabled", enabled,
+                                   f"{'Enable' if enabled else 'Disable'} {step.label}"))
+
+    def set_name(self, step: Step, name: str) -> None:
+        if step.name != name:
+            self.push(SetAttribute(self, step, "name", name, f"Rename {step.label}"))
+
+    def set_setting(self, name: str, value: Any) -> None:
+        if self.pipeline.settings.get(name) != value:
+            self.push(SetSetting(self, name, value))
+
+    # ---- called by the commands -------------------------------------------------------
+    def _structure_edited(self, container: list[Step]) -> None:
+        self.structureChanged.emit(container)
+        self.refresh_problems()
+
+    def _step_edited(self, step: Step, what: str) -> None:
+        self.stepChanged.emit(step, what)
+        self.refresh_problems()
+
+
+def clone_step(step: Step) -> Step:
+    """A deep copy made the way a file would: its type, name, enabled and configuration."""
+    config = {}
+    for p in step.params:
+        if p.kind == BRANCHES:
+            config[p.name] = {b: [clone_step(s) for s in steps] for b, steps in step.children().items()}
+        else:
+            config[p.name] = copy.deepcopy(step.config.get(p.name))
+    return REGISTRY[step.type](config, name=step.name, enabled=step.enabled)
+
+
+# ---- undo commands ------------------------------------------------------------------------
+class InsertSteps(QUndoCommand):
+    def __init__(self, doc: PipelineDocument, container: list[Step], index: int, steps: list[Step], text: str):
+        super().__init__(text)
+        self.doc, self.container, self.index, self.steps = doc, container, index, steps
+
+    def redo(self):
+        self.container[self.index:self.index] = self.steps
+        self.doc._structure_edited(self.container)
+
+    def undo(self):
+        del self.container[self.index:self.index + len(self.steps)]
+        self.doc._structure_edited(self.container)
+
+
+class RemoveStep(QUndoCommand):
+    def __init__(self, doc: PipelineDocument, container: list[Step], index: int):
+        super().__init__(f"Delete {container[index].label}")
+        self.doc, self.container, self.index = doc, container, index
+        self.step = container[index]
+
+    def redo(self):
+        del self.container[self.index]
+        self.doc._structure_edited(self.container)
+
+    def undo(self):
+        self.container.insert(self.index, self.step)
+        self.doc._structure_edited(self.container)
+
+
+class MoveStep(QUndoCommand):
+    def __init__(self, doc: PipelineDocument, container: list[Step], start: int, end: int):
+        super().__init__(f"Move {container[start].label}")
+        self.doc, self.container, self.start, self.end = doc, container, start, end
+
+    def _move(self, a: int, b: int):
+        step = self.container.pop(a)
+        self.container.insert(b, step)
+        self.doc._structure_edited(self.container)
+
+    def redo(self):
+        self._move(self.start, self.end)
+
+    def undo(self):
+        self._move(self.end, self.start)
+
+
+class SetParam(QUndoCommand):
+    """One parameter's new value. Typing in one field merges into one undo step."""
+
+    ID = 1001
+
+    def __init__(self, doc: PipelineDocument, step: Step, name: str, value: Any, typing: bool = False):
+        super().__init__(f"Edit {step.label}: {step.param(name).title}")
+        self.doc, self.step, self.name, self.typing = doc, step, name, typing
+        self.old = step.config.get(name)
+        self.new = value
+
+    def id(self) -> int:
+        return self.ID
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        # Only typing into one field merges; choices and checkboxes stay separate edits.
+        if not (isinstance(other, SetParam) and other.step is self.step and other.name == self.name
+                and self.typing and other.typing):
+            return False
+        self.new = other.new
+        return True
+
+    def redo(self):
+        self.step.config[self.name] = self.new
+        self.doc._step_edited(self.step, self.name)
+
+    def undo(self):
+        self.step.config[self.name] = self.old
+        self.doc._step_edited(self.step, self.name)
+
+
+class SetAttribute(QUndoCommand):
+    """A step's `name` or `enabled`."""
+
+    def __init__(self, doc: PipelineDocument, step: Step, attribute: str, value: Any, text: str):
+        super().__init__(text)
+        self.doc, self.step, self.attribute = doc, step, attribute
+        self.old, self.new = getattr(step, attribute), value
+
+    def id(self) -> int:
+        return 1002 if self.attribute == "name" else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if isinstance(other, SetAttribute) and other.step is self.step and other.attribute == self.attribute == "name":
+            self.new = other.new
+            return True
+        return False
+
+    def _set(self, value):
+        setattr(self.step, self.attribute, value)
+        if self.attribute == "enabled":  # later steps' pickers and column checks change too
+            self.doc.structureChanged.emit(self.doc.container_of(self.step))
+        self.doc._step_edited(self.step, self.attribute)
+
+    def redo(self):
+        self._set(self.new)
+
+    def undo(self):
+        self._set(self.old)
+
+
+class SetSetting(QUndoCommand):
+    def __init__(self, doc: PipelineDocument, name: str, value: Any):
+        super().__init__(f"Change {name.replace('_', ' ')}")
+        self.doc, self.name = doc, name
+        self.old, self.new = doc.pipeline.settings.get(name), value
+
+    def id(self) -> int:
+        return 1003
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if isinstance(other, SetSetting) and other.name == self.name:
+            self.new = other.new
+            return True
+        return False
+
+    def _set(self, value):
+        self.doc.pipeline.settings[self.name] = value
+        self.doc.settingsChanged.emit()
+        self.doc.refresh_problems()
+
+    def redo(self):
+        self._set(self.new)
+
+    def undo(self):
+        self._set(self.old)

@@ -1,0 +1,126 @@
+"""The row inspector: what each step of the selected row read, wrote, how long it took, and why
+it failed; for model steps, the request sent and the raw reply (never a key)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any, Sequence
+
+from PySide6.QtWidgets import QTextBrowser
+
+from batchgrid.core import events as ev
+from batchgrid.core.engine import all_writes
+from batchgrid.core.steps import Step
+
+_SECRET_KEY = re.compile(r"(authorization|api[_-]?key|x-api-key|token|secret|password)", re.I)
+_BEARER = re.compile(r"(Bearer\s+)\S+", re.I)
+VALUE_LIMIT = 2000
+
+
+def redact(value: Any) -> Any:
+    """A copy with anything that looks like a credential masked."""
+    if isinstance(value, dict):
+        return {k: ("•••" if isinstance(k, str) and _SECRET_KEY.search(k) and v else redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _BEARER.sub(r"\1•••", value)
+    return value
+
+
+def shown(value: Any) -> str:
+    if value is None or value == "":
+        return '<span class="blank">(blank)</span>'
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    else:
+        text = str(value)
+    if len(text) > VALUE_LIMIT:
+        text = text[:VALUE_LIMIT] + f" … ({len(text):,} characters)"
+    return html.escape(text).replace("\n", "<br>")
+
+
+def pairs_table(pairs: Sequence[tuple[str, Any]]) -> str:
+    if not pairs:
+        return '<p class="blank">—</p>'
+    rows = "".join(f'<tr><td class="key">{html.escape(k)}</td><td>{shown(v)}</td></tr>' for k, v in pairs)
+    return f"<table cellspacing='0' cellpadding='3'>{rows}</table>"
+
+
+STYLE = """
+<style>
+ h3 { margin: 0 0 4px 0; }
+ .status-done { color: #17804a; } .status-error { color: #c62828; } .status-cancelled { color: #6b7580; }
+ .error { background: #fdecec; color: #8e1c1c; padding: 6px; }
+ .key { color: #5b6672; padding-right: 10px; vertical-align: top; white-space: nowrap; }
+ .blank { color: #9aa3ad; }
+ .step { margin-top: 10px; font-weight: bold; }
+ .meta { color: #5b6672; }
+ pre { background: #f5f7fa; padding: 6px; }
+</style>
+"""
+
+
+class RowInspector(QTextBrowser):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.clear_row()
+
+    def clear_row(self) -> None:
+        self.setHtml(STYLE + '<p class="blank">Select a row in the results to see what each step did with it.</p>')
+
+    def show_row(self, number: int, inputs: dict[str, Any], result: ev.RowResult | None, status: str,
+                 steps: Sequence[Step], note: str = "") -> None:
+        """`number` is 0-based; `steps` are the pipeline's steps, in order."""
+        parts = [STYLE, f'<h3>Row {number + 1} · <span class="status-{status}">{html.escape(status)}</span></h3>']
+        if note:
+            parts.append(f'<p class="meta">{html.escape(note)}</p>')
+        if result is not None and result.status == ev.ERROR:
+            where = f" in step <b>{html.escape(result.failed_step)}</b>" if result.failed_step else ""
+            kind = f"{html.escape(result.error_type)}: " if result.error_type else ""
+            parts.append(f'<p class="error">Failed{where}:<br>{kind}{shown(result.error)}</p>')
+        if result is not None:
+            meta = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}, {result.latency:.3f} s"
+            if result.tokens:
+                meta += f", {result.tokens_in:,} tokens in, {result.tokens_out:,} out"
+            if result.cost:
+                meta += f", cost {result.cost:.6f}"
+            if result.cached:
+                meta += f", {result.cached} answered from the cache"
+            parts.append(f'<p class="meta">{meta}</p>')
+        parts.append("<p class='step'>Input</p>" + pairs_table(list(inputs.items())))
+        if result is not None:
+            values = {**inputs, **result.outputs}
+            enabled = [s for s in steps if s.enabled]
+            for k, trace in enumerate(result.trace):
+                step = enabled[k] if k < len(enabled) else None
+                parts.append(self._step_html(trace, step, values))
+            if not result.trace and result.status != ev.ERROR:
+                parts.append("<p class='blank'>No step details were kept for this row.</p>")
+        else:
+            parts.append("<p class='blank'>This row has not finished in this run.</p>")
+        self.setHtml("".join(parts))
+
+    def _step_html(self, trace: ev.StepTrace, step: Step | None, values: dict[str, Any]) -> str:
+        attempts = f", {trace.attempts} attempts" if trace.attempts > 1 else ""
+        parts = [f"<p class='step'>{html.escape(trace.step)} "
+                 f"<span class='meta'>({trace.seconds * 1000:.1f} ms{attempts})</span></p>"]
+        if step is not None:
+            reads = [(c, values.get(c)) for c in step.reads()]
+            writes = [(c, values.get(c)) for c in all_writes(step)]
+            parts.append("<p class='meta'>read</p>" + pairs_table(reads))
+            if not trace.error:
+                parts.append("<p class='meta'>wrote</p>" + pairs_table(writes))
+        if trace.error:
+            parts.append(f"<p class='error'>{shown(trace.error)}</p>")
+        for key, value in redact(trace.details or {}).items():
+            label = {"request": "request sent", "response": "raw reply", "raw": "raw reply"}.get(key, key)
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2, default=str)
+            if len(text) > VALUE_LIMIT * 4:
+                text = text[:VALUE_LIMIT * 4] + " …"
+            parts.append(f"<p class='meta'>{html.escape(label)}</p><pre>{html.escape(text)}</pre>")
+        return "".join(parts)

@@ -1,0 +1,97 @@
+"""The step palette: every registered step type, grouped, searchable; double-click or drag to add."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from batchgrid.core.steps import step_types_by_group
+
+from .icons import icon, step_icon
+from .step_list import STEP_TYPE_MIME
+
+TypeRole = Qt.ItemDataRole.UserRole + 1
+
+
+class PaletteTree(QTreeWidget):
+    """Drags carry the step type, which a step list turns into a new step."""
+
+    def mimeData(self, items):
+        data = QMimeData()
+        kinds = [i.data(0, TypeRole) for i in items if i.data(0, TypeRole)]
+        if kinds:
+            data.setData(STEP_TYPE_MIME, QByteArray(kinds[0].encode()))
+        return data
+
+    def mimeTypes(self):
+        return [STEP_TYPE_MIME]
+
+
+class StepPalette(QWidget):
+    stepChosen = Signal(str)  # a step type, on double-click or Enter
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search steps…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.filter)
+        self.tree = PaletteTree()
+        self.tree.setHeaderHidden(True)
+        self.tree.setIconSize(QSize(22, 22))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setIndentation(8)
+        self.tree.setDragEnabled(True)
+        self.tree.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.tree.itemActivated.connect(self._activated)
+        layout.addWidget(self.search)
+        layout.addWidget(self.tree, 1)
+        self.populate()
+
+    def populate(self) -> None:
+        self.tree.clear()
+        for group, classes in step_types_by_group().items():
+            head = QTreeWidgetItem([group])
+            head.setIcon(0, icon(f"group-{group.lower()}"))
+            head.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            font = head.font(0)
+            font.setBold(True)
+            head.setFont(0, font)
+            self.tree.addTopLevelItem(head)
+            for cls in classes:
+                item = QTreeWidgetItem([f"{cls.title}\n{cls.description}"])
+                item.setIcon(0, step_icon(cls))
+                item.setData(0, TypeRole, cls.type)
+                item.setToolTip(0, f"{cls.title}: {cls.description}\nDouble-click or drag onto the pipeline to add it.")
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled)
+                head.addChild(item)
+            head.setExpanded(True)
+
+    def items(self) -> list[QTreeWidgetItem]:
+        """Every step item (not the group headings)."""
+        return [self.tree.topLevelItem(g).child(i) for g in range(self.tree.topLevelItemCount())
+                for i in range(self.tree.topLevelItem(g).childCount())]
+
+    def item_for(self, step_type: str) -> QTreeWidgetItem | None:
+        return next((i for i in self.items() if i.data(0, TypeRole) == step_type), None)
+
+    def filter(self, text: str) -> None:
+        words = text.lower().split()
+        for g in range(self.tree.topLevelItemCount()):
+            head = self.tree.topLevelItem(g)
+            shown = 0
+            for i in range(head.childCount()):
+                item = head.child(i)
+                haystack = f"{head.text(0)} {item.text(0)} {item.data(0, TypeRole)}".lower()
+                hide = not all(w in haystack for w in words)
+                item.setHidden(hide)
+                shown += not hide
+            head.setHidden(shown == 0)
+
+    def _activated(self, item: QTreeWidgetItem, _column: int) -> None:
+        step_type = item.data(0, TypeRole)
+        if step_type:
+            self.stepChosen.emit(step_type)

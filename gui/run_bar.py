@@ -1,0 +1,143 @@
+"""The run bar: concurrency, Run / Pause / Stop, preview on a few rows, retry failed, progress."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+from .icons import icon
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def progress_text(p, paused: bool = False) -> str:
+    """done / failed / in flight / queued, rows per second, ETA, tokens and cost."""
+    parts = [f"{p.done:,} done", f"{p.failed:,} failed", f"{p.running:,} in flight", f"{p.queued:,} queued"]
+    if p.cancelled:
+        parts.append(f"{p.cancelled:,} stopped")
+    rate = p.rows_per_second
+    parts.append(f"{rate:,.1f} rows/s" if rate < 10 else f"{rate:,.0f} rows/s")
+    if paused:
+        parts.append("paused")
+    elif p.finished < p.selected:
+        parts.append(f"ETA {duration(p.eta)}")
+    tokens = p.tokens_in + p.tokens_out
+    if tokens:
+        parts.append(f"{tokens:,} tokens")
+    if p.cost:
+        parts.append(f"${p.cost:,.4f}")
+    return " · ".join(parts)
+
+
+def tool_button(text: str, icon_name: str, tip: str) -> QPushButton:
+    button = QPushButton(icon(icon_name), text)
+    button.setToolTip(tip)
+    return button
+
+
+class RunBar(QWidget):
+    runClicked = Signal()
+    pauseClicked = Signal()      # pause or resume, depending on the state
+    stopClicked = Signal()
+    previewClicked = Signal(int)
+    retryClicked = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("runBar")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(10, 8, 10, 8)
+        outer.setSpacing(6)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+
+        row.addWidget(QLabel("Rows at once"))
+        self.concurrency = QSpinBox()
+        self.concurrency.setRange(1, 1000)
+        self.concurrency.setValue(8)
+        self.concurrency.setToolTip("Max concurrency: rows in flight, and calls to models or web APIs at once.")
+        row.addWidget(self.concurrency)
+
+        self.run_button = tool_button("Run", "run", "Run the pipeline on every row (F5)")
+        self.run_button.setObjectName("runButton")
+        self.pause_button = tool_button("Pause", "pause", "Let rows in flight finish; start no new ones")
+        self.stop_button = tool_button("Stop", "stop", "Stop now; finished rows are kept (Esc)")
+        for button in (self.run_button, self.pause_button, self.stop_button):
+            row.addWidget(button)
+        row.addSpacing(16)
+
+        self.preview_button = tool_button("Preview on", "preview",
+                                          "Run on the selected rows, or on the first N rows when none are selected")
+        self.preview_rows = QSpinBox()
+        self.preview_rows.setRange(1, 10_000)
+        self.preview_rows.setValue(10)
+        self.preview_rows.setSuffix(" rows")
+        row.addWidget(self.preview_button)
+        row.addWidget(self.preview_rows)
+        self.retry_button = tool_button("Retry failed", "retry", "Run again only the rows that failed")
+        row.addWidget(self.retry_button)
+        row.addSpacing(12)
+        self.blocker = QLabel()
+        self.blocker.setObjectName("blocker")
+        row.addWidget(self.blocker, 1)
+        row.addStretch(0)
+        outer.addLayout(row)
+
+        line = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%v / %m")
+        self.progress.setFixedWidth(260)
+        self.stats = QLabel("Not run yet.")
+        self.stats.setObjectName("runStats")
+        self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        line.addWidget(self.progress)
+        line.addWidget(self.stats, 1)
+        outer.addLayout(line)
+
+        self.run_button.clicked.connect(self.runClicked)
+        self.pause_button.clicked.connect(self.pauseClicked)
+        self.stop_button.clicked.connect(self.stopClicked)
+        self.preview_button.clicked.connect(lambda: self.previewClicked.emit(self.preview_rows.value()))
+        self.retry_button.clicked.connect(self.retryClicked)
+        self.set_state(running=False, can_run=False, failed_rows=0)
+
+    def set_state(self, *, running: bool, can_run: bool, failed_rows: int, paused: bool = False,
+                  why_not: str = "") -> None:
+        """Enable what makes sense now; `why_not` explains a disabled Run in its tooltip."""
+        self.run_button.setEnabled(can_run and not running)
+        self.preview_button.setEnabled(can_run and not running)
+        self.retry_button.setEnabled(can_run and not running and failed_rows > 0)
+        self.retry_button.setText(f"Retry {failed_rows:,} failed" if failed_rows else "Retry failed")
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.pause_button.setIcon(icon("run" if paused else "pause"))
+        self.concurrency.setEnabled(not running)
+        tip = "Run the pipeline on every row (F5)"
+        self.run_button.setToolTip(tip if can_run or not why_not else why_not)
+        first = why_not.splitlines()[0] if why_not else ""
+        self.blocker.setText(f"⚠ {first}" if first and not running else "")
+        self.blocker.setToolTip(why_not)
+
+    def show_progress(self, p, paused: bool = False) -> None:
+        self.progress.setRange(0, max(1, p.selected))
+        self.progress.setValue(p.finished)
+        self.stats.setText(progress_text(p, paused))
+
+    def show_message(self, text: str) -> None:
+        self.stats.setText(text)

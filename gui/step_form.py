@@ -1,0 +1,356 @@
+"""The selected step's form, generated from its declared parameters, with problems inline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QFormLayout, QFrame, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListWidget, QMenu,
+    QPushButton, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget,
+)
+
+from batchgrid.core.steps import Step, step_types_by_group
+from batchgrid.core.steps import base as b
+
+from .document import PipelineDocument
+from .fields import Field, FormContext, OutputField, make_field
+from .icons import icon, step_icon
+from .step_list import StepListModel, StepListView
+
+
+def mark_problem(widget: QWidget, bad: bool) -> None:
+    """Red outline on a field with a problem (the style sheet draws it)."""
+    if bool(widget.property("problem")) != bad:
+        widget.setProperty("problem", bad)
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
+
+
+def caption(text: str, name: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+def add_step_menu(parent: QWidget, on_choose) -> QMenu:
+    """Every step type, grouped as in the palette."""
+    menu = QMenu(parent)
+    for group, classes in step_types_by_group().items():
+        sub = menu.addMenu(icon(f"group-{group.lower()}"), group)
+        for cls in classes:
+            sub.addAction(step_icon(cls), cls.title, lambda t=cls.type: on_choose(t))
+    return menu
+
+
+class BranchesEditor(QWidget):
+    """A parallel step's branches: a list of branch names, and the selected branch's steps."""
+
+    openStep = Signal(object)
+
+    def __init__(self, doc: PipelineDocument, step: Step, param: b.Param, parent=None):
+        super().__init__(parent)
+        self.doc, self.step, self.param = doc, step, param
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+
+        top = QHBoxLayout()
+        self.names = QListWidget()
+        self.names.setFixedHeight(92)
+        self.names.currentRowChanged.connect(self._branch_chosen)
+        buttons = QVBoxLayout()
+        for text, slot in (("Add branch", self.add_branch), ("Rename…", self.rename_branch),
+                           ("Remove", self.remove_branch)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        top.addWidget(self.names, 1)
+        top.addLayout(buttons)
+        layout.addLayout(top)
+
+        self.model = StepListModel(doc, self._branch_steps, self)
+        self.cards = StepListView(self.model)
+        self.cards.setMinimumHeight(160)
+        self.cards.stepActivated.connect(self.openStep)
+        bar = QHBoxLayout()
+        self.add_button = QToolButton()
+        self.add_button.setText("Add step")
+        self.add_button.setIcon(icon("add"))
+        self.add_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.add_button.setMenu(add_step_menu(self, self.add_step))
+        edit = QPushButton("Edit step")
+        edit.clicked.connect(lambda: self.cards.current_step() and self.openStep.emit(self.cards.current_step()))
+        delete = QToolButton()
+        delete.setIcon(icon("delete"))
+        delete.setToolTip("Delete the selected step from this branch")
+        delete.clicked.connect(lambda: self.cards.current_step() and doc.remove_step(self.cards.current_step()))
+        bar.addWidget(self.add_button)
+        bar.addWidget(edit)
+        bar.addStretch(1)
+        bar.addWidget(delete)
+        layout.addWidget(caption("Steps of the selected branch (double-click to edit):", "help"))
+        layout.addWidget(self.cards)
+        layout.addLayout(bar)
+        self.refresh()
+
+    def branches(self) -> dict[str, list[Step]]:
+        return self.step.config[self.param.name]
+
+    def current_branch(self) -> str:
+        item = self.names.currentItem()
+        return item.text() if item else ""
+
+    def _branch_steps(self) -> list[Step]:
+        return self.branches().get(self.current_branch(), [])
+
+    def refresh(self) -> None:
+        keep = self.current_branch()
+        names = list(self.branches())
+        self.names.blockSignals(True)
+        self.names.clear()
+        self.names.addItems(names)
+        row = names.index(keep) if keep in names else (0 if names else -1)
+        self.names.setCurrentRow(row)
+        self.names.blockSignals(False)
+        self._branch_chosen(row)
+
+    def _branch_chosen(self, _row: int) -> None:
+        self.model._reset()
+        self.add_button.setEnabled(bool(self.current_branch()))
+
+    def _set(self, branches: dict[str, list[Step]]) -> None:
+        self.doc.set_param(self.step, self.param.name, branches)
+
+    def add_branch(self) -> None:
+        existing = self.branches()
+        n = len(existing) + 1
+        while f"branch_{n}" in existing:
+            n += 1
+        self._set({**existing, f"branch_{n}": []})
+        self.names.setCurrentRow(self.names.count() - 1)
+
+    def rename_branch(self) -> None:
+        old = self.current_branch()
+        if not old:
+            return
+        new, ok = QInputDialog.getText(self, "Rename branch", "Branch name:", text=old)
+        new = new.strip()
+        if ok and new and new != old and new not in self.branches():
+            self._set({(new if k == old else k): v for k, v in self.branches().items()})
+            self.names.setCurrentRow(list(self.branches()).index(new))
+
+    def remove_branch(self) -> None:
+        old = self.current_branch()
+        if old:
+            self._set({k: v for k, v in self.branches().items() if k != old})
+
+    def add_step(self, step_type: str) -> None:
+        branch = self.current_branch()
+        if branch:
+            step = self.doc.add_step(step_type, self.branches()[branch])
+            self.cards.select_step(step)
+
+
+class StepForm(QWidget):
+    """The form of one step: its name, on/off, and one field per declared parameter."""
+
+    openStep = Signal(object)
+
+    def __init__(self, doc: PipelineDocument, step: Step, ctx: FormContext, parent=None):
+        super().__init__(parent)
+        self.doc, self.step, self.ctx = doc, step, ctx
+        cls = type(step)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 12, 14, 12)
+        layout.setSpacing(8)
+
+        head = QHBoxLayout()
+        logo = QLabel()
+        logo.setPixmap(step_icon(cls).pixmap(32, 32))
+        head.addWidget(logo, 0, Qt.AlignmentFlag.AlignTop)
+        titles = QVBoxLayout()
+        title = caption(cls.title, "formTitle")
+        titles.addWidget(title)
+        titles.addWidget(caption(cls.description, "help"))
+        head.addLayout(titles, 1)
+        layout.addLayout(head)
+
+        self.step_problems = caption("", "fieldProblem")
+        self.step_problems.hide()
+        layout.addWidget(self.step_problems)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        form.setHorizontalSpacing(12)
+        form.setVerticalSpacing(10)
+        self.name_edit = QLineEdit(step.name)
+        self.name_edit.setPlaceholderText(cls.title)
+        self.name_edit.textEdited.connect(lambda text: doc.set_name(step, text))
+        self.enabled_check = QCheckBox("Run this step")
+        self.enabled_check.setChecked(step.enabled)
+        self.enabled_check.toggled.connect(lambda on: doc.set_enabled(step, on))
+        form.addRow("Label", self.name_edit)
+        form.addRow("", self.enabled_check)
+
+        self.fields: dict[str, Field] = {}
+        self.branches: BranchesEditor | None = None
+        self.problem_labels: dict[str, QLabel] = {}
+        for param in cls.params:
+            form.addRow(self._label(param), self._row(param))
+        layout.addLayout(form)
+        layout.addStretch(1)
+
+        doc.stepChanged.connect(self._step_changed)
+        doc.problemsChanged.connect(self.show_problems)
+        doc.structureChanged.connect(self._structure_changed)
+        self.show_problems()
+
+    def _label(self, param: b.Param) -> QLabel:
+        text = param.title + (" *" if param.required else "")
+        label = QLabel("" if param.kind == b.BOOL else text)
+        label.setToolTip(param.help)
+        return label
+
+    def _row(self, param: b.Param) -> QWidget:
+        box = QWidget()
+        column = QVBoxLayout(box)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(3)
+        if param.kind == b.BRANCHES:
+            self.branches = BranchesEditor(self.doc, self.step, param)
+            self.branches.openStep.connect(self.openStep)
+            column.addWidget(self.branches)
+        else:
+            field = make_field(param, self.ctx, self.step.default_output(param.name))
+            field.setObjectName(f"field_{param.name}")
+            field.set_value(self.step.config.get(param.name))
+            field.edited.connect(lambda value, typing, name=param.name: self.doc.set_param(self.step, name, value, typing))
+            field.setToolTip(param.help)
+            self.fields[param.name] = field
+            column.addWidget(field)
+        if param.help and param.kind != b.BRANCHES:
+            column.addWidget(caption(param.help, "help"))
+        problem = caption("", "fieldProblem")
+        problem.hide()
+        self.problem_labels[param.name] = problem
+        column.addWidget(problem)
+        return box
+
+    # ---- following the document ---------------------------------------------------------
+    def _step_changed(self, step: Step, what: str) -> None:
+        if step is not self.step:
+            return
+        if what in self.fields:
+            self.fields[what].set_value(step.config.get(what))
+        elif self.branches is not None and what == self.branches.param.name:
+            self.branches.refresh()
+        elif what == "name" and self.name_edit.text() != step.name:
+            self.name_edit.setText(step.name)
+        elif what == "enabled":
+            self.enabled_check.blockSignals(True)
+            self.enabled_check.setChecked(step.enabled)
+            self.enabled_check.blockSignals(False)
+        for name, field in self.fields.items():  # "blank: review_trimmed" follows the source
+            if isinstance(field, OutputField):
+                default = step.default_output(name)
+                field.edit.setPlaceholderText(f"blank: {default}" if default else "name of the new column")
+
+    def _structure_changed(self, _container) -> None:
+        if self.branches is not None:
+            self.branches.model._all_changed()
+
+    def show_problems(self) -> None:
+        for name, label in self.problem_labels.items():
+            problems = self.doc.problems_for(self.step, name)
+            label.setText("\n".join(p.message for p in problems))
+            label.setVisible(bool(problems))
+            if name in self.fields:
+                mark_problem(self.fields[name].main_widget(), bool(problems))
+        whole = self.doc.problems_for(self.step, "")
+        self.step_problems.setText("\n".join(p.message for p in whole))
+        self.step_problems.setVisible(bool(whole))
+
+    def set_preview_row(self, row: dict[str, Any] | None, label: str) -> None:
+        self.ctx.preview_row, self.ctx.preview_label = row, label
+        for field in self.fields.values():
+            field.set_preview_row(row, label)
+
+
+class StepFormPanel(QScrollArea):
+    """Shows the form of the selected step (or of a step inside a branch, with a way back)."""
+
+    def __init__(self, doc: PipelineDocument, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.step: Step | None = None
+        self.form: StepForm | None = None
+        self.preview_row: dict[str, Any] | None = None
+        self.preview_label = ""
+        self.app_providers: list[str] = []
+        doc.pipelineReplaced.connect(self.rebuild)
+        doc.structureChanged.connect(self._structure_changed)
+        self.show_step(None)
+
+    def show_step(self, step: Step | None) -> None:
+        if step is not None and self.doc.container_of(step) is None:
+            step = None  # deleted
+        self.step = step
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        step = self.step if self.step is not None and self.doc.container_of(self.step) is not None else None
+        self.step = step
+        old = self.takeWidget()
+        if old is not None:
+            old.deleteLater()
+        self.form = None
+        if step is None:
+            empty = caption("Select a step to edit it here.\n\nAdd steps from the palette on the left: "
+                            "double-click one, or drag it onto the pipeline.", "emptyHint")
+            empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.setWidget(empty)
+            return
+        holder = QWidget()
+        column = QVBoxLayout(holder)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        owner, branch = self.doc.parent_of(self.doc.container_of(step))
+        if owner is not None:
+            back = QPushButton(f"‹ Back to {owner.label}  (branch “{branch}”)")
+            back.setObjectName("backLink")
+            back.setFlat(True)
+            back.clicked.connect(lambda: self.show_step(owner))
+            column.addWidget(back, 0, Qt.AlignmentFlag.AlignLeft)
+        self.form = StepForm(self.doc, step, self._context(step))
+        self.form.openStep.connect(self.show_step)
+        self.form.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        column.addWidget(self.form)
+        self.setWidget(holder)
+
+    def _context(self, step: Step) -> FormContext:
+        path = self.doc.pipeline.path
+        providers = list(dict.fromkeys(self.doc.provider_names() + self.app_providers))
+        return FormContext(columns=self.doc.columns_before(step), preview_row=self.preview_row,
+                           preview_label=self.preview_label, providers=providers,
+                           base_dir=Path(path).parent if path else None)
+
+    def _structure_changed(self, _container) -> None:
+        # Earlier steps changed: the column pickers list other columns now.
+        if self.step is not None:
+            if self.form is not None and self.form.ctx.columns == self.doc.columns_before(self.step) \
+                    and self.doc.container_of(self.step) is not None:
+                return
+            self.rebuild()
+
+    def set_preview_row(self, row: dict[str, Any] | None, label: str) -> None:
+        self.preview_row, self.preview_label = row, label
+        if self.form is not None:
+            self.form.set_preview_row(row, label)

@@ -384,8 +384,11 @@ class Engine:
             self.stop()
             reason = "stopped"
             raise
-        except BatchgridError as exc:
+        except BatchgridError as exc:  # a step could not start (missing lookup file, untrusted code...)
             reason, message = "failed", str(exc)
+        except Exception as exc:  # a bug: the front end still hears of it, in one line
+            log.exception("the run failed")
+            reason, message = "failed", "{}: {}".format(*describe_error(exc))
         finally:
             p.clock_end = time.perf_counter()
             p.finished_at = time.time()

@@ -140,6 +140,9 @@ def run_command(args) -> int:
         engine = job.start(modes[args.resume, args.retry_failed], max_concurrency=args.max_concurrency)
         progress = engine.progress
         interrupted = asyncio.run(_run(engine, quiet=args.quiet))
+        reason, message = engine.outcome
+        if reason == "failed":
+            raise CliError(message)
         from .table import export_results
 
         export_results(job.result_set(), output)

@@ -315,6 +315,7 @@ class Engine:
         self._stopping = False
         self._workers: list[asyncio.Task] = []
         self._running = False
+        self.outcome: tuple[str, str] | None = None  # (reason, message) once the run has ended
         self._slice_start = 0.0
         self._slice_used = False
 
@@ -395,6 +396,7 @@ class Engine:
             p.running = 0
             self._running = False
             await self.resources.aclose()
+            self.outcome = (reason, message)
             self.publish(ev.RunFinished(reason, p, message))
         return p
 

@@ -123,6 +123,15 @@ def test_bad_inputs_give_one_line_errors(files, case):
     assert_one_line_error(cli(*args), *expect)
 
 
+def test_a_step_that_cannot_start_is_a_one_line_error(files):
+    tmp, pipeline, data = files
+    pipeline.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "lookup", "file": "missing.csv", "file_key": "sku", "key": "id", "columns": ["name"]}]}))
+    out = tmp / "out.csv"
+    assert_one_line_error(cli("run", pipeline, data, "-o", out, "--journal", tmp / "j.sqlite"), "missing.csv")
+    assert not out.exists()
+
+
 def test_several_pipeline_problems_are_all_listed(files):
     tmp, pipeline, data = files
     pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "a"}, {"type": "trim", "source": "b"}]}))

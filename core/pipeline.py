@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from . import template as tpl
 from .errors import PipelineError
+from .providers.profiles import provider_problems, validate_providers
 from .steps import REGISTRY, Step, base as b
 
 CURRENT_VERSION = 1
@@ -34,6 +35,10 @@ SETTINGS: tuple[b.Param, ...] = (
             minimum=0.0, maximum=600.0),
     b.Param("retry_max_delay", b.FLOAT, 60.0, "The longest wait between two attempts, in seconds.",
             minimum=0.0, maximum=3600.0),
+    b.Param("use_cache", b.BOOL, True, "Answer a model request made before from the response cache, at no cost "
+            "(also for temperature > 0; turn off to ask again)."),
+    b.Param("budget", b.FLOAT, None, "Pause the run when its projected cost would pass this many dollars.",
+            minimum=0.0),
 )
 
 _SECRET_KEYS = re.compile(r"^(api[_-]?key|apikey|password|passwd|secret|client[_-]?secret|access[_-]?token|token)$", re.I)
@@ -97,8 +102,9 @@ class Pipeline:
             settings = {}
         problems += check_values(SETTINGS, settings, "settings")
         providers = data.get("providers", {})
-        if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
-            problems.append("providers: must be an object of named provider profiles")
+        provider_errors = validate_providers(providers)
+        problems += provider_errors
+        if provider_errors:
             providers = {}
         raw_steps = data.get("steps")
         if raw_steps is None:
@@ -114,6 +120,7 @@ class Pipeline:
     def problems(self, columns: Iterable[str]) -> list[str]:
         """Every problem running this pipeline over a table with `columns` would hit."""
         problems = check_steps(self.steps, "steps", list(columns), set(columns), {})
+        problems += provider_problems(self.steps, self.providers)
         return problems
 
     def validate(self, columns: Iterable[str]) -> None:

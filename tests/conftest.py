@@ -16,3 +16,13 @@ def fake_openai():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def models(fake_openai, monkeypatch, tmp_path):
+    """For model-step tests: the fake server (key required), a provider profile "test" for it,
+    the key in the environment and a private data folder for the cache and prices."""
+    from models_support import KEY, KEY_ENV, ModelBench
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return ModelBench(fake_openai, tmp_path / "data")

@@ -50,6 +50,8 @@ Endpoints
                                 chunk when stream_options.include_usage, then [DONE].
                                 usage: prompt_tokens = words in all messages, completion_tokens
                                 = words in the answer.
+    Azure paths (/openai/deployments/{name}/chat/completions|embeddings) are served as the
+    /v1 ones, with the deployment name as the model.
     POST /v1/embeddings         input: a string or a list of strings. Vectors are a hashed bag of
                                 words, L2-normalised: texts sharing words are similar.
     GET  /v1/models             the configured models (or a few defaults).
@@ -66,7 +68,7 @@ Counts (`server.stats`, read from any thread; `server.stats.snapshot()` gives a 
     statuses          Counter of status codes sent
     in_flight         requests received and not yet answered (or abandoned)
     peak_in_flight    the most at once
-    per_prompt        Counter: chat requests per prompt
+    per_prompt        Counter: chat requests per prompt (all of them, whatever the answer)
     faults_by_prompt  Counter: 429/500 answers per prompt
     embedding_batches list of input counts, one per embeddings request
     embedded          Counter: embeddings requests per text
@@ -111,6 +113,15 @@ DEFAULT_MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 411: "Length Required",
            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 _WORD = re.compile(r"\S+\s*")
+_AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+
+
+def _with_model(body: bytes, model: str) -> bytes:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps({**data, "model": model}).encode() if isinstance(data, dict) else body
 
 
 @dataclass
@@ -149,6 +160,10 @@ class _Request:
         parts = urlsplit(target)
         self.method = method
         self.path = parts.path
+        azure = _AZURE_PATH.match(parts.path)
+        if azure:  # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
+            self.path = "/v1/" + azure.group(2)
+            body = _with_model(body, azure.group(1))
         self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.headers = headers
         self.body = body
@@ -420,6 +435,8 @@ class FakeOpenAI:
         prompt, status = "", 0
         try:
             prompt = _prompt_of(request)
+            if request.path == "/v1/chat/completions":
+                stats.per_prompt[prompt] += 1
             status = await self._answer(conn, request, prompt, options)
         except _Disconnected:
             stats.disconnects += 1
@@ -507,7 +524,6 @@ class FakeOpenAI:
 
     async def _chat(self, conn: _Connection, request: _Request, prompt: str, options: dict) -> int:
         body = request.json()
-        self.stats.per_prompt[prompt] += 1
         model = body.get("model")
         if not self._check_model(conn, model, options):
             return 404

@@ -1,1 +1,528 @@
-"""Model steps: LLM, structured output, classify, embed, similar."""
+"""Model steps: LLM, structured output, classify, embed, similar.
+
+Every call goes through the run's provider (core/providers): the engine's retries and
+concurrency slots, the provider's own limits, the response cache, usage and cost. A step
+only builds its request from the row and reads the reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from .. import template as tpl
+from ..errors import InputError, StepError
+from ..providers.batcher import vector_of
+from ..providers.client import CHAT, EMBEDDINGS, embedding_request
+from ..providers.profiles import Profile
+from ..providers.run import RunProviders
+from ..providers.tokens import DEFAULT_ANSWER_TOKENS, text_tokens
+from .base import (BOOL, CHOICE, FILE, FLOAT, INT, JSON, MULTILINE, OUTPUT, PROVIDER, SOURCE, STRINGS, TEMPLATE,
+                   TEXT, Param, Step, register)
+
+PROVIDER_HELP = ("Provider profile; blank = the pipeline's first profile, or OpenAI from OPENAI_API_KEY "
+                 "and OPENAI_BASE_URL when the pipeline has none.")
+FIELD_TYPES = ("string", "number", "integer", "boolean", "list")
+
+
+def provider_param() -> Param:
+    return Param("provider", PROVIDER, "", PROVIDER_HELP)
+
+
+def model_param(kind: str = "chat") -> Param:
+    which = "embedding_model" if kind == "embedding" else "model"
+    return Param("model", TEXT, "", f"Model name; blank = the provider profile's {which}.")
+
+
+def sampling_params() -> tuple[Param, ...]:
+    return (
+        Param("temperature", FLOAT, None, "Randomness, 0 to 2; blank = the model's default.", minimum=0, maximum=2),
+        Param("max_tokens", INT, None, "Longest answer in tokens; blank = the model's limit.", minimum=1),
+        Param("seed", INT, None, "Ask for repeatable answers (if the model supports it)."),
+        Param("stop", STRINGS, [], "Stop the answer at any of these texts."),
+    )
+
+
+class ModelStep(Step):
+    group = "Models"
+    external = True
+    model_kind = "chat"  # or "embedding": which default model of the profile it uses
+
+    def model_for(self, profile: Profile) -> str:
+        model = self.config.get("model") or (profile.embedding_model if self.model_kind == "embedding"
+                                               else profile.model)
+        if not model:
+            field = "embedding_model" if self.model_kind == "embedding" else "model"
+            raise StepError(f"no model: set the step's model, or {field} in provider profile {profile.name!r}")
+        return model
+
+    async def provider(self, ctx):
+        return await RunProviders.of(ctx).provider(self.config.get("provider") or "")
+
+    # For the projected cost (core/providers/estimate.py): the requests, exactly as they would be sent.
+    def planned_calls(self, row: Mapping[str, Any], profile: Profile) -> list[tuple[str, dict, int]]:
+        """(path, request, expected answer tokens) for each call this row would make."""
+        raise NotImplementedError
+
+    def once_calls(self, profile: Profile, base_dir) -> list[tuple[str, dict, int]]:
+        """Calls made once per run, whatever the number of rows (a knowledge base)."""
+        return []
+
+
+# ---- chat steps ------------------------------------------------------------------------------
+class ChatStep(ModelStep):
+    def messages(self, row: Mapping[str, Any]) -> list[dict[str, str]]:
+        messages = []
+        system = self.system_text(row)
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": tpl.render(self.config["prompt"], row)})
+        return messages
+
+    def system_text(self, row: Mapping[str, Any]) -> str:
+        system = self.config.get("system") or ""
+        return tpl.render(system, row) if system else ""
+
+    def request_for(self, row: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
+        c = self.config
+        request: dict[str, Any] = {"model": self.model_for(profile), "messages": self.messages(row)}
+        if c.get("temperature") is not None:
+            request["temperature"] = c["temperature"]
+        if c.get("max_tokens"):
+            request[profile.preset.max_tokens_field] = c["max_tokens"]
+        if c.get("seed") is not None:
+            request["seed"] = c["seed"]
+        if c.get("stop"):
+            request["stop"] = list(c["stop"])
+        return request
+
+    def answer_tokens(self) -> int:
+        return self.config.get("max_tokens") or DEFAULT_ANSWER_TOKENS
+
+    def planned_calls(self, row, profile):
+        return [(CHAT, self.request_for(row, profile), self.answer_tokens())]
+
+    async def ask(self, row: Mapping[str, Any], ctx, stream_to: str | None = None):
+        provider = await self.provider(ctx)
+        return await provider.chat(ctx, self.request_for(row, provider.profile), stream_to=stream_to)
+
+
+@register
+class LLM(ChatStep):
+    type = "llm"
+    title = "LLM"
+    description = "Send a prompt built from the row to a language model; its answer streams into a new column."
+    params = (
+        provider_param(),
+        model_param(),
+        Param("system", TEMPLATE, "", "System message (instructions), may use {column} placeholders."),
+        Param("prompt", TEMPLATE, "", "User message, e.g. \"Summarise in one line: {review}\".", required=True),
+        *sampling_params(),
+        Param("stream", BOOL, True, "Show the answer as it arrives."),
+        Param("output", OUTPUT, "", "Name of the new column (default: answer).", label="Write to"),
+    )
+
+    def default_output(self, param_name: str) -> str:
+        return "answer"
+
+    async def run(self, row, ctx) -> dict[str, Any]:
+        out = self.output_name()
+        reply = await self.ask(row, ctx, stream_to=out if self.config["stream"] else None)
+        return {out: reply.text}
+
+
+@register
+class StructuredOutput(ChatStep):
+    type = "structured"
+    title = "Structured output"
+    description = "Extract named fields from the row with a model; each field becomes its own column."
+    params = (
+        provider_param(),
+        model_param(),
+        Param("system", TEMPLATE, "", "Extra instructions, may use {column} placeholders."),
+        Param("prompt", TEMPLATE, "", "What to read, e.g. \"Invoice: {text}\".", required=True),
+        Param("fields", JSON, [], "Fields to extract: a list of {\"name\", \"type\", \"description\"}; type is "
+              "string, number, integer, boolean or list.", required=True),
+        Param("mode", CHOICE, "schema", "schema: the model must follow a JSON schema (OpenAI, vLLM, recent "
+              "Ollama); json: JSON mode plus instructions (any server).", choices=("schema", "json")),
+        Param("prefix", TEXT, "", "Put this before every field's column name (e.g. \"invoice_\")."),
+        *sampling_params(),
+    )
+
+    def fields(self) -> list[dict[str, str]]:
+        fields = self.config.get("fields")
+        return [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+
+    def writes(self) -> list[str]:
+        return [self.config["prefix"] + str(f.get("name", "")) for f in self.fields()]
+
+    def check(self) -> list[tuple[str, str]]:
+        fields = self.config.get("fields")
+        if not isinstance(fields, list) or not fields:
+            return [("fields", "add at least one field: {\"name\": \"total\", \"type\": \"number\"}")]
+        problems, seen = [], set()
+        for i, f in enumerate(fields):
+            if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not f["name"].strip():
+                problems.append((f"fields[{i}]", "each field needs a \"name\" (text)"))
+                continue
+            if f["name"] in seen:
+                problems.append((f"fields[{i}]", f"the field {f['name']!r} is listed twice"))
+            seen.add(f["name"])
+            kind = f.get("type", "string")
+            if kind not in FIELD_TYPES:
+                problems.append((f"fields[{i}].type", f"{kind!r} is not one of: {', '.join(FIELD_TYPES)}"))
+            unknown = set(f) - {"name", "type", "description"}
+            if unknown:
+                problems.append((f"fields[{i}]", f"unknown key {sorted(unknown)[0]!r}; a field has name, type, description"))
+        return problems
+
+    def schema(self) -> dict[str, Any]:
+        properties = {}
+        for f in self.fields():
+            kind = f.get("type", "string")
+            prop: dict[str, Any] = {"type": ["array", "null"], "items": {"type": "string"}} if kind == "list" \
+                else {"type": [kind, "null"]}
+            if f.get("description"):
+                prop["description"] = f["description"]
+            properties[f["name"]] = prop
+        return {"type": "object", "properties": properties, "required": list(properties),
+                "additionalProperties": False}
+
+    def system_text(self, row: Mapping[str, Any]) -> str:
+        lines = ["Extract the following fields and reply with one JSON object only, with exactly these keys "
+                 "(use null when the text does not say):"]
+        for f in self.fields():
+            kind = f.get("type", "string")
+            kind = "list of strings" if kind == "list" else kind
+            lines.append(f"- {f['name']} ({kind})" + (f": {f['description']}" if f.get("description") else ""))
+        own = super().system_text(row)
+        return (own + "\n\n" if own else "") + "\n".join(lines)
+
+    def request_for(self, row, profile):
+        request = super().request_for(row, profile)
+        if self.config["mode"] == "schema":
+            request["response_format"] = {"type": "json_schema",
+                                          "json_schema": {"name": "fields", "strict": True, "schema": self.schema()}}
+        else:
+            request["response_format"] = {"type": "json_object"}
+        return request
+
+    def answer_tokens(self) -> int:
+        return self.config.get("max_tokens") or 20 * len(self.fields()) + 10
+
+    async def run(self, row, ctx) -> dict[str, Any]:
+        reply = await self.ask(row, ctx)
+        return self.parse(reply.text)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        data = _json_object(text)
+        if data is None:
+            raise StepError(f"the model's answer is not a JSON object: {_short(text)}", raw=text)
+        out = {}
+        for f in self.fields():
+            name = f["name"]
+            if name not in data:
+                raise StepError(f"the model's answer has no field {name!r}: {_short(text)}", raw=text)
+            try:
+                out[self.config["prefix"] + name] = _typed(data[name], f.get("type", "string"))
+            except ValueError as exc:
+                raise StepError(f"field {name!r}: {exc}", raw=text) from None
+        return out
+
+
+@register
+class Classify(ChatStep):
+    type = "classify"
+    title = "Classify"
+    description = "Put each row in one of your labels (or several); an answer outside the list is an error."
+    params = (
+        provider_param(),
+        model_param(),
+        Param("prompt", TEMPLATE, "", "The text to classify, e.g. \"{review}\".", required=True,
+              label="Text to classify"),
+        Param("labels", JSON, [], "The labels: a list such as [\"positive\", \"negative\"], or label to "
+              "description: {\"bug\": \"something is broken\", ...}.", required=True),
+        Param("multiple", BOOL, False, "Allow several labels per row (written comma-separated)."),
+        Param("instructions", MULTILINE, "", "Extra guidance for the model (what the labels mean, edge cases)."),
+        *sampling_params(),
+        Param("output", OUTPUT, "", "Name of the new column (default: label).", label="Write to"),
+    )
+
+    def default_output(self, param_name: str) -> str:
+        return "label"
+
+    def labels(self) -> dict[str, str]:
+        """Label -> description (possibly empty), in the user's order."""
+        raw = self.config.get("labels")
+        if isinstance(raw, dict):
+            return {str(k): str(v or "") for k, v in raw.items()}
+        labels: dict[str, str] = {}
+        for item in raw if isinstance(raw, list) else []:
+            if isinstance(item, dict):
+                labels[str(item.get("label", ""))] = str(item.get("description") or "")
+            else:
+                labels[str(item)] = ""
+        return labels
+
+    def check(self) -> list[tuple[str, str]]:
+        raw = self.config.get("labels")
+        if not isinstance(raw, (list, dict)) or not raw:
+            return [("labels", "add at least two labels, e.g. [\"positive\", \"negative\"]")]
+        if isinstance(raw, list) and any(isinstance(i, dict) and not i.get("label") for i in raw):
+            return [("labels", "each label object needs a \"label\"")]
+        labels = self.labels()
+        if any(not label.strip() for label in labels):
+            return [("labels", "a label is empty")]
+        if len({_norm(label) for label in labels}) < len(raw):
+            return [("labels", "two labels are the same")]
+        if len(labels) < 2 and not self.config.get("multiple"):
+            return [("labels", "add at least two labels to choose from")]
+        return []
+
+    def system_text(self, row: Mapping[str, Any]) -> str:
+        how = ("one or more of these labels. Answer with the matching labels only, exactly as written, separated "
+               "by commas, nothing else." if self.config["multiple"] else
+               "exactly one of these labels. Answer with the label only, exactly as written, nothing else.")
+        lines = [f"Classify the text into {how}", "Labels:"]
+        lines += [f"- {label}" + (f": {d}" if d else "") for label, d in self.labels().items()]
+        if self.config.get("instructions"):
+            lines += ["", self.config["instructions"]]
+        return "\n".join(lines)
+
+    def answer_tokens(self) -> int:
+        longest = max((text_tokens(label) for label in self.labels()), default=1)
+        return self.config.get("max_tokens") or longest * (len(self.labels()) if self.config["multiple"] else 1) + 2
+
+    async def run(self, row, ctx) -> dict[str, Any]:
+        reply = await self.ask(row, ctx)
+        return {self.output_name(): self.parse(reply.text)}
+
+    def parse(self, text: str) -> str:
+        by_norm = {_norm(label): label for label in self.labels()}
+        whole = by_norm.get(_norm(text))
+        if whole is not None:
+            return whole
+        parts = [p for p in re.split(r"[,;\n]+", text) if p.strip()] if self.config["multiple"] else []
+        found = [by_norm.get(_norm(p)) for p in parts]
+        if parts and all(found):
+            return ", ".join(dict.fromkeys(found))
+        shown = ", ".join(self.labels())
+        raise StepError(f"the model answered {_short(text)!r}, which is not "
+                        f"{'among' if self.config['multiple'] else 'one of'} the labels: {shown}", raw=text)
+
+
+# ---- embedding steps -------------------------------------------------------------------------
+class EmbeddingStep(ModelStep):
+    model_kind = "embedding"
+
+    def embedding_call(self, text: str, profile: Profile) -> tuple[str, dict, int]:
+        return (EMBEDDINGS, embedding_request(self.model_for(profile), text, self.config.get("dimensions")), 0)
+
+    async def batcher(self, ctx):
+        provider = await self.provider(ctx)
+        return RunProviders.of(ctx).batcher(provider, self.model_for(provider.profile),
+                                            self.config.get("dimensions"), self.config.get("batch_size"))
+
+
+def embedding_params() -> tuple[Param, ...]:
+    return (
+        Param("dimensions", INT, None, "Shorter vectors (text-embedding-3 models); blank = the model's own.",
+              minimum=1),
+        Param("batch_size", INT, None, "Texts per request; blank = the provider's batch_size (100).",
+              minimum=1, maximum=2048),
+    )
+
+
+@register
+class Embed(EmbeddingStep):
+    type = "embed"
+    title = "Embed"
+    description = "Turn a column's text into a vector; rows are sent in batches (about 100 texts per request)."
+    params = (
+        provider_param(),
+        model_param("embedding"),
+        Param("source", SOURCE, "", "A column name, or a template such as \"{title} {body}\".", required=True,
+              label="Read from"),
+        *embedding_params(),
+        Param("output", OUTPUT, "", "Name of the new column (default: <source>_embedding).", label="Write to"),
+    )
+
+    def default_output(self, param_name: str) -> str:
+        source = self.config.get("source") or ""
+        return f"{source}_embedding" if source and "{" not in source else "embedding"
+
+    def planned_calls(self, row, profile):
+        return [self.embedding_call(self.source_text(row), profile)]
+
+    async def run(self, row, ctx) -> dict[str, Any]:
+        text = self.source_text(row)
+        if not text.strip():
+            raise StepError("nothing to embed: the text is empty")
+        vector = await (await self.batcher(ctx)).embed(ctx, text)
+        return {self.output_name(): vector.tolist()}
+
+
+@register
+class Similar(EmbeddingStep):
+    type = "similar"
+    title = "Similar / retrieve"
+    description = ("Find the closest entries of a reference list or sheet (labels, or passages for {context} "
+                   "in a later LLM step) by embedding similarity.")
+    params = (
+        provider_param(),
+        model_param("embedding"),
+        Param("source", SOURCE, "", "The row's text (a column or a template), or a column of vectors from "
+              "an Embed step with the same model.", required=True, label="Read from"),
+        Param("references", STRINGS, [], "Reference texts: labels for zero-shot classification, or passages."),
+        Param("reference_file", FILE, "", "Or a sheet or CSV of passages (relative to the pipeline file)."),
+        Param("reference_sheet", TEXT, "", "Sheet of the reference file (blank = the first)."),
+        Param("reference_column", TEXT, "", "Column of the reference file holding the texts (blank = the first)."),
+        Param("top_k", INT, 3, "How many matches to keep.", minimum=1, maximum=100),
+        *embedding_params(),
+        Param("output", OUTPUT, "", "Column for the best match (default: match); <output>_score and "
+              "<output>_matches are written beside it.", label="Write to"),
+        Param("context_output", OUTPUT, "", "Column with the top matches as one text, for {context} in a later "
+              "step (default: context).", label="Context column"),
+    )
+
+    def __init__(self, config=None, **kw):
+        super().__init__(config, **kw)
+        self._texts: list[str] | None = None
+
+    def default_output(self, param_name: str) -> str:
+        return "context" if param_name == "context_output" else "match"
+
+    def writes(self) -> list[str]:
+        out = self.output_name()
+        return [out, f"{out}_score", f"{out}_matches", self.output_name("context_output")]
+
+    def check(self) -> list[tuple[str, str]]:
+        has_list, has_file = bool(self.config.get("references")), bool(self.config.get("reference_file"))
+        if has_list == has_file:
+            return [("references", "give either a list of references or a reference file, not "
+                     + ("both" if has_list else "neither"))]
+        return []
+
+    async def prepare(self, resources) -> None:
+        self._texts = self.reference_texts(resources.base_dir)
+
+    def reference_texts(self, base_dir) -> list[str]:
+        if self.config.get("references"):
+            return [t for t in (str(r).strip() for r in self.config["references"]) if t]
+        from pathlib import Path
+
+        from ..table import read_table
+
+        path = Path(self.config["reference_file"]).expanduser()
+        path = path if path.is_absolute() else Path(base_dir) / path
+        frame = read_table(path, sheet=self.config.get("reference_sheet") or None)
+        column = self.config.get("reference_column") or (frame.columns[0] if len(frame.columns) else None)
+        if column is None or column not in frame.columns:
+            raise InputError(f"{path.name}: no column {column!r}; columns are: {', '.join(map(str, frame.columns))}")
+        texts = [tpl.as_text(v).strip() for v in frame[column].tolist()]
+        texts = [t for t in texts if t]
+        if not texts:
+            raise InputError(f"{path.name}: the column {column!r} has no text to compare with")
+        return texts
+
+    def planned_calls(self, row, profile):
+        value = self.source_value(row)
+        return [] if vector_of(value) is not None else [self.embedding_call(tpl.as_text(value), profile)]
+
+    def once_calls(self, profile, base_dir):
+        return [self.embedding_call(text, profile) for text in self.reference_texts(base_dir)]
+
+    async def _matrix(self, ctx, batcher) -> np.ndarray:
+        """The references' unit vectors: embedded once per run (and cached across runs)."""
+        texts = self._texts
+        digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+        key = ("references", batcher.provider.name, batcher.model, batcher.dimensions, digest)
+
+        async def build() -> np.ndarray:
+            matrix = np.vstack(await batcher.embed_many(ctx, texts))
+            return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+        return await RunProviders.of(ctx).once(key, build)
+
+    async def run(self, row, ctx) -> dict[str, Any]:
+        if self._texts is None:
+            self._texts = self.reference_texts(ctx.resources.base_dir)
+        batcher = await self.batcher(ctx)
+        matrix = await self._matrix(ctx, batcher)
+        value = self.source_value(row)
+        query = vector_of(value)
+        if query is None:
+            text = tpl.as_text(value)
+            if not text.strip():
+                raise StepError("nothing to compare: the text is empty")
+            query = await batcher.embed(ctx, text)
+        if query.shape[0] != matrix.shape[1]:
+            raise StepError(f"the row's vector has {query.shape[0]} numbers but the references' have "
+                            f"{matrix.shape[1]}: embed both with the same model and dimensions")
+        scores = matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
+        k = min(self.config["top_k"], len(scores))
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best])]
+        texts = [self._texts[i] for i in best]
+        out = self.output_name()
+        return {
+            out: texts[0],
+            f"{out}_score": round(float(scores[best[0]]), 4),
+            f"{out}_matches": "\n".join(f"{float(scores[i]):.3f}  {self._texts[i]}" for i in best),
+            self.output_name("context_output"): "\n\n".join(texts),
+        }
+
+
+# ---- reading model answers ------------------------------------------------------------------
+_FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?```\s*$", re.S)
+
+
+def _json_object(text: str) -> dict | None:
+    """The JSON object in a model's answer, allowing the ```json fences local models like to add."""
+    m = _FENCE.match(text)
+    body = m.group(1) if m else text
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _typed(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "string":
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"expected text, got {json.dumps(value)[:60]}")
+        return str(value)
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true or false, got {json.dumps(value)[:60]}")
+    if kind in ("number", "integer"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {json.dumps(value)[:60]}")
+        if kind == "integer":
+            if float(value) != int(value):
+                raise ValueError(f"expected a whole number, got {value}")
+            return int(value)
+        return value
+    if kind == "list":
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {json.dumps(value)[:60]}")
+        return [tpl.as_text(v) for v in value]
+    return value
+
+
+def _norm(text: str) -> str:
+    """A label as compared: no case, no surrounding quotes, spaces or final full stop."""
+    return " ".join(str(text).strip().strip("\"'`*").strip().rstrip(".").strip().lower().split())
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

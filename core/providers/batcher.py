@@ -1,0 +1,136 @@
+"""Native batching for embeddings (../shared/DESIGN.md, contract point 6).
+
+Rows ask for one vector each and wait only for their own. Texts asked for within a few
+milliseconds of each other are gathered, up to the batch size, and sent as ONE request
+that holds one engine slot (through `RowContext.call` of the row that closed the batch,
+so it retries like any call). A batch goes as soon as it is full, or when the first text
+in it has waited `linger` seconds: rows keep flowing independently.
+
+Each text is cached on its own (endpoint, model, dimensions, text), so a later run or a
+knowledge base seen before costs nothing. Identical texts in one batch are sent once.
+A batch whose rows have all been cancelled (stop) is cancelled too: no request keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import numpy as np
+
+from .client import Provider
+
+DEFAULT_LINGER = 0.005
+
+
+class _Batch:
+    __slots__ = ("texts", "keys", "futures", "waiting", "task")
+
+    def __init__(self):
+        self.texts: list[str] = []
+        self.keys: list[str | None] = []
+        self.futures: list[asyncio.Future] = []
+        self.waiting = 0
+        self.task: asyncio.Task | None = None
+
+
+class EmbeddingBatcher:
+    def __init__(self, provider: Provider, model: str, *, dimensions: int | None = None,
+                 batch_size: int = 100, linger: float = DEFAULT_LINGER):
+        self.provider = provider
+        self.model = model
+        self.dimensions = dimensions
+        self.batch_size = max(1, batch_size)
+        self.linger = linger
+        self._open: _Batch | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.requests = 0
+
+    async def embed(self, ctx, text: str) -> np.ndarray:
+        """The vector of `text`, answered from the cache or from a shared batch request."""
+        provider = self.provider
+        key = provider.embedding_key(self.model, text, self.dimensions) if provider.cache is not None else None
+        if key is not None:
+            hit = provider.cache.get(key)
+            if hit is not None:
+                ctx.add_usage(hit["tokens"], 0, 0.0, cached=True)
+                return _decode(hit["vector"])
+        batch = self._join(ctx, text, key)
+        future = batch.futures[-1]
+        batch.waiting += 1
+        try:
+            vector, tokens, batch_size = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            batch.waiting -= 1
+            if batch.waiting == 0 and batch.task is not None:
+                batch.task.cancel()  # nobody wants this batch any more
+            raise
+        ctx.add_usage(tokens, 0, provider.cost(self.model, tokens, 0))
+        ctx.note(provider=provider.name, model=self.model, batch_size=batch_size, cached=False)
+        return vector
+
+    def _join(self, ctx, text: str, key: str | None) -> _Batch:
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch()
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._send, ctx)
+        batch.texts.append(text)
+        batch.keys.append(key)
+        batch.futures.append(asyncio.get_running_loop().create_future())
+        if len(batch.texts) >= self.batch_size:
+            self._send(ctx)
+        return batch
+
+    def _send(self, ctx) -> None:
+        batch, self._open = self._open, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if batch is None or not batch.texts:
+            return
+        self.requests += 1
+        batch.task = asyncio.ensure_future(self._request(ctx, batch))
+
+    async def _request(self, ctx, batch: _Batch) -> None:
+        unique = list(dict.fromkeys(batch.texts))
+        try:
+            vectors, tokens = await self.provider.embed(ctx, self.model, unique, self.dimensions)
+        except asyncio.CancelledError:
+            for f in batch.futures:
+                f.cancel()
+            raise
+        except Exception as exc:
+            for f in batch.futures:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+        by_text = dict(zip(unique, vectors))
+        chars = sum(len(t) for t in unique) or 1
+        for text, key, future in zip(batch.texts, batch.keys, batch.futures):
+            share = round(tokens * len(text) / chars)  # each row pays for its own text
+            if key is not None:
+                self.provider.cache.put(key, {"vector": _encode(by_text[text]), "tokens": share})
+            if not future.done():
+                future.set_result((by_text[text], share, len(batch.texts)))
+
+    async def embed_many(self, ctx, texts: list[str]) -> list[np.ndarray]:
+        """Many texts at once (a knowledge base): they fill batches of `batch_size`."""
+        return list(await asyncio.gather(*(self.embed(ctx, t) for t in texts)))
+
+
+def _encode(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def _decode(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=np.float32).copy()
+
+
+def vector_of(value: Any) -> np.ndarray | None:
+    """A cell that already holds a vector (an Embed step's output), else None."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.size:
+        return value.astype(np.float32, copy=False)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+        return np.asarray(value, dtype=np.float32)
+    return None

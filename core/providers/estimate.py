@@ -1,0 +1,169 @@
+"""Projected cost before a run: the first rows' requests, priced, scaled to every row.
+
+For each sampled row the model steps build the exact requests they would send. Tokens are
+estimated (about four characters each; answers at the step's max tokens, or a typical
+length), requests already in the response cache cost nothing, and later steps see earlier
+model outputs as placeholder text of the expected length. Cheap steps run for real; HTTP
+and code steps do not run (their outputs are blank). Nothing is sent anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .cache import CACHE_FILE, ResponseCache, cache_key
+from .prices import PriceTable
+from .profiles import resolve_profile
+from .tokens import prompt_tokens
+
+DEFAULT_SAMPLE = 20
+
+
+@dataclass
+class StepEstimate:
+    step: str
+    model: str
+    calls: int = 0          # over all rows
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    cached: int = 0         # sampled calls already in the cache
+    priced: bool = True
+
+
+@dataclass
+class CostEstimate:
+    rows: int
+    sampled: int
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    steps: list[StepEstimate] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # rows whose requests could not be built
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        return sorted({s.model for s in self.steps if not s.priced})
+
+    def describe(self) -> str:
+        """One line for the run bar or the CLI."""
+        if not self.steps:
+            return "no model steps: nothing to pay for"
+        line = (f"about {self.tokens_in + self.tokens_out:,} tokens, ${self.cost:,.2f} for {self.rows:,} rows "
+                f"(projected from the first {self.sampled})")
+        if self.unpriced_models:
+            line += f"; no price for {', '.join(self.unpriced_models)}"
+        return line
+
+
+def estimate_cost(pipeline, rows, *, sample: int = DEFAULT_SAMPLE, data_dir: Path | None = None,
+                  use_cache: bool = True) -> CostEstimate:
+    """Projected tokens and cost of running `pipeline` over all of `rows` (an engine RowSource),
+    from its first `sample` rows."""
+    if data_dir is None:
+        from ..journal import default_data_dir
+
+        data_dir = default_data_dir()
+    prices = PriceTable.load(data_dir)
+    cache = None
+    if use_cache and pipeline.settings.get("use_cache", True) and (Path(data_dir) / CACHE_FILE).exists():
+        cache = ResponseCache.in_folder(data_dir)
+    n = min(sample, len(rows))
+    estimate = CostEstimate(rows=len(rows), sampled=n)
+    per_row: dict[str, StepEstimate] = {}   # scaled from the sample to every row
+    once: dict[str, StepEstimate] = {}      # once per run (knowledge bases): not scaled
+    base_dir = pipeline.path.parent if pipeline.path else Path.cwd()
+    tally = _Tally(pipeline.providers, prices, cache, per_row, once, estimate, base_dir)
+    try:
+        for i in range(n):
+            tally.first_row = i == 0
+            tally.walk(pipeline.steps, dict(rows.row(i)), "")
+    finally:
+        if cache is not None:
+            cache.close()
+    scale = len(rows) / n if n else 0.0
+    for label, s in per_row.items():
+        s.calls = round(s.calls * scale)
+        s.tokens_in, s.tokens_out, s.cost = round(s.tokens_in * scale), round(s.tokens_out * scale), s.cost * scale
+    for label, o in once.items():
+        s = per_row.setdefault(label, StepEstimate(label, o.model))
+        s.calls += o.calls
+        s.tokens_in += o.tokens_in
+        s.cost += o.cost
+        s.cached += o.cached
+        s.priced = s.priced and o.priced
+    for s in per_row.values():
+        estimate.tokens_in += s.tokens_in
+        estimate.tokens_out += s.tokens_out
+        estimate.cost += s.cost
+    estimate.steps = list(per_row.values())
+    return estimate
+
+
+class _Tally:
+    """Walks the steps for one sampled row, adding up the calls each model step would make."""
+
+    def __init__(self, providers, prices, cache, per_row, once, estimate, base_dir: Path):
+        self.providers, self.prices, self.cache = providers, prices, cache
+        self.per_row, self.once, self.estimate, self.base_dir = per_row, once, estimate, base_dir
+        self.first_row = True
+
+    def walk(self, steps: Iterable[Any], row: dict[str, Any], prefix: str) -> dict[str, Any]:
+        produced: dict[str, Any] = {}
+        for number, step in enumerate(steps, 1):
+            if not step.enabled:
+                continue
+            label = f"{prefix}{number}. {step.label}"
+            children = step.children()
+            if children:
+                outputs: dict[str, Any] = {}
+                for name, branch in children.items():  # branches see the row as it was before them
+                    outputs.update(self.walk(branch, dict(row), f"{label} › {name} › "))
+            else:
+                outputs = self.step(step, label, row)
+            row.update(outputs)
+            produced.update(outputs)
+        return produced
+
+    def step(self, step, label: str, row: dict[str, Any]) -> dict[str, Any]:
+        blank = {c: "" for c in step.writes()}
+        planned = getattr(step, "planned_calls", None)
+        if planned is None:
+            if step.external or step.runs_code or step.is_async():
+                return blank  # not run in an estimate: HTTP, code
+            with contextlib.suppress(Exception):
+                return step.apply(row)
+            return blank
+        try:
+            profile = resolve_profile(step.config.get("provider") or "", self.providers, environ={})
+            calls = planned(row, profile)
+            once = step.once_calls(profile, self.base_dir) if self.first_row else []
+        except Exception as exc:  # noqa: BLE001 - an estimate reports problems, it never fails
+            self.estimate.problems.append(f"{label}: {exc}")
+            return blank
+        for path, request, _ in once:
+            self.add(self.once, label, profile, path, request, 0)
+        answer = max((tokens_out for _, _, tokens_out in calls), default=0)
+        for path, request, tokens_out in calls:
+            self.add(self.per_row, label, profile, path, request, tokens_out)
+        placeholder = "x" * (answer * 4)  # later prompts are as long as this answer would be
+        return {c: placeholder for c in step.writes()}
+
+    def add(self, table, label: str, profile, path: str, request: dict, tokens_out: int) -> None:
+        model = request["model"]
+        s = table.setdefault(label, StepEstimate(label, model))
+        tokens_in = prompt_tokens(request)
+        s.calls += 1
+        s.tokens_in += tokens_in
+        s.tokens_out += tokens_out
+        if self.cache is not None and cache_key(profile.base_url + path, request) in self.cache:
+            s.cached += 1
+            return
+        price = self.prices.price(model, local=profile.preset.local)
+        if price is None:
+            s.priced = False
+        else:
+            s.cost += price.cost(tokens_in, tokens_out)

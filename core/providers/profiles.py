@@ -1,0 +1,220 @@
+"""Provider profiles: the pipeline's `providers` section, checked, resolved, and given a key.
+
+A profile names where the key lives (an environment variable or an OS keyring entry),
+never the key itself:
+
+    "providers": {
+      "local": {"preset": "ollama", "model": "llama3.1"},
+      "work":  {"preset": "azure", "base_url": "https://acme.openai.azure.com",
+                "api_key_env": "AZURE_OPENAI_API_KEY", "model": "gpt-4o-mini-deploy", "rpm": 600}
+    }
+
+With no profiles at all, the default provider "openai" follows the ecosystem convention:
+OPENAI_API_KEY and OPENAI_BASE_URL from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from ..errors import StepError
+from .presets import DEFAULT_AZURE_API_VERSION, PRESETS, Preset
+
+DEFAULT_PROVIDER = "openai"
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_BATCH_SIZE = 100
+
+# field -> (expected type, words for the message)
+FIELDS: dict[str, tuple[Any, str]] = {
+    "preset": (str, "one of: " + ", ".join(PRESETS)),
+    "base_url": (str, "a URL such as http://127.0.0.1:11434/v1"),
+    "model": (str, "a model name"),
+    "embedding_model": (str, "a model name"),
+    "api_key_env": (str, "the name of an environment variable"),
+    "keyring_service": (str, "a keyring service name"),
+    "keyring_user": (str, "a keyring user name"),
+    "headers": (dict, "an object of header name to text"),
+    "api_version": (str, "an Azure API version such as 2024-10-21"),
+    "max_in_flight": (int, "a whole number of requests"),
+    "rpm": (int, "requests per minute, a whole number"),
+    "tpm": (int, "tokens per minute, a whole number"),
+    "timeout": ((int, float), "seconds"),
+    "batch_size": (int, "texts per embeddings request"),
+}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class Profile:
+    name: str
+    preset: Preset
+    base_url: str
+    model: str | None
+    embedding_model: str | None
+    api_key_env: str | None
+    keyring_service: str | None = None
+    keyring_user: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    api_version: str | None = None
+    max_in_flight: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    @property
+    def is_azure(self) -> bool:
+        return self.preset.name == "azure"
+
+    def key_source(self) -> str:
+        """Where the key comes from, in words (never the key)."""
+        if self.keyring_service:
+            return f"the keyring entry {self.keyring_service}/{self.keyring_user or self.name}"
+        return f"the environment variable {self.api_key_env}" if self.api_key_env else "no key"
+
+
+# ---- checking the pipeline's section ---------------------------------------------------
+def validate_providers(section: Any) -> list[str]:
+    """Problems in a pipeline's `providers` section, each located (`providers.local.rpm: ...`)."""
+    if not isinstance(section, dict):
+        return ["providers: must be an object of named provider profiles"]
+    problems = []
+    for name, raw in section.items():
+        at = f"providers.{name}"
+        if not isinstance(raw, dict):
+            problems.append(f"{at}: must be an object (preset, base_url, model, api_key_env, ...)")
+            continue
+        for key, value in raw.items():
+            if key not in FIELDS:
+                problems.append(f"{at}.{key}: unknown field; fields are: {', '.join(FIELDS)}")
+                continue
+            expected, words = FIELDS[key]
+            if value is None:
+                continue
+            if not isinstance(value, expected) or isinstance(value, bool):
+                problems.append(f"{at}.{key}: must be {words}")
+                continue
+            if key == "preset" and value not in PRESETS:
+                problems.append(f"{at}.preset: {value!r} is not one of: {', '.join(PRESETS)}")
+            elif key == "base_url" and not value.startswith(("http://", "https://")):
+                problems.append(f"{at}.base_url: {value!r} must start with http:// or https://")
+            elif key == "api_key_env" and not _ENV_NAME.match(value):
+                problems.append(f"{at}.api_key_env: {value!r} is not an environment variable name "
+                                "(name the variable that holds the key, not the key)")
+            elif key == "headers" and not all(isinstance(v, str) for v in value.values()):
+                problems.append(f"{at}.headers: every value must be text")
+            elif key in ("max_in_flight", "rpm", "tpm", "batch_size", "timeout") and value <= 0:
+                problems.append(f"{at}.{key}: must be more than 0")
+        preset = PRESETS.get(raw.get("preset") or _guess_preset(name))
+        if preset is not None and preset.base_url is None and not raw.get("base_url"):
+            problems.append(f"{at}.base_url: missing; {preset.title} needs its endpoint, "
+                            "e.g. https://YOUR-RESOURCE.openai.azure.com")
+    return problems
+
+
+def provider_problems(steps: Iterable[Any], providers: Mapping[str, Any], where: str = "steps") -> list[str]:
+    """Steps that name a provider profile the pipeline does not have, or have no model to use."""
+    problems = []
+    for i, step in enumerate(steps):
+        at = f"{where}[{i}]"
+        for bname, branch in step.children().items():
+            problems += provider_problems(branch, providers, f"{at}.branches.{bname}")
+        if not step.enabled or "provider" not in step.config:
+            continue
+        name = step.config.get("provider") or ""
+        if name and name not in providers and not (name == DEFAULT_PROVIDER and not providers):
+            known = ", ".join(providers) or f"none; leave it blank for {DEFAULT_PROVIDER}"
+            problems.append(f"{at}.provider: no provider profile named {name!r}; profiles are: {known}")
+            continue
+        if not step.config.get("model") and isinstance(providers, dict):
+            try:
+                profile = resolve_profile(name, providers)
+            except StepError:
+                continue
+            needed = getattr(step, "model_kind", "chat")
+            default = profile.embedding_model if needed == "embedding" else profile.model
+            if not default:
+                field_name = "embedding_model" if needed == "embedding" else "model"
+                problems.append(f"{at}.model: missing; provider {profile.name!r} has no default {field_name}, "
+                                f"so name the model here or set providers.{profile.name}.{field_name}")
+    return problems
+
+
+# ---- resolving --------------------------------------------------------------------------
+def _guess_preset(name: str) -> str:
+    return name if name in PRESETS else "openai"
+
+
+def default_profile_name(providers: Mapping[str, Any]) -> str:
+    """A step with no provider uses the pipeline's first profile, else the environment's OpenAI."""
+    return next(iter(providers), DEFAULT_PROVIDER)
+
+
+def resolve_profile(name: str, providers: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Profile:
+    environ = os.environ if environ is None else environ
+    name = name or default_profile_name(providers)
+    if name in providers:
+        raw = dict(providers[name])
+    elif name == DEFAULT_PROVIDER and not providers:
+        raw = {"preset": "openai"}
+    else:
+        raise StepError(f"no provider profile named {name!r}; profiles are: {', '.join(providers) or '(none)'}")
+    preset = PRESETS[raw.get("preset") or _guess_preset(name)]
+    base_url = raw.get("base_url")
+    if not base_url and preset.name == "openai":
+        base_url = environ.get("OPENAI_BASE_URL") or preset.base_url
+    base_url = (base_url or preset.base_url or "").rstrip("/")
+    has_keyring = bool(raw.get("keyring_service"))
+    return Profile(
+        name=name,
+        preset=preset,
+        base_url=base_url,
+        model=raw.get("model") or preset.model,
+        embedding_model=raw.get("embedding_model") or preset.embedding_model,
+        api_key_env=raw.get("api_key_env") or (None if has_keyring else preset.api_key_env),
+        keyring_service=raw.get("keyring_service"),
+        keyring_user=raw.get("keyring_user"),
+        headers=dict(raw.get("headers") or {}),
+        api_version=raw.get("api_version") or (DEFAULT_AZURE_API_VERSION if preset.name == "azure" else None),
+        max_in_flight=raw.get("max_in_flight"),
+        rpm=raw.get("rpm"),
+        tpm=raw.get("tpm"),
+        timeout=float(raw.get("timeout") or DEFAULT_TIMEOUT),
+        batch_size=int(raw.get("batch_size") or DEFAULT_BATCH_SIZE),
+    )
+
+
+def api_key(profile: Profile, environ: Mapping[str, str] | None = None) -> str | None:
+    """The profile's key from the OS keyring or the environment; a StepError in words if it must
+    exist and does not. Blocking (a keyring may ask the desktop): call it off the event loop."""
+    environ = os.environ if environ is None else environ
+    if profile.keyring_service:
+        user = profile.keyring_user or profile.name
+        key, why = _from_keyring(profile.keyring_service, user)
+        if key:
+            return key
+        if not profile.api_key_env or not environ.get(profile.api_key_env):
+            raise StepError(f"no API key for provider {profile.name!r}: the keyring entry "
+                            f"{profile.keyring_service}/{user} {why}")
+    if profile.api_key_env and environ.get(profile.api_key_env):
+        return environ[profile.api_key_env]
+    if profile.preset.needs_key:
+        var = profile.api_key_env or profile.preset.api_key_env
+        raise StepError(f"no API key for provider {profile.name!r}: set the environment variable {var}"
+                        + (" (or name a keyring entry in the profile)" if not profile.keyring_service else ""))
+    return None
+
+
+def _from_keyring(service: str, user: str) -> tuple[str | None, str]:
+    try:
+        import keyring
+
+        key = keyring.get_password(service, user)
+    except Exception as exc:  # no backend, a locked or broken store: say so, never crash
+        reason = "no keyring backend is available on this system" if type(exc).__name__ == "NoKeyringError" \
+            else f"could not be read ({type(exc).__name__})"
+        return None, f"cannot be used: {reason}"
+    return (key, "") if key else (None, "is empty or does not exist")

@@ -88,6 +88,7 @@ class PipelineDocument(QObject):
         self.columns: list[str] | None = None  # the open sheet's columns; None before a sheet
         self.problems: list[Problem] = []
         self.undo_stack = QUndoStack(self)
+        self.typing_session = 0  # edits typed in one go (until the field loses focus) undo together
 
     # ---- whole pipeline ----------------------------------------------------------
     def replace(self, pipeline: Pipeline) -> None:
@@ -190,6 +191,22 @@ class PipelineDocument(QObject):
         if step.config.get(name) != value:
             self.push(SetParam(self, step, name, value, typing))
 
+    def set_provider(self, step: Step, name: str, value: str, profile: dict[str, Any] | None,
+                     typing: bool = False) -> None:
+        """Point a model step at a provider; a profile from the app's settings that the pipeline
+        lacks is copied into it (where the key lives, never the key), as one undoable edit."""
+        if profile is None or not value or value in self.pipeline.providers:
+            self.set_param(step, name, value, typing)
+            return
+        self.undo_stack.beginMacro(f"Use provider {value}")
+        self.push(SetProviders(self, {**self.pipeline.providers, value: dict(profile)}))
+        self.set_param(step, name, value)
+        self.undo_stack.endMacro()
+
+    def end_typing(self) -> None:
+        """The user left a text field: the next keystrokes start a new undo step."""
+        self.typing_session += 1
+
     def set_enabled(self, step: Step, enabled: bool) -> None:
         if step.enabled != enabled:
             self.push(SetAttribute(self, step, "enabled", enabled,
@@ -279,6 +296,7 @@ class SetParam(QUndoCommand):
     def __init__(self, doc: PipelineDocument, step: Step, name: str, value: Any, typing: bool = False):
         super().__init__(f"Edit {step.label}: {step.param(name).title}")
         self.doc, self.step, self.name, self.typing = doc, step, name, typing
+        self.session = doc.typing_session
         self.old = step.config.get(name)
         self.new = value
 
@@ -288,7 +306,7 @@ class SetParam(QUndoCommand):
     def mergeWith(self, other: QUndoCommand) -> bool:
         # Only typing into one field merges; choices and checkboxes stay separate edits.
         if not (isinstance(other, SetParam) and other.step is self.step and other.name == self.name
-                and self.typing and other.typing):
+                and self.typing and other.typing and other.session == self.session):
             return False
         self.new = other.new
         return True
@@ -349,6 +367,24 @@ class SetSetting(QUndoCommand):
 
     def _set(self, value):
         self.doc.pipeline.settings[self.name] = value
+        self.doc.settingsChanged.emit()
+        self.doc.refresh_problems()
+
+    def redo(self):
+        self._set(self.new)
+
+    def undo(self):
+        self._set(self.old)
+
+
+class SetProviders(QUndoCommand):
+    def __init__(self, doc: PipelineDocument, providers: dict[str, dict[str, Any]]):
+        super().__init__("Change providers")
+        self.doc = doc
+        self.old, self.new = doc.pipeline.providers, providers
+
+    def _set(self, value):
+        self.doc.pipeline.providers = value
         self.doc.settingsChanged.emit()
         self.doc.refresh_problems()
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont, QFontDatabase, QTextCursor
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
     QLineEdit, QListWidget, QListWidgetItem, QMenu, QPlainTextEdit, QPushButton, QSpinBox, QTableWidget,
     QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
@@ -35,11 +35,13 @@ class FormContext:
     preview_row: dict[str, Any] | None = None               # the selected row's values
     preview_label: str = ""                                 # e.g. "row 3"
     providers: list[str] = field(default_factory=list)      # provider profile names
+    profile_lookup: Callable[[str], dict[str, Any] | None] = lambda name: None  # app settings' profiles
     base_dir: Path | None = None                            # FILE paths are relative to this
 
 
 class Field(QWidget):
     edited = Signal(object, bool)  # value, typing
+    typingFinished = Signal()      # focus left the field: typing after this is a new undo step
 
     def __init__(self, param: b.Param, ctx: FormContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -70,6 +72,14 @@ class Field(QWidget):
 
     def set_preview_row(self, row: dict[str, Any] | None, label: str) -> None:
         """Fields with a preview redraw it; the rest ignore it."""
+
+    def watch_focus(self) -> None:
+        self.main_widget().installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.FocusOut:
+            self.typingFinished.emit()
+        return False
 
     def main_widget(self) -> QWidget:
         """The widget that turns red when the parameter has a problem."""
@@ -560,7 +570,7 @@ class MappingField(Field):
         self.table.blockSignals(False)
 
     def _show(self, value):
-        if value != self.value():
+        if value != self.value() or self.table.rowCount() == 0:
             self._fill([(str(k), str(v)) for k, v in (value or {}).items()])
 
     def _pairs(self) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ from batchgrid.core import table
 from batchgrid.core.engine import RowSource
 from batchgrid.core.errors import BatchgridError, PipelineError
 from batchgrid.core.job import Job
-from batchgrid.core.journal import Journal
+from batchgrid.core.journal import Journal, default_data_dir
 from batchgrid.core.pipeline import Pipeline
 
 from .document import PipelineDocument
@@ -46,6 +46,7 @@ SHEET_FILTER = "Spreadsheets (*.xlsx *.xlsm *.xlsb *.xls *.ods *.csv *.tsv *.txt
 PIPELINE_FILTER = "Batchgrid pipelines (*.json);;All files (*)"
 EXPORT_FILTERS = {"Excel workbook (*.xlsx)": ".xlsx", "CSV (*.csv)": ".csv", "Parquet (*.parquet)": ".parquet"}
 PIPELINE_SUFFIXES = (".json",)
+PREVIEW_ROWS = 200  # rows shown at once while a big sheet is read
 
 
 def one_line(exc: BaseException) -> str:
@@ -181,6 +182,8 @@ class MainWindow(QMainWindow):
         self.ask_save_path: Callable[[], str] = self._ask_export_path
         self._tasks: set[asyncio.Task] = set()
         self._pipeline_saved = True
+        self.loading = False            # a sheet is being read
+        self._load_generation = 0
 
         self.model = ResultsModel(self)
         self.runner = RunController(self.model, self)
@@ -202,6 +205,7 @@ class MainWindow(QMainWindow):
         self.cards.setObjectName("pipelineCards")
         self.form_panel = StepFormPanel(self.doc)
         self.form_panel.app_providers = [p["name"] for p in self.settings.providers()]
+        self.form_panel.profile_lookup = self.settings.pipeline_profile
 
         pipeline_box = QWidget()
         column = QVBoxLayout(pipeline_box)
@@ -447,6 +451,8 @@ class MainWindow(QMainWindow):
 
     def run_blockers(self) -> str:
         """Why Run is disabled, in words; '' when it can run."""
+        if self.loading:
+            return "Still reading the sheet…"
         if self.rows is None:
             return "Open a spreadsheet first."
         if not any(s.enabled for s in self.doc.pipeline.steps):
@@ -515,45 +521,62 @@ class MainWindow(QMainWindow):
         return self.spawn(self.load_sheet(Path(path), sheet))
 
     async def load_sheet(self, path: Path, sheet: str | None = None) -> bool:
-        """Read a sheet in a thread (the window stays live) and show it. False if it failed."""
+        """Show a sheet: its first rows at once, then all of it, both read in a thread so the
+        window stays live. False (and a message in the window) if it cannot be read."""
         if self.runner.running:
             self.show_message("Stop the run before opening another sheet.")
             self.sheetLoaded.emit()
             return False
+        self._load_generation += 1
+        generation = self._load_generation
+        self.loading = True
         self._set_busy(f"Reading {path.name}…", True)
         t0 = time.perf_counter()
         try:
-            names: list[str] = []
-            list_sheets = getattr(table, "list_sheets", None)
-            if list_sheets is not None and path.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet"):
-                names = [str(n) for n in await asyncio.to_thread(list_sheets, path)]
-            frame = await asyncio.to_thread(table.read_table, path, sheet=sheet)
-            rows = await asyncio.to_thread(RowSource.from_frame, frame)
+            first = await asyncio.to_thread(table.preview, path, sheet=sheet, rows=PREVIEW_ROWS)
+            if generation != self._load_generation:
+                return False  # another sheet was opened meanwhile
+            self._show_table(path, first.sheets, first.sheet, RowSource.from_frame(first.frame), complete=first.complete)
+            if not first.complete:
+                self.status_text.setText(f"Reading all of {path.name}; the first {PREVIEW_ROWS} rows are shown…")
+                frame = await asyncio.to_thread(table.read_table, path, sheet=first.sheet)
+                rows = await asyncio.to_thread(RowSource.from_frame, frame)
+                if generation != self._load_generation:
+                    return False
+                self._show_table(path, first.sheets, first.sheet, rows, complete=True)
         except Exception as exc:  # any unreadable file: one line in the window, never a traceback
-            self._set_busy("", False)
-            self.show_message(f"Could not open {path.name}: {one_line(exc)}")
-            self.sheetLoaded.emit()
+            if generation == self._load_generation:
+                self.loading = False
+                self._set_busy("", False)
+                self.show_message(f"Could not open {path.name}: {one_line(exc)}")
+                self.update_state()
+                self.sheetLoaded.emit()
             return False
+        self.loading = False
+        rows = self.rows
         self._set_busy(f"Read {path.name}: {len(rows):,} rows × {len(rows.columns)} columns in "
                        f"{time.perf_counter() - t0:.1f} s", False)
-        self.sheet_path, self.sheet_names = path.resolve(), names
-        self.sheet_name = sheet or (names[0] if names else None)
-        self.rows = rows
-        self.job = None
         self.settings.add_recent("sheets", str(self.sheet_path))
         self.refresh_recent()
+        self.update_state()
+        self.offer_resume()
+        self.sheetLoaded.emit()
+        return True
+
+    def _show_table(self, path: Path, sheets: list[str], sheet: str, rows: RowSource, complete: bool) -> None:
+        self.sheet_path, self.sheet_names, self.sheet_name = path.resolve(), list(sheets), sheet
+        self.rows = rows
+        self.job = None
         self._show_sheet_picker()
         self.doc.set_columns(rows.columns)
         self.model.set_table(rows, self.doc.pipeline.output_columns())
         self.lower.setCurrentIndex(1)
         self.inspector.clear_row()
-        self.table_info.setText(f"{len(rows):,} rows × {len(rows.columns)} columns from {path.name}")
+        more = "" if complete else " so far"
+        self.table_info.setText(f"{len(rows):,} rows{more} × {len(rows.columns)} columns from {path.name}")
         self.run_bar.show_message("Not run yet.")
         self.message_bar.hide()
         self.update_state()
-        self.offer_resume()
-        self.sheetLoaded.emit()
-        return True
 
     def _show_sheet_picker(self) -> None:
         many = len(self.sheet_names) > 1
@@ -698,6 +721,10 @@ class MainWindow(QMainWindow):
             self.job = Job(self.doc.pipeline, self.rows, input_path=self.sheet_path, sheet=self.sheet_name,
                            journal=self.journal)
         return self.job
+
+    def data_dir(self) -> Path:
+        """Where the journal, the response cache and the price table live."""
+        return Path(self.journal_path).parent if self.journal_path else default_data_dir()
 
     def offer_resume(self) -> None:
         """Reopening the same sheet and pipeline: offer to finish (or retry) the last run."""
@@ -846,7 +873,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================ settings
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self)
+        dialog = SettingsDialog(self.settings, self.data_dir(), self)
         if dialog.exec():
             self.form_panel.app_providers = [p["name"] for p in self.settings.providers()]
             self.form_panel.rebuild()

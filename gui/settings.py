@@ -4,18 +4,23 @@ files, window layout. API keys go to the OS keyring when there is one, never to 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-    QLineEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
+    QLabel, QLineEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
 )
+
+from batchgrid.core.providers.prices import DEFAULT_PRICES, PRICES_FILE, read_user_prices, save_user_prices
 
 KEYRING_SERVICE = "batchgrid"
 RECENT_LIMIT = 8
-PROVIDER_FIELDS = (("name", "Name"), ("base_url", "Base URL"), ("api_key_env", "Key variable"),
-                   ("model", "Default model"))
+PRESET_NAMES = ("openai", "azure", "ollama", "lmstudio", "vllm", "llamacpp", "openrouter")
+# columns of the providers table: profile field, title
+PROVIDER_FIELDS = (("name", "Name"), ("preset", "Kind"), ("base_url", "Base URL"), ("model", "Default model"),
+                   ("api_key_env", "Key variable"))
 
 
 def keyring_available() -> bool:
@@ -51,6 +56,17 @@ class AppSettings:
     def set_providers(self, profiles: list[dict[str, Any]]) -> None:
         self.q.setValue("providers/profiles", json.dumps(profiles))
 
+    def pipeline_profile(self, name: str) -> dict[str, Any] | None:
+        """The named profile as a pipeline holds it: where the key lives, never the key."""
+        for profile in self.providers():
+            if profile.get("name") == name:
+                out = {k: v for k, v in profile.items() if k in ("preset", "base_url", "model", "api_key_env") and v}
+                if self.has_key(name):
+                    out.pop("api_key_env", None)
+                    out.update(keyring_service=KEYRING_SERVICE, keyring_user=name)
+                return out
+        return None
+
     # ---- keys ----------------------------------------------------------------------------
     def save_key(self, provider: str, key: str) -> bool:
         """Store a key in the OS keyring. False when there is no keyring."""
@@ -84,22 +100,25 @@ class AppSettings:
 
 
 class SettingsDialog(QDialog):
-    """Providers (base URL, key variable, model, prices), keys, default concurrency."""
+    """Provider profiles, their keys, model prices and the default concurrency."""
 
-    def __init__(self, settings: AppSettings, parent=None):
+    def __init__(self, settings: AppSettings, data_dir: Path | None = None, parent=None):
         super().__init__(parent)
         self.settings = settings
+        self.data_dir = data_dir
         self.setWindowTitle("Settings")
-        self.resize(760, 480)
+        self.resize(820, 620)
         layout = QVBoxLayout(self)
 
         box = QGroupBox("Model providers")
         inner = QVBoxLayout(box)
-        inner.addWidget(QLabel("Any OpenAI-compatible server: OpenAI, Azure, or a local Ollama "
-                               "(http://localhost:11434/v1) or LM Studio (http://localhost:1234/v1) server."))
-        headers = [title for _, title in PROVIDER_FIELDS] + ["Input $ / 1M tokens", "Output $ / 1M tokens"]
-        self.table = QTableWidget(0, len(headers))
-        self.table.setHorizontalHeaderLabels(headers)
+        intro = QLabel("Any OpenAI-compatible server: OpenAI, Azure, OpenRouter, or a local Ollama, LM Studio, "
+                       "vLLM or llama.cpp server (leave Base URL blank for the kind's usual address). "
+                       "Choose a provider in a model step to use it; the pipeline keeps its settings, never its key.")
+        intro.setWordWrap(True)
+        inner.addWidget(intro)
+        self.table = QTableWidget(0, len(PROVIDER_FIELDS))
+        self.table.setHorizontalHeaderLabels([title for _, title in PROVIDER_FIELDS])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().hide()
         for profile in settings.providers():
@@ -107,15 +126,13 @@ class SettingsDialog(QDialog):
         inner.addWidget(self.table)
         buttons = QHBoxLayout()
         add = QPushButton("Add provider")
-        add.clicked.connect(lambda: self._add_row({"name": f"provider{self.table.rowCount() + 1}",
-                                                   "api_key_env": "OPENAI_API_KEY"}))
+        add.clicked.connect(lambda: self._add_row({"name": f"provider{self.table.rowCount() + 1}", "preset": "openai"}))
         remove = QPushButton("Remove")
         remove.clicked.connect(lambda: self.table.removeRow(self.table.currentRow()))
         buttons.addWidget(add)
         buttons.addWidget(remove)
         buttons.addStretch(1)
         inner.addLayout(buttons)
-
         keys = QHBoxLayout()
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
@@ -125,50 +142,68 @@ class SettingsDialog(QDialog):
         keys.addWidget(self.key_edit, 1)
         keys.addWidget(save_key)
         inner.addLayout(keys)
-        where = ("Keys are stored in your system keyring." if settings.use_keyring else
-                 "No system keyring was found: set the environment variable named under "
-                 "\"Key variable\" before starting Batchgrid.")
-        self.key_note = QLabel(where)
+        self.key_note = QLabel("Keys are stored in your system keyring." if settings.use_keyring else
+                               "No system keyring was found: set the environment variable named under "
+                               "\"Key variable\" before starting Batchgrid.")
         self.key_note.setWordWrap(True)
         self.key_note.setObjectName("help")
         inner.addWidget(self.key_note)
-        layout.addWidget(box)
+        layout.addWidget(box, 3)
+
+        prices_box = QGroupBox("Prices (US dollars per million tokens; local servers cost nothing)")
+        pcol = QVBoxLayout(prices_box)
+        self.prices = QTableWidget(0, 3)
+        self.prices.setHorizontalHeaderLabels(["Model", "Input", "Output"])
+        self.prices.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.prices.verticalHeader().hide()
+        for model, price in sorted(self._current_prices().items()):
+            self._add_price(model, price.get("input", 0), price.get("output", 0))
+        add_price = QPushButton("Add model price")
+        add_price.clicked.connect(lambda: self._add_price("", 0, 0))
+        pcol.addWidget(self.prices)
+        pcol.addWidget(add_price, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(prices_box, 2)
 
         form = QFormLayout()
         self.concurrency = QSpinBox()
         self.concurrency.setRange(1, 1000)
         self.concurrency.setValue(settings.default_concurrency())
-        form.addRow("Default rows at once for new pipelines", self.concurrency)
+        form.addRow("Rows at once for new pipelines", self.concurrency)
         layout.addLayout(form)
-
+        self.error = QLabel()
+        self.error.setObjectName("fieldProblem")
+        self.error.hide()
+        layout.addWidget(self.error)
         box_buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         box_buttons.accepted.connect(self.accept)
         box_buttons.rejected.connect(self.reject)
         layout.addWidget(box_buttons)
 
+    # ---- providers -----------------------------------------------------------------------
     def _add_row(self, profile: dict[str, Any]) -> None:
         r = self.table.rowCount()
         self.table.insertRow(r)
         for c, (key, _) in enumerate(PROVIDER_FIELDS):
-            self.table.setItem(r, c, QTableWidgetItem(str(profile.get(key, "") or "")))
-        for c, key in ((len(PROVIDER_FIELDS), "input_price"), (len(PROVIDER_FIELDS) + 1, "output_price")):
-            spin = QDoubleSpinBox()
-            spin.setRange(0, 10_000)
-            spin.setDecimals(4)
-            spin.setValue(float(profile.get(key, 0) or 0))
-            self.table.setCellWidget(r, c, spin)
+            if key == "preset":
+                combo = QComboBox()
+                combo.addItems(PRESET_NAMES)
+                combo.setCurrentText(str(profile.get("preset") or "openai"))
+                self.table.setCellWidget(r, c, combo)
+            else:
+                self.table.setItem(r, c, QTableWidgetItem(str(profile.get(key, "") or "")))
 
     def profiles(self) -> list[dict[str, Any]]:
         found = []
         for r in range(self.table.rowCount()):
             profile: dict[str, Any] = {}
             for c, (key, _) in enumerate(PROVIDER_FIELDS):
-                item = self.table.item(r, c)
-                text = item.text().strip() if item else ""
+                if key == "preset":
+                    text = self.table.cellWidget(r, c).currentText()
+                else:
+                    item = self.table.item(r, c)
+                    text = item.text().strip() if item else ""
                 if text:
                     profile[key] = text
-            profile["input_price"] = self.table.cellWidget(r, len(PROVIDER_FIELDS)).value()
-            profile["output_price"] = self.table.cellWidget(r, len(PROVIDER_FIELDS) + 1).value()
             if profile.get("name"):
                 found.append(profile)
         return found
@@ -180,14 +215,55 @@ class SettingsDialog(QDialog):
         if item is None or not key:
             self.key_note.setText("Select a provider and type its key first.")
             return
-        if self.settings.save_key(item.text().strip(), key):
-            self.key_note.setText(f"The key of {item.text().strip()} is stored in your system keyring.")
+        name = item.text().strip()
+        if self.settings.save_key(name, key):
+            self.key_note.setText(f"The key of {name} is stored in your system keyring.")
             self.key_edit.clear()
         else:
             self.key_note.setText("No system keyring was found, so the key was not stored: set the "
                                   "environment variable named under \"Key variable\" instead.")
 
+    # ---- prices --------------------------------------------------------------------------
+    def _current_prices(self) -> dict[str, dict[str, float]]:
+        merged = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
+        if self.data_dir is not None:
+            try:
+                merged.update(read_user_prices(Path(self.data_dir) / PRICES_FILE))
+            except Exception:
+                pass  # a broken file is reported by the run that reads it; here we start afresh
+        return merged
+
+    def _add_price(self, model: str, input_price: float, output_price: float) -> None:
+        r = self.prices.rowCount()
+        self.prices.insertRow(r)
+        self.prices.setItem(r, 0, QTableWidgetItem(model))
+        for c, value in ((1, input_price), (2, output_price)):
+            spin = QDoubleSpinBox()
+            spin.setRange(0, 10_000)
+            spin.setDecimals(4)
+            spin.setValue(float(value or 0))
+            self.prices.setCellWidget(r, c, spin)
+
+    def price_table(self) -> dict[str, dict[str, float]]:
+        table = {}
+        for r in range(self.prices.rowCount()):
+            item = self.prices.item(r, 0)
+            model = item.text().strip() if item else ""
+            if model:
+                table[model] = {"input": self.prices.cellWidget(r, 1).value(),
+                                "output": self.prices.cellWidget(r, 2).value()}
+        return table
+
     def accept(self) -> None:
         self.settings.set_providers(self.profiles())
         self.settings.set_default_concurrency(self.concurrency.value())
+        if self.data_dir is not None:
+            # only what differs from the built-in list is the user's own
+            own = {m: p for m, p in self.price_table().items() if DEFAULT_PRICES.get(m) != p}
+            try:
+                save_user_prices(Path(self.data_dir), own)
+            except OSError as exc:
+                self.error.setText(f"The prices could not be saved: {exc.strerror or exc}")
+                self.error.show()
+                return
         super().accept()

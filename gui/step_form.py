@@ -192,6 +192,7 @@ class StepForm(QWidget):
         self.name_edit = QLineEdit(step.name)
         self.name_edit.setPlaceholderText(cls.title)
         self.name_edit.textEdited.connect(lambda text: doc.set_name(step, text))
+        self.name_edit.editingFinished.connect(doc.end_typing)
         self.enabled_check = QCheckBox("Run this step")
         self.enabled_check.setChecked(step.enabled)
         self.enabled_check.toggled.connect(lambda on: doc.set_enabled(step, on))
@@ -230,7 +231,9 @@ class StepForm(QWidget):
             field = make_field(param, self.ctx, self.step.default_output(param.name))
             field.setObjectName(f"field_{param.name}")
             field.set_value(self.step.config.get(param.name))
-            field.edited.connect(lambda value, typing, name=param.name: self.doc.set_param(self.step, name, value, typing))
+            field.edited.connect(lambda value, typing, p=param: self._edited(p, value, typing))
+            field.typingFinished.connect(self.doc.end_typing)
+            field.watch_focus()
             field.setToolTip(param.help)
             self.fields[param.name] = field
             column.addWidget(field)
@@ -241,6 +244,12 @@ class StepForm(QWidget):
         self.problem_labels[param.name] = problem
         column.addWidget(problem)
         return box
+
+    def _edited(self, param: b.Param, value: Any, typing: bool) -> None:
+        if param.kind == b.PROVIDER:
+            self.doc.set_provider(self.step, param.name, value, self.ctx.profile_lookup(value), typing)
+        else:
+            self.doc.set_param(self.step, param.name, value, typing)
 
     # ---- following the document ---------------------------------------------------------
     def _step_changed(self, step: Step, what: str) -> None:
@@ -294,7 +303,8 @@ class StepFormPanel(QScrollArea):
         self.form: StepForm | None = None
         self.preview_row: dict[str, Any] | None = None
         self.preview_label = ""
-        self.app_providers: list[str] = []
+        self.app_providers: list[str] = []   # profile names from the app's settings
+        self.profile_lookup = lambda name: None
         doc.pipelineReplaced.connect(self.rebuild)
         doc.structureChanged.connect(self._structure_changed)
         self.show_step(None)
@@ -340,7 +350,7 @@ class StepFormPanel(QScrollArea):
         providers = list(dict.fromkeys(self.doc.provider_names() + self.app_providers))
         return FormContext(columns=self.doc.columns_before(step), preview_row=self.preview_row,
                            preview_label=self.preview_label, providers=providers,
-                           base_dir=Path(path).parent if path else None)
+                           profile_lookup=self.profile_lookup, base_dir=Path(path).parent if path else None)
 
     def _structure_changed(self, _container) -> None:
         # Earlier steps changed: the column pickers list other columns now.

@@ -1,0 +1,23 @@
+"""Running async window scenarios on a qasync loop, and waiting for Qt signals without a nested loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+def run(loop, coro, timeout: float = 60):
+    """Run a scenario on the qasync loop; fail (not hang) after `timeout` seconds."""
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def next_signal(signal) -> asyncio.Future:
+    """A future with the arguments of the next emission of `signal` (connect before acting)."""
+    future = asyncio.get_running_loop().create_future()
+
+    def emitted(*args):
+        if not future.done():
+            future.set_result(args)
+
+    signal.connect(emitted)
+    future.add_done_callback(lambda _f: signal.disconnect(emitted))
+    return future

@@ -76,6 +76,7 @@ Counts (`server.stats`, read from any thread; `server.stats.snapshot()` gives a 
                       the connection's close wakes the request, no polling)
     log               list of (time.monotonic(), path, prompt, status) per finished request
     authorizations    set of Authorization / api-key header values seen
+    last_headers      the headers of the last counted request (names in lower case)
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class Stats:
     embedded: Counter = field(default_factory=Counter)
     log: list = field(default_factory=list)
     authorizations: set = field(default_factory=set)
+    last_headers: dict = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -429,6 +431,7 @@ class FakeOpenAI:
             return
         stats, options = self.stats, self._options
         stats.requests += 1
+        stats.last_headers = request.headers
         stats.by_path[request.path] += 1
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)

@@ -41,15 +41,22 @@ class BudgetGuard:
         p = engine.progress
         if not self._warned_spent and p.cost > self.budget:
             self._warned_spent = self._warned_projection = True
-            engine.pause(f"the run has spent ${p.cost:,.4f}, more than its budget of ${self.budget:,.2f}")
+            engine.pause(f"the run has spent {money(p.cost)}, more than its budget of {money(self.budget)}")
             return
         if self._warned_projection or self.finished_rows < min(MIN_ROWS, p.selected):
             return
         projected = self.projected()
         if projected > self.budget:
             self._warned_projection = True
-            engine.pause(f"the projected cost ${projected:,.2f} would pass the budget of ${self.budget:,.2f} "
-                         f"(${p.cost:,.4f} spent on {self.finished_rows:,} of {p.selected:,} rows)")
+            engine.pause(f"the projected cost {money(projected)} would pass the budget of {money(self.budget)} "
+                         f"({money(p.cost)} spent on {self.finished_rows:,} of {p.selected:,} rows)")
+
+
+def money(amount: float) -> str:
+    """Dollars as people read them: cents, or the digits that matter for tiny amounts."""
+    if amount == 0 or amount >= 0.01:
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0")
 
 
 def install_budget(engine) -> BudgetGuard | None:

@@ -1,0 +1,98 @@
+"""The response cache: the same paid request is never made twice unless the user asks."""
+
+from __future__ import annotations
+
+from batchgrid.core import events as ev
+from batchgrid.core.providers.cache import CACHE_FILE, ResponseCache, cache_key
+from models_support import prompts
+
+LLM = {"type": "llm", "prompt": "{text}"}
+
+
+async def test_a_second_identical_run_makes_no_request(models):
+    first = await models.run([LLM], prompts(30))
+    assert models.server.stats.requests == 30
+    second = await models.run([LLM], prompts(30))
+    assert models.server.stats.requests == 30  # not one more
+    assert second.outputs("answer") == first.outputs("answer")
+    assert all(r.cached == 1 and r.cost == 0 for r in second.results)
+    assert [r.tokens for r in second.results] == [r.tokens for r in first.results]
+    assert second.engine.progress.cached == 30
+    assert (models.data_dir / CACHE_FILE).exists()
+
+
+async def test_changing_one_rows_input_makes_one_request(models):
+    await models.run([LLM], prompts(30))
+    rows = prompts(30)
+    rows[17]["text"] = "something new"
+    run = await models.run([LLM], rows)
+    assert models.server.stats.requests == 31
+    assert models.server.stats.per_prompt["something new"] == 1
+    assert run.outputs("answer")[17] == "echo: something new"
+
+
+async def test_editing_a_later_step_costs_nothing_for_the_earlier_ones(models):
+    steps = [{**LLM, "output": "a"}, {"type": "llm", "prompt": "second: {a}", "output": "b"}]
+    await models.run(steps, prompts(10))
+    assert models.server.stats.requests == 20
+    steps[1] = {"type": "llm", "prompt": "edited: {a}", "output": "b"}
+    run = await models.run(steps, prompts(10))
+    assert models.server.stats.requests == 30  # only the edited step asked again
+    assert run.outputs("b")[0] == "echo: edited: echo: row 0"
+
+
+async def test_the_cache_can_be_turned_off_for_a_run(models):
+    await models.run([LLM], prompts(10))
+    await models.run([LLM], prompts(10), use_cache=False)
+    assert models.server.stats.requests == 20
+
+
+async def test_temperature_above_zero_is_cached_and_part_of_the_key(models):
+    await models.run([{**LLM, "temperature": 0.9}], prompts(5))
+    await models.run([{**LLM, "temperature": 0.9}], prompts(5))
+    assert models.server.stats.requests == 5
+    await models.run([{**LLM, "temperature": 0.5}], prompts(5))
+    assert models.server.stats.requests == 10
+
+
+async def test_a_cached_answer_still_reaches_a_streaming_cell(models):
+    await models.run([LLM], prompts(1))
+    run = await models.run([LLM], prompts(1))
+    assert [e.text for e in run.of(ev.RowPartial)] == ["echo: row 0"]
+    assert run.results[0].trace[0].details["cached"] is True
+
+
+async def test_cache_hits_skip_the_rate_limiter(models):
+    providers = models.providers(rpm=60)  # one request a second
+    await models.run([LLM], prompts(1), providers=providers)
+    run = await models.run([LLM], prompts(1) * 20, providers=providers)
+    assert run.statuses() == ["done"] * 20
+    assert run.engine.progress.elapsed < 1.0  # 20 cached answers do not wait for 20 seconds of limit
+
+
+async def test_embeddings_are_cached_per_text(models):
+    await models.run([{"type": "embed", "source": "text"}], prompts(20), max_concurrency=20)
+    run = await models.run([{"type": "embed", "source": "text"}], prompts(25), max_concurrency=25)
+    assert models.server.stats.embedding_batches == [20, 5]
+    assert run.engine.progress.cached == 20
+
+
+async def test_a_damaged_cache_file_is_set_aside(models):
+    models.data_dir.mkdir(parents=True)
+    (models.data_dir / CACHE_FILE).write_bytes(b"this is not a database" * 100)
+    run = await models.run([LLM], prompts(2))
+    assert run.statuses() == ["done", "done"]
+    assert (models.data_dir / (CACHE_FILE + ".broken")).exists()
+
+
+def test_writes_are_grouped_and_read_back(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    key = cache_key("http://x/v1/chat/completions", {"model": "m", "messages": [], "stream": True})
+    assert key == cache_key("http://x/v1/chat/completions", {"messages": [], "model": "m"})  # order, stream: same
+    cache.put(key, {"text": "hi"})  # no loop: written at once
+    assert cache.get(key) == {"text": "hi"} and key in cache
+    cache.close()
+    again = ResponseCache(tmp_path / "c.sqlite")
+    assert again.get(key) == {"text": "hi"}
+    assert again.get("missing") is None
+    again.close()

@@ -51,7 +51,8 @@ def locate(text: str, steps: list[Step]) -> Problem:
             break
         step, pos = children[index], branch.end()
     rest = where[pos:]
-    param = rest[1:] if rest.startswith(".") else ""
+    # "fields[1].type" is about the parameter "fields"
+    param = re.match(r"\.?([A-Za-z_][A-Za-z0-9_]*)", rest).group(1) if rest.startswith(".") else ""
     if param and param not in {p.name for p in step.params}:
         param = ""  # e.g. "branches.x" with a missing branch: show it on the step
     if param and message.startswith("missing;"):

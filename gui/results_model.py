@@ -252,6 +252,19 @@ class ResultsModel(QAbstractTableModel):
             self._apply_order()
         self._refresh_all()
 
+    def run_ended(self) -> None:
+        """Rows still queued or in flight when a run stops did not finish: they show their last
+        result, or "not run"."""
+        unfinished = (ev.QUEUED, ev.RUNNING, ev.RETRYING)
+        for i, status in enumerate(self.status):
+            if status in unfinished:
+                result = self.results[i]
+                self.status[i] = NOT_RUN if result is None else result.status
+                self._dirty.add(i)
+        self.partial.clear()
+        self.notes.clear()
+        self.flush()
+
     def on_event(self, event: object) -> None:
         """An engine listener: runs on the loop thread, so it only updates lists and marks rows."""
         kind = type(event)

@@ -74,7 +74,7 @@ class RunController(QObject):
         finally:
             self._active = False
             self._timer.stop()
-            self.model.flush()
+            self.model.run_ended()
             self.progressed.emit(engine.progress, False)
             self.finished.emit(reason, message)
 

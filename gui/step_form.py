@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget,
 )
 
+from batchgrid.core.pipeline import SETTINGS
 from batchgrid.core.steps import Step, step_types_by_group
 from batchgrid.core.steps import base as b
 
@@ -291,6 +292,43 @@ class StepForm(QWidget):
             field.set_preview_row(row, label)
 
 
+class RunSettingsForm(QWidget):
+    """The pipeline's run settings (retries, cache, budget), from core's declarations."""
+
+    def __init__(self, doc: PipelineDocument, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 12, 14, 12)
+        layout.addWidget(caption("Run settings", "formTitle"))
+        layout.addWidget(caption("Saved with the pipeline. Rows at once is set in the run bar.", "help"))
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        self.fields: dict[str, Field] = {}
+        for param in SETTINGS:
+            if param.name == "max_concurrency":
+                continue
+            field = make_field(param, FormContext())
+            field.set_value(doc.pipeline.settings.get(param.name))
+            field.edited.connect(lambda value, _typing, name=param.name: doc.set_setting(name, value))
+            field.setToolTip(param.help)
+            self.fields[param.name] = field
+            box = QWidget()
+            column = QVBoxLayout(box)
+            column.setContentsMargins(0, 0, 0, 0)
+            column.addWidget(field)
+            column.addWidget(caption(param.help, "help"))
+            form.addRow("" if param.kind == b.BOOL else param.title, box)
+        layout.addLayout(form)
+        layout.addStretch(1)
+        doc.settingsChanged.connect(self._changed)
+
+    def _changed(self) -> None:
+        for name, field in self.fields.items():
+            field.set_value(self.doc.pipeline.settings.get(name))
+
+
 class StepFormPanel(QScrollArea):
     """Shows the form of the selected step (or of a step inside a branch, with a way back)."""
 
@@ -305,6 +343,7 @@ class StepFormPanel(QScrollArea):
         self.preview_label = ""
         self.app_providers: list[str] = []   # profile names from the app's settings
         self.profile_lookup = lambda name: None
+        self.settings_form: RunSettingsForm | None = None
         doc.pipelineReplaced.connect(self.rebuild)
         doc.structureChanged.connect(self._structure_changed)
         self.show_step(None)
@@ -323,10 +362,15 @@ class StepFormPanel(QScrollArea):
             old.deleteLater()
         self.form = None
         if step is None:
-            empty = caption("Select a step to edit it here.\n\nAdd steps from the palette on the left: "
+            holder = QWidget()
+            column = QVBoxLayout(holder)
+            empty = caption("Select a step to edit it here. Add steps from the palette on the left: "
                             "double-click one, or drag it onto the pipeline.", "emptyHint")
             empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.setWidget(empty)
+            column.addWidget(empty)
+            self.settings_form = RunSettingsForm(self.doc)
+            column.addWidget(self.settings_form, 1)
+            self.setWidget(holder)
             return
         holder = QWidget()
         column = QVBoxLayout(holder)

@@ -4,7 +4,7 @@ STYLE_SHEET = """
 QMainWindow, #panel { background: #f6f7f9; }
 QLabel#panelTitle { font-weight: 600; color: #3b4652; padding: 2px 2px 4px 2px; }
 QLabel#help, QLabel#emptyHint { color: #6b7580; }
-QLabel#emptyHint { padding: 30px; }
+QLabel#emptyHint { padding: 18px 30px 6px 30px; }
 QLabel#formTitle { font-size: 15px; font-weight: 600; color: #1f2933; }
 QLabel#fieldProblem { color: #c62828; }
 QLabel#blocker { color: #b3261e; }

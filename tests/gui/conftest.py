@@ -28,6 +28,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "resources" / "examples"
 @pytest.fixture
 def qloop(qapp):
     """A qasync event loop on the test's QApplication; closed (threads joined) afterwards."""
+    qapp.setQuitOnLastWindowClosed(False)  # closing a window in a test must not end the loop
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     try:

@@ -18,6 +18,12 @@ def next_signal(signal) -> asyncio.Future:
         if not future.done():
             future.set_result(args)
 
+    def disconnect(_future):
+        try:
+            signal.disconnect(emitted)
+        except RuntimeError:  # the sender is gone already
+            pass
+
     signal.connect(emitted)
-    future.add_done_callback(lambda _f: signal.disconnect(emitted))
+    future.add_done_callback(disconnect)
     return future

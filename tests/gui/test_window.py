@@ -1,0 +1,466 @@
+"""End to end through the window: example, palette, an LLM step on the local test server,
+run, errors, stop, retry, export read back; and the window's other promises."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from batchgrid.core import events as ev
+from batchgrid.core.results import NOT_RUN
+from batchgrid.gui.main_window import MainWindow
+
+from conftest import EXAMPLES
+from qt_async import next_signal, run
+from test_pipeline_editor import palette_add
+
+MARKER = "refund"  # reviews that mention it get a 400 from the test server, once
+
+
+def statuses(window) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in window.model.status:
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def column(window, name: str) -> list:
+    c = window.model.headers.index(name)
+    return [window.model.raw_value(i, c) for i in range(len(window.rows))]
+
+
+def choose(combo, text: str) -> None:
+    """Pick an entry of a combo box as a user does (activated, not just currentIndex)."""
+    index = combo.findText(text)
+    assert index >= 0, f"{text!r} is not offered"
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+
+
+async def until(condition, timeout: float = 20.0) -> None:
+    """Wait on the running qasync loop (no nested Qt loop) until `condition()` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qloop, app_settings, window,
+                                                                      fake_openai, tmp_path):
+    w = window
+    server = fake_openai
+    app_settings.set_providers([{"name": "testserver", "preset": "vllm", "base_url": server.base_url,
+                                 "model": "gpt-4o-mini"}])
+    w.form_panel.app_providers = ["testserver"]
+    export_path = tmp_path / "results.xlsx"
+    w.ask_save_path = lambda: str(export_path)
+
+    async def scenario():
+        # ---- File ▸ Open example
+        loaded = next_signal(w.sheetLoaded)
+        action = next(a for a in w.examples_menu.actions() if "offline" in a.text().lower())
+        action.trigger()
+        await loaded
+        assert w.lower.currentIndex() == 1 and len(w.rows) == 240
+        assert w.doc.pipeline.path.name == "reviews-offline.batchgrid.json"
+        example_steps = len(w.doc.pipeline.steps)
+        w.doc.set_setting("use_cache", False)  # every run asks the server again
+
+        # ---- three steps from the palette
+        w.cards.select_step(w.doc.pipeline.steps[-1])
+        upper = palette_add(qtbot, w, "change_case")
+        choose(w.form_panel.form.fields["source"].combo, "product")
+        llm = palette_add(qtbot, w, "llm")
+        form = w.form_panel.form
+        choose(form.fields["provider"].combo, "testserver")
+        assert w.doc.pipeline.providers["testserver"]["base_url"] == server.base_url  # copied, keyless
+        form.fields["prompt"].edit.setFocus()
+        qtbot.keyClicks(form.fields["prompt"].edit, "Summarise: {review_clean}")
+        qtbot.keyClicks(form.fields["output"].edit, "gist")
+        form.fields["stream"].check.setChecked(True)
+        words = palette_add(qtbot, w, "length")
+        choose(w.form_panel.form.fields["source"].combo, "gist")
+        assert [s.type for s in w.doc.pipeline.steps[example_steps:]] == ["change_case", "llm", "length"]
+        assert w.doc.problems == [] and w.run_bar.run_button.isEnabled()
+        assert "gist" in w.model.headers and "product_upper" in w.model.headers
+
+        # ---- concurrency, then Run
+        w.run_bar.concurrency.setValue(4)
+        server.configure(latency=0.02, script={MARKER: [400] * 240})
+        finished = next_signal(w.runFinished)
+        qtbot.mouseClick(w.run_bar.run_button, Qt.MouseButton.LeftButton)
+        assert w.runner.running and not w.run_bar.run_button.isEnabled() and w.run_bar.stop_button.isEnabled()
+        assert (await finished) == ("finished", "")
+        assert server.stats.peak_in_flight <= 4
+
+        # the table filled; error rows show their errors
+        counts = statuses(w)
+        reviews = column(w, "review_clean")
+        llm_failures = [i for i, r in enumerate(reviews) if r and MARKER in r.lower()]
+        price_failures = [i for i, r in enumerate(w.model.results) if r.failed_step == "3. Read the price"]
+        assert len(price_failures) == 3 and len(llm_failures) >= 5
+        assert counts == {ev.DONE: 240 - counts[ev.ERROR], ev.ERROR: counts[ev.ERROR]}
+        gists, products, uppers = column(w, "gist"), column(w, "product"), column(w, "product_upper")
+        for i in range(240):
+            if w.model.results[i].status == ev.DONE:
+                assert gists[i] == f"echo: Summarise: {reviews[i]}"
+                assert uppers[i] == (products[i] or "").upper()
+        first_llm_error = next(i for i in llm_failures if i not in price_failures)
+        error_text = column(w, "error")[first_llm_error]
+        assert "400" in error_text
+        assert w.model.results[first_llm_error].failed_step.endswith(llm.label)
+        tip = w.model.data(w.model.index(first_llm_error, 0), Qt.ItemDataRole.ToolTipRole)
+        assert "failed in step" in tip and "400" in tip
+        assert w.run_bar.retry_button.isEnabled()
+        assert f"{counts[ev.ERROR]}" in w.run_bar.retry_button.text()
+
+        # the row inspector shows the model request, the raw reply, and no key
+        first_done = w.model.status.index(ev.DONE)
+        w.view.setCurrentIndex(w.model.index(first_done, 0))
+        html = w.inspector.toPlainText()
+        assert "request sent" in html and "Summarise:" in html and "raw reply" in html
+        assert "Authorization" not in html
+
+        # ---- Retry failed: only the failed rows run again (the server now answers)
+        server.configure(script={})
+        before = dict(server.stats.per_prompt)
+        finished = next_signal(w.runFinished)
+        qtbot.mouseClick(w.run_bar.retry_button, Qt.MouseButton.LeftButton)
+        assert (await finished)[0] == "finished"
+        asked_again = {p for p, n in server.stats.per_prompt.items() if n > before.get(p, 0)}
+        assert asked_again == {f"Summarise: {reviews[i]}" for i in llm_failures if i not in price_failures}
+        assert statuses(w) == {ev.DONE: 237, ev.ERROR: 3}  # the unreadable prices fail again, as they should
+
+        # ---- Stop mid-run keeps finished rows
+        server.configure(latency=0.4)
+        finished = next_signal(w.runFinished)
+        qtbot.mouseClick(w.run_bar.run_button, Qt.MouseButton.LeftButton)
+        await until(lambda: statuses(w).get(ev.DONE, 0) >= 8)
+        done_before_stop = {i for i, s in enumerate(w.model.status) if s == ev.DONE}
+        t0 = asyncio.get_running_loop().time()
+        qtbot.mouseClick(w.run_bar.stop_button, Qt.MouseButton.LeftButton)
+        assert (await finished)[0] == "stopped"
+        assert asyncio.get_running_loop().time() - t0 < 1.0  # in-flight calls were cancelled, not awaited
+        after = statuses(w)
+        assert done_before_stop <= {i for i, s in enumerate(w.model.status) if s == ev.DONE}
+        assert after.get(ev.CANCELLED, 0) >= 1 and after.get(NOT_RUN, 0) > 100
+        assert ev.QUEUED not in after and ev.RUNNING not in after
+        kept = sorted(done_before_stop)[0]
+        assert column(w, "gist")[kept] == f"echo: Summarise: {reviews[kept]}"
+        assert "Stopped" in w.run_bar.stats.text()
+
+        # ---- Export to xlsx and read it back
+        exported = next_signal(w.exportFinished)
+        w.act_export.trigger()
+        assert (await exported) == (str(export_path),)
+        return after
+
+    after = run(qloop, scenario(), timeout=120)
+    book = openpyxl.load_workbook(export_path, read_only=True)
+    assert {"Results", "Errors", "Run"} <= set(book.sheetnames) or len(book.sheetnames) >= 1
+    frame = pd.read_excel(export_path, sheet_name=0, engine="openpyxl")
+    assert len(frame) == 240
+    assert list(frame.columns[:9]) == list(w.rows.columns)
+    assert frame["review_id"].tolist() == column(w, "review_id")  # input order
+    statuses_read = frame["status"].tolist()
+    assert statuses_read.count(ev.DONE) == after[ev.DONE]
+    done_rows = [i for i, s in enumerate(w.model.status) if s == ev.DONE]
+    assert [frame["gist"][i] for i in done_rows] == [column(w, "gist")[i] for i in done_rows]
+
+
+def test_empty_window_says_what_to_do_and_offers_the_examples(window):
+    assert window.lower.currentWidget() is window.welcome
+    text = " ".join(l.text() for l in window.welcome.findChildren(type(window.table_info)))
+    assert "Open a spreadsheet" in text and "drop" in text
+    assert any("offline" in b.text().lower() for b in window.welcome.example_buttons)
+    assert not window.run_bar.run_button.isEnabled()
+    assert window.run_blockers() == "Open a spreadsheet first."
+
+
+def test_unreadable_files_and_bad_pipelines_give_one_line_in_the_window(qloop, window, tmp_path):
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 this is not really a workbook")
+    assert run(qloop, window.load_sheet(broken)) is False
+    assert window.message_bar.isVisible() and window.last_message.startswith("Could not open broken.xlsx: ")
+    assert "\n" not in window.last_message and "Traceback" not in window.last_message
+    assert run(qloop, window.load_sheet(tmp_path / "missing.csv")) is False
+    assert "missing.csv" in window.last_message
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "x", "outptu": "y"},
+                                                        {"type": "nope"}]}))
+    assert window.open_pipeline(bad) is False
+    assert "steps[0].outptu: unknown parameter" in window.last_message
+    assert "steps[1].type: unknown step type 'nope'" in window.last_message
+    assert not window.doc.pipeline.steps  # the old pipeline is kept
+
+
+def test_dropping_a_sheet_and_a_pipeline_opens_both(qloop, window, tmp_path):
+    sheet = tmp_path / "people.csv"
+    sheet.write_text("name,city\nAnn,Oslo\nBob,Lima\n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "change_case", "source": "city",
+                                                             "case": "upper"}]}))
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(sheet)), QUrl.fromLocalFile(str(pipeline))])
+
+    async def drop():
+        loaded = next_signal(window.sheetLoaded)
+        event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
+                           Qt.KeyboardModifier.NoModifier)
+        window.dropEvent(event)
+        await loaded
+        finished = next_signal(window.runFinished)
+        window.act_run.trigger()
+        await finished
+
+    run(qloop, drop())
+    assert window.doc.pipeline.path == pipeline.resolve()
+    assert column(window, "city_upper") == ["OSLO", "LIMA"]
+    assert window.settings.recent("sheets") == [str(sheet.resolve())]
+
+
+def test_several_sheets_get_a_sheet_picker(qloop, window, tmp_path):
+    path = tmp_path / "two.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"a": [1, 2]}).to_excel(writer, sheet_name="First", index=False)
+        pd.DataFrame({"b": ["x", "y", "z"]}).to_excel(writer, sheet_name="Second", index=False)
+    assert run(qloop, window.load_sheet(path))
+    assert window.sheet_picker.isVisibleTo(window)
+    assert [window.sheet_picker.itemText(i) for i in range(window.sheet_picker.count())] == ["First", "Second"]
+    assert window.rows.columns == ["a"]
+
+    async def pick():
+        loaded = next_signal(window.sheetLoaded)
+        choose(window.sheet_picker, "Second")
+        await loaded
+
+    run(qloop, pick())
+    assert window.rows.columns == ["b"] and len(window.rows) == 3 and window.sheet_name == "Second"
+
+
+def test_preview_runs_only_the_first_rows_or_the_selected_ones(qtbot, qloop, window):
+    assert run(qloop, window.load_sheet(EXAMPLES / "reviews.xlsx"))
+    step = palette_add(qtbot, window, "trim")
+    choose(window.form_panel.form.fields["source"].combo, "review")
+    window.run_bar.preview_rows.setValue(5)
+
+    async def preview(click):
+        finished = next_signal(window.runFinished)
+        click()
+        await finished
+
+    run(qloop, preview(lambda: window.run_bar.preview_button.click()))
+    assert [i for i, s in enumerate(window.model.status) if s == ev.DONE] == [0, 1, 2, 3, 4]
+    window.view.selectRow(10)
+    window.view.selectionModel().select(window.model.index(20, 0), window.view.selectionModel().SelectionFlag.Select)
+    run(qloop, preview(lambda: window.run_bar.preview_button.click()))
+    assert [i for i, s in enumerate(window.model.status) if s == ev.DONE] == [0, 1, 2, 3, 4, 10, 20]
+    assert step.output_name() in window.model.headers
+
+
+def test_python_step_asks_for_trust_and_does_not_run_without_it(qloop, window, tmp_path):
+    sheet = tmp_path / "n.csv"
+    sheet.write_text("n\n1\n2\n")
+    pipeline = tmp_path / "code.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "python", "code": "n * 10", "output": "m"}]}))
+    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_sheet(sheet))
+    window.ask = lambda title, text: (window.questions.append(title), False)[1]
+    assert window.start_run("all") is False
+    assert window.questions == ["Run Python code?"] and "not trusted" in window.last_message
+    assert set(window.model.status) == {NOT_RUN}
+
+    window.ask = lambda title, text: (window.questions.append(title), True)[1]
+
+    async def trusted():
+        finished = next_signal(window.runFinished)
+        assert window.start_run("all")
+        await finished
+
+    run(qloop, trusted())
+    assert column(window, "m") == [10, 20]
+
+
+def test_model_step_without_a_provider_says_what_it_needs(qtbot, qloop, window, monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    sheet = tmp_path / "q.csv"
+    sheet.write_text("q\nhello\nworld\n")
+    assert run(qloop, window.load_sheet(sheet))
+    llm = palette_add(qtbot, window, "llm")
+    window.doc.set_param(llm, "prompt", "Answer: {q}")
+
+    async def attempt():
+        finished = next_signal(window.runFinished)
+        window.act_run.trigger()
+        return await finished
+
+    reason, message = run(qloop, attempt())
+    shown = window.last_message
+    if reason == "failed":  # the run refused to start, saying why
+        assert "OPENAI_API_KEY" in shown
+    else:  # or every row says why
+        assert all("OPENAI_API_KEY" in e for e in column(window, "error"))
+    assert "Traceback" not in shown
+
+
+def test_closing_during_a_run_asks_and_reopening_offers_to_resume(qtbot, qloop, app_settings, window, tmp_path,
+                                                                 fake_openai):
+    sheet = tmp_path / "rows.csv"
+    sheet.write_text("q\n" + "\n".join(f"question {i}" for i in range(40)) + "\n")
+    pipeline = tmp_path / "slow.json"
+    pipeline.write_text(json.dumps({
+        "version": 1, "settings": {"max_concurrency": 2, "use_cache": False},
+        "providers": {"test": {"preset": "vllm", "base_url": fake_openai.base_url, "model": "m"}},
+        "steps": [{"type": "llm", "prompt": "{q}", "output": "a"}]}))
+    fake_openai.configure(latency=0.1)
+    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_sheet(sheet))
+
+    async def run_then_close():
+        finished = next_signal(window.runFinished)
+        window.act_run.trigger()
+        await until(lambda: statuses(window).get(ev.DONE, 0) >= 6)
+        window.close()
+        await finished
+
+    run(qloop, run_then_close())
+    assert window.questions[-1] == "Stop the run?"
+    done_first = statuses(window)[ev.DONE]
+
+    second = MainWindow(app_settings, journal_path=tmp_path / "journal.sqlite")
+    qtbot.addWidget(second)
+    second.ask = lambda title, text: True
+    second.show()
+    assert second.open_pipeline(pipeline)
+    assert run(qloop, second.load_sheet(sheet))
+    assert second.message_bar.isVisible() and "finished" in second.last_message
+    resume = next(b for b in second.message_bar.findChildren(type(second.run_bar.run_button))
+                  if b.text().startswith("Resume"))
+    fake_openai.configure(latency=0.0)
+    before = sum(fake_openai.stats.per_prompt.values())
+
+    async def click_resume():
+        finished = next_signal(second.runFinished)
+        resume.click()
+        await finished
+
+    run(qloop, click_resume())
+    assert statuses(second) == {ev.DONE: 40}
+    asked = sum(fake_openai.stats.per_prompt.values()) - before
+    assert asked <= 40 - done_first  # finished rows were not asked again
+
+
+def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path, fake_openai):
+    sheet = tmp_path / "rows.csv"
+    sheet.write_text("q\n" + "\n".join(f"q{i}" for i in range(30)) + "\n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({
+        "version": 1, "settings": {"max_concurrency": 3, "use_cache": False},
+        "providers": {"test": {"preset": "vllm", "base_url": fake_openai.base_url, "model": "m"}},
+        "steps": [{"type": "llm", "prompt": "{q}", "output": "a"}]}))
+    fake_openai.configure(latency=0.05)
+    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_sheet(sheet))
+
+    async def scenario():
+        finished = next_signal(window.runFinished)
+        window.act_run.trigger()
+        await until(lambda: statuses(window).get(ev.DONE, 0) >= 3)
+        qtbot.mouseClick(window.run_bar.pause_button, Qt.MouseButton.LeftButton)
+        assert window.run_bar.pause_button.text() == "Resume"
+        await until(lambda: window.runner.engine.progress.running == 0)
+        held = statuses(window)[ev.DONE]
+        await asyncio.sleep(0.3)
+        assert statuses(window)[ev.DONE] == held  # nothing new started while paused
+        qtbot.mouseClick(window.run_bar.pause_button, Qt.MouseButton.LeftButton)
+        await finished
+
+    run(qloop, scenario())
+    assert statuses(window) == {ev.DONE: 30}
+    assert "30 done" in window.run_bar.stats.text()
+
+
+def test_save_and_reopen_a_pipeline_round_trips(qtbot, qloop, window, tmp_path):
+    assert run(qloop, window.load_sheet(EXAMPLES / "reviews.xlsx"))
+    trim = palette_add(qtbot, window, "trim")
+    choose(window.form_panel.form.fields["source"].combo, "review")
+    window.doc.set_name(trim, "Tidy")
+    path = tmp_path / "mine.json"
+    assert window._save_to(path)
+    assert "*" not in window.windowTitle() and "mine.json" in window.windowTitle()
+    data = json.loads(path.read_text())
+    assert data["steps"] == [{"type": "trim", "name": "Tidy", "source": "review"}]
+    window.new_pipeline()
+    assert window.doc.pipeline.steps == []
+    assert window.open_pipeline(path)
+    assert window.doc.pipeline.to_dict() == data
+
+
+def test_settings_dialog_keeps_providers_prices_and_concurrency(qtbot, app_settings, tmp_path):
+    from batchgrid.gui.settings import SettingsDialog
+
+    dialog = SettingsDialog(app_settings, tmp_path)
+    qtbot.addWidget(dialog)
+    dialog._add_row({"name": "local", "preset": "ollama"})
+    dialog.table.item(0, 3).setText("llama3.1")
+    dialog.key_edit.setText("sk-secret-never-stored-in-a-file")
+    dialog.table.setCurrentCell(0, 0)
+    dialog.save_key()
+    assert "not stored" in dialog.key_note.text()  # no keyring here: the user is told to use a variable
+    dialog._add_price("my-model", 1.5, 3.0)
+    dialog.concurrency.setValue(12)
+    dialog.accept()
+    assert app_settings.providers() == [{"name": "local", "preset": "ollama", "model": "llama3.1"}]
+    assert app_settings.default_concurrency() == 12
+    assert json.loads((tmp_path / "prices.json").read_text()) == {"my-model": {"input": 1.5, "output": 3.0}}
+    assert app_settings.pipeline_profile("local") == {"preset": "ollama", "model": "llama3.1"}
+    app_settings.q.sync()
+    assert "sk-secret" not in Path(app_settings.q.fileName()).read_text()
+
+
+def test_window_layout_is_restored(qtbot, app_settings, window):
+    window.resize(800, 560)  # within the offscreen screen (restoreGeometry keeps windows on screen)
+    window.main_split.setSizes([200, 500])
+    window.save_layout()
+    again = MainWindow(app_settings)
+    qtbot.addWidget(again)
+    assert again.size().height() == 560
+    assert again.main_split.sizes()[0] == window.main_split.sizes()[0]
+
+
+def test_standard_shortcuts(window):
+    shortcuts = {a.text(): a.shortcut().toString() for a in
+                 (window.act_open_sheet, window.act_save, window.act_export, window.act_run, window.act_stop,
+                  window.act_undo, window.act_redo)}
+    assert shortcuts == {"Open spreadsheet…": "Ctrl+O", "Save pipeline": "Ctrl+S", "Export results…": "Ctrl+E",
+                         "Run": "F5", "Stop": "Esc", "Undo": "Ctrl+Z", "Redo": "Ctrl+Shift+Z"}
+
+
+def test_batchgrid_run_goes_to_the_cli_without_importing_qt(tmp_path):
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("a\n x \n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "a", "output": "b"}]}))
+    out = tmp_path / "out.csv"
+    code = ("import sys; from batchgrid.gui.app import main; rc = main(['run', sys.argv[1], sys.argv[2], '-o', "
+            "sys.argv[3], '--journal', sys.argv[4], '--quiet']); "
+            "assert not any(m.startswith(('PySide6', 'qasync', 'shiboken6')) for m in sys.modules), 'Qt imported'; "
+            "sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(pipeline), str(sheet), str(out), str(tmp_path / "j.db")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert pd.read_csv(out)["b"].tolist() == ["x"]
+    missing = subprocess.run([sys.executable, "-c", "import sys; from batchgrid.gui.app import main; "
+                              "sys.exit(main(['no-such-file.xlsx']))"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no-such-file.xlsx: no such file" in missing.stderr

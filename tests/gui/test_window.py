@@ -436,7 +436,7 @@ def test_window_layout_is_restored(qtbot, app_settings, window):
     again = MainWindow(app_settings)
     qtbot.addWidget(again)
     assert again.size().height() == 560
-    assert again.main_split.sizes()[0] == window.main_split.sizes()[0]
+    assert abs(again.main_split.sizes()[0] - window.main_split.sizes()[0]) <= 2  # pixel rounding
 
 
 def test_standard_shortcuts(window):

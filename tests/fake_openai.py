@@ -42,8 +42,8 @@ Endpoints
                                 - `reply(prompt, request)` when configured;
                                 - with response_format json_schema: an object with every property
                                   of the schema: strings = the prompt, numbers/integers = its word
-                                  count, booleans = word count is even, arrays = its words,
-                                  enums = the first choice;
+                                  count, booleans = word count is even, arrays = its words (or
+                                  [first choice] for an array of enums), enums = the first choice;
                                 - with response_format json_object: {"echo": prompt};
                                 - otherwise "echo: <prompt>".
                                 "stream": true answers as SSE: one chunk per word, then a usage
@@ -655,7 +655,8 @@ def _fill(schema: dict, prompt: str) -> Any:
     if kind == "boolean":
         return _words(prompt) % 2 == 0
     if kind == "array":
-        return prompt.split()
+        items = schema.get("items") or {}
+        return [_fill(items, prompt)] if "enum" in items else prompt.split()
     return prompt
 
 

@@ -175,7 +175,15 @@ async def test_azure_profiles_use_deployments_api_version_and_the_api_key_header
     assert KEY in models.server.stats.authorizations  # sent as "api-key", Azure's header
 
 
-async def test_extra_headers_are_sent(models):
-    run = await models.run([LLM], prompts(1), providers=models.providers(headers={"X-Team": "data"}))
+async def test_extra_headers_are_sent_with_secrets_from_the_environment(models):
+    headers = {"X-Team": "data", "X-Token": "${BATCHGRID_TEST_KEY}"}
+    run = await models.run([LLM], prompts(1), providers=models.providers(headers=headers))
     assert run.statuses() == ["done"]
     assert models.server.stats.last_headers["x-team"] == "data"
+    assert models.server.stats.last_headers["x-token"] == KEY
+
+
+async def test_a_header_naming_a_missing_variable_fails_every_row_in_words(models):
+    run = await models.run([LLM], prompts(2), providers=models.providers(headers={"X-Token": "${NOT_SET_ANYWHERE}"}))
+    assert set(run.errors()) == {"environment variable NOT_SET_ANYWHERE is not set (the pipeline reads it as "
+                                 "${NOT_SET_ANYWHERE})"}

@@ -104,6 +104,22 @@ async def test_classify_with_several_labels(models):
     assert "not among the labels" in run.results[1].error
 
 
+async def test_classify_can_constrain_the_answer_with_a_schema(models):
+    one = {"type": "classify", "prompt": "{t}", "labels": ["spam", "ham"], "mode": "schema"}
+    several = {**one, "multiple": True, "output": "labels"}
+    run = await models.run([one, several], [{"t": "buy now"}])
+    assert run.results[0].outputs == {"label": "spam", "labels": "spam"}  # the server picks the first allowed
+    schema = run.results[0].trace[0].details["request"]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"] == {"label": {"type": "string", "enum": ["spam", "ham"]}}
+
+
+async def test_a_schema_answer_outside_the_labels_is_still_an_error(models):
+    models.server.configure(reply=lambda p, r: json.dumps({"label": "eggs"}))
+    run = await models.run([{"type": "classify", "prompt": "{t}", "labels": ["spam", "ham"], "mode": "schema"}],
+                           [{"t": "x"}])
+    assert run.results[0].error == "the model answered 'eggs', which is not one of the labels: spam, ham"
+
+
 def test_classify_labels_are_checked_when_the_pipeline_loads():
     def problems(labels, multiple=False):
         data = {"version": 1, "steps": [{"type": "classify", "prompt": "{a}", "labels": labels, "multiple": multiple}]}

@@ -7,6 +7,7 @@ only builds its request from the row and reads the reply.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -248,6 +249,9 @@ class Classify(ChatStep):
               "description: {\"bug\": \"something is broken\", ...}.", required=True),
         Param("multiple", BOOL, False, "Allow several labels per row (written comma-separated)."),
         Param("instructions", MULTILINE, "", "Extra guidance for the model (what the labels mean, edge cases)."),
+        Param("mode", CHOICE, "text", "text: the model answers with the label (any server); schema: a JSON schema "
+              "lets it answer nothing but the labels (OpenAI, vLLM, recent Ollama). The answer is checked "
+              "against the list either way.", choices=("text", "schema")),
         *sampling_params(),
         Param("output", OUTPUT, "", "Name of the new column (default: label).", label="Write to"),
     )
@@ -293,6 +297,17 @@ class Classify(ChatStep):
             lines += ["", self.config["instructions"]]
         return "\n".join(lines)
 
+    def request_for(self, row, profile):
+        request = super().request_for(row, profile)
+        if self.config["mode"] == "schema":
+            one = {"type": "string", "enum": list(self.labels())}
+            answer = {"labels": {"type": "array", "items": one}} if self.config["multiple"] else {"label": one}
+            request["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "classification", "strict": True,
+                "schema": {"type": "object", "properties": answer, "required": list(answer),
+                           "additionalProperties": False}}}
+        return request
+
     def answer_tokens(self) -> int:
         longest = max((text_tokens(label) for label in self.labels()), default=1)
         return self.config.get("max_tokens") or longest * (len(self.labels()) if self.config["multiple"] else 1) + 2
@@ -302,6 +317,13 @@ class Classify(ChatStep):
         return {self.output_name(): self.parse(reply.text)}
 
     def parse(self, text: str) -> str:
+        if self.config["mode"] == "schema":  # {"label": "x"} or {"labels": ["x", "y"]}; still checked below
+            data = _json_object(text) or {}
+            answer = data.get("labels", data.get("label"))
+            if isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer):
+                text = ", ".join(answer)
+            elif isinstance(answer, str):
+                text = answer
         by_norm = {_norm(label): label for label in self.labels()}
         whole = by_norm.get(_norm(text))
         if whole is not None:
@@ -408,7 +430,7 @@ class Similar(EmbeddingStep):
         return []
 
     async def prepare(self, resources) -> None:
-        self._texts = self.reference_texts(resources.base_dir)
+        self._texts = await asyncio.to_thread(self.reference_texts, resources.base_dir)  # a big sheet: off the loop
 
     def reference_texts(self, base_dir) -> list[str]:
         if self.config.get("references"):

@@ -64,6 +64,7 @@ Every counted request can be hit by rate_429 / rate_500 / script (not /v1/models
 
 Counts (`server.stats`, read from any thread; `server.stats.snapshot()` gives a plain dict):
     requests          requests received (all counted endpoints)
+    connections       TCP connections accepted
     by_path           Counter of paths
     statuses          Counter of status codes sent
     in_flight         requests received and not yet answered (or abandoned)
@@ -128,6 +129,7 @@ def _with_model(body: bytes, model: str) -> bytes:
 @dataclass
 class Stats:
     requests: int = 0
+    connections: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
     disconnects: int = 0
@@ -143,7 +145,7 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "requests": self.requests, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight,
+            "requests": self.requests, "connections": self.connections, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight,
             "disconnects": self.disconnects, "by_path": dict(self.by_path),
             "statuses": {str(k): v for k, v in self.statuses.items()}, "per_prompt": dict(self.per_prompt),
             "faults_by_prompt": dict(self.faults_by_prompt), "embedding_batches": list(self.embedding_batches),
@@ -184,11 +186,13 @@ class _Connection(asyncio.Protocol):
         self.closed = asyncio.Event()   # the client went away
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task | None = None
+        self.busy = False
 
     # ---- protocol callbacks -------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server._connections.add(self)
+        self.server.stats.connections += 1
         self.task = asyncio.get_running_loop().create_task(self._serve())
 
     def data_received(self, data: bytes) -> None:
@@ -298,7 +302,9 @@ class _Connection(asyncio.Protocol):
                     with _suppress():
                         self.send(400, {"error": {"message": "malformed request"}})
                     return
+                self.busy = True
                 await self.server._handle(self, request)
+                self.busy = False
                 if request.headers.get("connection", "").lower() == "close":
                     return
         finally:
@@ -413,6 +419,15 @@ class FakeOpenAI:
     @property
     def options(self) -> dict[str, Any]:
         return dict(self._options)
+
+    def drop_idle_connections(self) -> None:
+        """Close every connection that is not serving a request (as servers do after a keep-alive timeout)."""
+        def drop() -> None:
+            for conn in list(self._connections):
+                if not conn.busy and conn.transport is not None:
+                    conn.transport.close()
+        self._loop.call_soon_threadsafe(drop)
+        time.sleep(0.05)
 
     async def wait_for(self, predicate: Callable[[Stats], bool], timeout: float = 5.0) -> bool:
         """Poll (from a test's own loop) until `predicate(stats)` holds; False on timeout."""

@@ -25,6 +25,8 @@ EXCEL_MAX_EXACT_INT = 10**15       # Excel keeps 15 significant digits: longer i
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # Text openpyxl would otherwise write as an error value rather than as text.
 EXCEL_ERROR_TEXTS = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
+_CHECK_FIRST = frozenset("=+-@\t\r#")  # first characters that need a closer look
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # made once: json.dumps(**options) builds one per call
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters XML cannot hold
 
 
@@ -33,7 +35,7 @@ def as_text(value: Any) -> str:
     if isinstance(value, (list, tuple, dict, set, frozenset)):
         if isinstance(value, (set, frozenset)):
             value = sorted(value, key=str)
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return _JSON.encode(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
@@ -67,7 +69,7 @@ def plain(value: Any) -> Any:
     if hasattr(value, "item") and type(value).__module__.startswith("numpy"):
         value = value.item()
     if hasattr(value, "to_pydatetime"):  # pandas Timestamp
-        value = value.to_pydatetime()
+        value = value.to_pydatetime(warn=False)
     elif hasattr(value, "to_pytimedelta"):  # pandas Timedelta
         value = value.to_pytimedelta()
     if isinstance(value, (dt.datetime, dt.time)) and value.tzinfo is not None:
@@ -75,41 +77,55 @@ def plain(value: Any) -> Any:
     return value
 
 
-def excel_value(value: Any) -> tuple[Any, bool]:
-    """(value openpyxl can write, whether it is text that must be forced to stay text).
+class ForcedText(str):
+    """Text that must be written as a string cell: it looks like a formula or an error value."""
+
+
+def excel_value(value: Any) -> Any:
+    """The value openpyxl should write; text that must stay text comes back as ForcedText.
 
     Forced text is formula-looking text (see the module's docstring) and text such as
-    "#N/A" that openpyxl would turn into an error value: text always stays text.
+    "#N/A" that openpyxl would otherwise turn into an error value: text always stays text.
     """
     kind = type(value)
-    if kind is str:
+    if kind is str:  # the common case first, and cheaply: most text needs no change
+        if value.isprintable() and len(value) <= EXCEL_MAX_CHARS and value[:1] not in _CHECK_FIRST:
+            return value
         return _excel_text(value)
     if kind is int:
-        return (value, False) if abs(value) < EXCEL_MAX_EXACT_INT else (str(value), False)
+        return value if -EXCEL_MAX_EXACT_INT < value < EXCEL_MAX_EXACT_INT else str(value)
     if kind is float:
         if math.isfinite(value):
-            return value, False
-        return (None, False) if value != value else (str(value), False)
+            return value
+        return None if value != value else str(value)
     if value is None or kind is bool:
-        return value, False
+        return value
+    if (kind is dt.datetime and value.tzinfo is None or kind is dt.date) and value.year >= 1900:
+        return value
+    if kind is pd.Timestamp and value.tzinfo is None and value.year >= 1900:  # read_table's date columns
+        return value.to_pydatetime(warn=False)
+    if kind is list or kind is dict:
+        return _excel_text(_JSON.encode(value))
     if is_missing(value):
-        return None, False
+        return None
     value = plain(value)
     if isinstance(value, (bool, int, float)) and type(value) is not kind:
         return excel_value(value)
     if isinstance(value, dt.date) and value.year < 1900:  # before Excel's calendar: keep it readable
-        return value.isoformat(), False
+        return value.isoformat()
     if isinstance(value, (dt.date, dt.time, dt.timedelta, Decimal)):
-        return value, False
+        return value
     return _excel_text(as_text(value))
 
 
-def _excel_text(text: str) -> tuple[str, bool]:
+def _excel_text(text: str) -> str:
     if _ILLEGAL_XML.search(text):
         text = _ILLEGAL_XML.sub("", text)
     if len(text) > EXCEL_MAX_CHARS:
         text = cut_to_excel_limit(text)
-    return text, text.startswith(FORMULA_TRIGGERS) or text in EXCEL_ERROR_TEXTS
+    if text.startswith(FORMULA_TRIGGERS) or text in EXCEL_ERROR_TEXTS:
+        return ForcedText(text)
+    return text
 
 
 def csv_value(value: Any) -> Any:

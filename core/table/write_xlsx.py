@@ -24,7 +24,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.writer.excel import ExcelWriter
 
 from .atomic import ExportError, atomic_path
-from .cells import excel_value
+from .cells import ForcedText, excel_value
 
 SAMPLE_ROWS = 1000           # rows measured for column widths
 MIN_WIDTH, MAX_WIDTH = 6, 60  # column widths, in characters
@@ -66,10 +66,7 @@ class TableSheet:
         if highlight:
             row = [self._cell(v, font=ERROR_FONT, fill=ERROR_FILL) for v in values]
         else:
-            row = []
-            for value in values:
-                value, force_text = excel_value(value)
-                row.append(self._text_cell(value) if force_text else value)
+            row = [v if type(v) is not ForcedText else self._text_cell(v) for v in map(excel_value, values)]
         self.ws.append(row)
         self.rows += 1
 
@@ -78,15 +75,15 @@ class TableSheet:
             self.ws.auto_filter.ref = f"A1:{get_column_letter(self.width)}{self.rows + 1}"
 
     def _cell(self, value: Any, *, font: Font, fill: PatternFill) -> WriteOnlyCell:
-        value, force_text = excel_value(value)
-        cell = self._text_cell(value) if force_text else WriteOnlyCell(self.ws, value)
+        value = excel_value(value)
+        cell = self._text_cell(value) if type(value) is ForcedText else WriteOnlyCell(self.ws, value)
         cell.font = font
         cell.fill = fill
         return cell
 
     def _text_cell(self, text: str) -> WriteOnlyCell:
         """A string cell even when the text looks like a formula or an error value."""
-        cell = WriteOnlyCell(self.ws, text)
+        cell = WriteOnlyCell(self.ws, str(text))
         cell.data_type = "s"
         cell.quotePrefix = True  # Excel keeps it text even after the user edits the cell
         return cell
@@ -203,7 +200,7 @@ def _widths(header: Sequence[str], sample: Iterable[Sequence[Any]]) -> list[floa
     widest = [len(str(name)) + 3 for name in header]  # room for the filter button
     for values in sample:
         for i, value in enumerate(values[: len(widest)]):
-            widest[i] = max(widest[i], _display_width(excel_value(value)[0]))
+            widest[i] = max(widest[i], _display_width(excel_value(value)))
     return [min(max(w + 1, MIN_WIDTH), MAX_WIDTH) for w in widest]
 
 

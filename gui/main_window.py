@@ -183,6 +183,8 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Task] = set()
         self._pipeline_saved = True
         self.loading = False            # a sheet is being read
+        self._shown_row: tuple = ()     # what the inspector shows: (row, result, status)
+        self._fitted = False            # output columns sized during this run
         self._load_generation = 0
 
         self.model = ResultsModel(self)
@@ -225,10 +227,7 @@ class MainWindow(QMainWindow):
             self.card_buttons[name] = button
         column.addLayout(head)
         column.addWidget(self.cards, 1)
-        self.pipeline_hint = QLabel("Double-click a step in the palette, or drag it here.")
-        self.pipeline_hint.setObjectName("help")
-        self.pipeline_hint.setWordWrap(True)
-        column.addWidget(self.pipeline_hint)
+        self.cards.empty_text = "No steps yet.\n\nDouble-click a step in the palette, or drag it here."
 
         palette_box = QWidget()
         pcol = QVBoxLayout(palette_box)
@@ -278,10 +277,13 @@ class MainWindow(QMainWindow):
         rtitle.setObjectName("panelTitle")
         filter_line.addWidget(rtitle)
         filter_line.addSpacing(10)
+        filter_line.setSpacing(6)
         filter_line.addWidget(self.sheet_picker_label)
         filter_line.addWidget(self.sheet_picker)
+        filter_line.addSpacing(12)
         filter_line.addWidget(QLabel("Show"))
         filter_line.addWidget(self.status_filter)
+        filter_line.addSpacing(12)
         filter_line.addWidget(self.table_info, 1)
         rcol.addLayout(filter_line)
         self.bottom_split = QSplitter(Qt.Orientation.Horizontal)
@@ -433,6 +435,7 @@ class MainWindow(QMainWindow):
         self.runner.progressed.connect(self._progressed)
         self.runner.finished.connect(self._run_finished)
         self.view.rowSelected.connect(self.show_row)
+        self.model.dataChanged.connect(self._rows_changed)
         self.sheet_picker.activated.connect(lambda _i: self.open_sheet(self.sheet_path, self.sheet_picker.currentText()))
 
     # ================================================================ state shown
@@ -475,7 +478,6 @@ class MainWindow(QMainWindow):
         self.act_stop.setEnabled(running)
         self.act_pause.setEnabled(running)
         self.act_export.setEnabled(self.rows is not None and not running)
-        self.pipeline_hint.setVisible(not self.doc.pipeline.steps)
         self._update_card_buttons()
         self.update_title()
 
@@ -779,7 +781,11 @@ class MainWindow(QMainWindow):
             self.show_message(f"Cannot run: {one_line(exc)}")
             return False
         self.message_bar.hide()
+        self._fitted = False
         return True
+
+    def _first_output_column(self) -> int:
+        return len(self.model.input_columns)
 
     def stop_run(self) -> None:
         self.runner.stop()
@@ -788,11 +794,15 @@ class MainWindow(QMainWindow):
         self.runner.toggle_pause()
 
     def _progressed(self, progress, paused: bool) -> None:
+        if not self._fitted and progress.finished >= min(20, progress.selected):
+            self._fitted = True  # the output columns get widths from their first values, once a run
+            self.view.fit_columns(first=self._first_output_column())
         self.run_bar.show_progress(progress, paused)
         self.run_bar.set_state(running=self.runner.running, can_run=not self.run_blockers(),
                                failed_rows=progress.failed, paused=paused)
 
     def _run_finished(self, reason: str, message: str) -> None:
+        self.view.fit_columns(first=self._first_output_column())
         p = self.runner.engine.progress if self.runner.engine else None
         self.update_state()
         if p is not None:
@@ -812,6 +822,14 @@ class MainWindow(QMainWindow):
         self.runFinished.emit(reason, message)
 
     # ================================================================ row inspector
+    def _rows_changed(self, top, bottom, *_roles) -> None:
+        """The selected row changed while shown (a run reached it): show it afresh."""
+        current = self.view.currentIndex()
+        if current.isValid() and top.row() <= current.row() <= bottom.row():
+            number = self.model.source_row(current.row())
+            if self._shown_row != (number, self.model.results[number], self.model.status[number]):
+                self.show_row(number)
+
     def show_row(self, number: int) -> None:
         if number < 0 or self.rows is None or number >= len(self.rows):
             self.inspector.clear_row()
@@ -819,6 +837,7 @@ class MainWindow(QMainWindow):
             return
         inputs = self.rows.row(number)
         result = self.model.results[number]
+        self._shown_row = (number, result, self.model.status[number])
         self.inspector.show_row(number, inputs, result, self.model.status[number], self.doc.pipeline.steps,
                                 self.model.notes.get(number, ""))
         values = {**inputs, **(result.outputs if result else {})}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, Signal
-from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtCore import QByteArray, QMimeData, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView, QApplication, QLineEdit, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTreeWidget,
+    QTreeWidgetItem, QVBoxLayout, QWidget,
+)
 
 from batchgrid.core.steps import step_types_by_group
 
@@ -11,6 +15,40 @@ from .icons import icon, step_icon
 from .step_list import STEP_TYPE_MIME
 
 TypeRole = Qt.ItemDataRole.UserRole + 1
+DescriptionRole = Qt.ItemDataRole.UserRole + 2
+
+
+class PaletteDelegate(QStyledItemDelegate):
+    """A step as a title over a grey one-line description; group headings as they are."""
+
+    def sizeHint(self, option, index):
+        size = super().sizeHint(option, index)
+        if index.data(TypeRole):
+            size.setHeight(option.fontMetrics.height() * 2 + 10)
+        return size
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
+        if not index.data(TypeRole):
+            super().paint(painter, option, index)
+            return
+        painter.save()
+        style = option.widget.style() if option.widget else QApplication.style()
+        style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, option, painter, option.widget)
+        rect = option.rect
+        index.data(Qt.ItemDataRole.DecorationRole).paint(painter, QRect(rect.left() + 4, rect.top() + 6, 22, 22))
+        left, width = rect.left() + 34, rect.width() - 38
+        line = option.fontMetrics.height()
+        painter.setPen(option.palette.color(QPalette.ColorRole.Text))
+        painter.drawText(QRect(left, rect.top() + 4, width, line), Qt.AlignmentFlag.AlignVCenter,
+                         index.data(Qt.ItemDataRole.DisplayRole))
+        small = QFont(option.font)
+        small.setPointSizeF(max(6.0, option.font.pointSizeF() * 0.9))
+        painter.setFont(small)
+        painter.setPen(QColor("#6b7580"))
+        metrics = painter.fontMetrics()
+        painter.drawText(QRect(left, rect.top() + 5 + line, width, line), Qt.AlignmentFlag.AlignVCenter,
+                         metrics.elidedText(index.data(DescriptionRole), Qt.TextElideMode.ElideRight, width))
+        painter.restore()
 
 
 class PaletteTree(QTreeWidget):
@@ -41,6 +79,7 @@ class StepPalette(QWidget):
         self.search.textChanged.connect(self.filter)
         self.tree = PaletteTree()
         self.tree.setHeaderHidden(True)
+        self.tree.setItemDelegate(PaletteDelegate(self.tree))
         self.tree.setIconSize(QSize(22, 22))
         self.tree.setRootIsDecorated(False)
         self.tree.setIndentation(8)
@@ -62,9 +101,10 @@ class StepPalette(QWidget):
             head.setFont(0, font)
             self.tree.addTopLevelItem(head)
             for cls in classes:
-                item = QTreeWidgetItem([f"{cls.title}\n{cls.description}"])
+                item = QTreeWidgetItem([cls.title])
                 item.setIcon(0, step_icon(cls))
                 item.setData(0, TypeRole, cls.type)
+                item.setData(0, DescriptionRole, cls.description)
                 item.setToolTip(0, f"{cls.title}: {cls.description}\nDouble-click or drag onto the pipeline to add it.")
                 item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled)
                 head.addChild(item)
@@ -85,7 +125,7 @@ class StepPalette(QWidget):
             shown = 0
             for i in range(head.childCount()):
                 item = head.child(i)
-                haystack = f"{head.text(0)} {item.text(0)} {item.data(0, TypeRole)}".lower()
+                haystack = f"{head.text(0)} {item.text(0)} {item.data(0, DescriptionRole)} {item.data(0, TypeRole)}".lower()
                 hide = not all(w in haystack for w in words)
                 item.setHidden(hide)
                 shown += not hide

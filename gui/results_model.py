@@ -10,6 +10,7 @@ Built to stay quick with a million rows and thousands of events a second:
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -47,9 +48,12 @@ RawRole = Qt.ItemDataRole.UserRole + 10  # the unformatted value (tests, copy)
 
 
 def cell_text(value: Any) -> str:
-    """How a value reads in a cell: blanks empty, 3.0 as 3, long text cut short."""
+    """How a value reads in a cell: blanks empty, 3.0 as 3, a midnight date as a date, long
+    text cut short."""
     if value is None:
         return ""
+    if isinstance(value, datetime.datetime):
+        return value.date().isoformat() if value.time() == datetime.time() else value.isoformat(sep=" ")
     if isinstance(value, float):
         if math.isnan(value):
             return ""

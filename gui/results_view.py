@@ -47,12 +47,13 @@ class ResultsView(QTableView):
         self.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.fit_columns()
 
-    def fit_columns(self) -> None:
-        """Sensible widths from the header and the first rows only (never the whole table)."""
+    def fit_columns(self, first: int = 0) -> None:
+        """Sensible widths from the header and the first rows only (never the whole table), for
+        the columns from `first` on (a run's end fits the output columns it filled)."""
         model = self.results_model()
         metrics = self.fontMetrics()
         sample = min(model.rowCount(), 50)
-        for c in range(model.columnCount()):
+        for c in range(first, model.columnCount()):
             width = metrics.horizontalAdvance(model.headers[c]) + 34
             for r in range(sample):
                 text = model.data(model.index(r, c)) or ""

@@ -99,7 +99,7 @@ class RunBar(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setTextVisible(True)
+        self.progress.setTextVisible(False)  # until a run gives it numbers
         self.progress.setFormat("%v / %m")
         self.progress.setFixedWidth(260)
         self.stats = QLabel("Not run yet.")
@@ -135,6 +135,7 @@ class RunBar(QWidget):
         self.blocker.setToolTip(why_not)
 
     def show_progress(self, p, paused: bool = False) -> None:
+        self.progress.setTextVisible(True)
         self.progress.setRange(0, max(1, p.selected))
         self.progress.setValue(p.finished)
         self.stats.setText(progress_text(p, paused))

@@ -186,7 +186,7 @@ class StepForm(QWidget):
         layout.addWidget(self.step_problems)
 
         form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         form.setHorizontalSpacing(12)
         form.setVerticalSpacing(10)
@@ -303,7 +303,7 @@ class RunSettingsForm(QWidget):
         layout.addWidget(caption("Run settings", "formTitle"))
         layout.addWidget(caption("Saved with the pipeline. Rows at once is set in the run bar.", "help"))
         form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         self.fields: dict[str, Field] = {}
         for param in SETTINGS:
@@ -359,6 +359,10 @@ class StepFormPanel(QScrollArea):
         self.step = step
         old = self.takeWidget()
         if old is not None:
+            # Keep it owned by Qt (a parent) until deleteLater removes it on this thread: a Python
+            # garbage collection in a worker thread must never be the one to delete a widget.
+            old.hide()
+            old.setParent(self)
             old.deleteLater()
         self.form = None
         if step is None:

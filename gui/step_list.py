@@ -268,6 +268,16 @@ class StepListView(QListView):
         if self.current_step() is None:
             self.stepSelected.emit(None)
 
+    empty_text = ""
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.empty_text and self.model().rowCount() == 0:
+            painter = QPainter(self.viewport())
+            painter.setPen(QColor("#8a939c"))
+            painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
+                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty_text)
+
     def list_model(self) -> StepListModel:
         return self.model()
 

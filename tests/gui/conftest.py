@@ -12,17 +12,27 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported
 
 import asyncio
+import gc
 from pathlib import Path
 
 import PySide6  # noqa: F401  (qasync binds to the first Qt imported: PySide6)
 import pytest
 import qasync
+import shiboken6
 from PySide6.QtCore import QSettings
 
 from batchgrid.gui.main_window import MainWindow
 from batchgrid.gui.settings import AppSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "resources" / "examples"
+
+
+@pytest.fixture(autouse=True)
+def collect_on_the_gui_thread():
+    """Qt objects must die on the GUI thread: collect a test's leftovers here, before a worker
+    thread of the next test happens to trigger the garbage collector."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
@@ -45,9 +55,9 @@ def app_settings(tmp_path):
 
 
 @pytest.fixture
-def window(qtbot, qloop, app_settings, tmp_path):
+def window(qloop, app_settings, tmp_path):
     """The main window with its settings and journal in tmp_path. Questions are answered Yes
-    and recorded in `window.questions`."""
+    and recorded in `window.questions`. Deleted (on this thread) after the test."""
     w = MainWindow(app_settings, journal_path=tmp_path / "journal.sqlite")
     w.questions = []
 
@@ -56,9 +66,10 @@ def window(qtbot, qloop, app_settings, tmp_path):
         return True
 
     w.ask = answer_yes
-    qtbot.addWidget(w)
     w.show()
     yield w
     if w.runner.running:
         w.runner.stop()
         qloop.run_until_complete(w.runner.wait())
+    w.close()
+    shiboken6.delete(w)

@@ -12,7 +12,7 @@ from batchgrid.core.steps import REGISTRY, Step
 from batchgrid.core.steps import base as b
 from batchgrid.gui import fields as f
 from batchgrid.gui.document import PipelineDocument, locate
-from batchgrid.gui.palette import TypeRole
+from batchgrid.gui.palette import DescriptionRole, TypeRole
 from batchgrid.gui.step_form import BranchesEditor, StepForm
 from batchgrid.gui.step_list import ProblemRole, StepCardDelegate
 
@@ -50,7 +50,7 @@ def test_palette_lists_every_step_type_grouped_with_icons_and_search(window):
     groups = [palette.tree.topLevelItem(i).text(0) for i in range(palette.tree.topLevelItemCount())]
     assert groups[:2] == ["Text", "Data"] and "Control" in groups
     assert all(not i.icon(0).isNull() for i in palette.items())
-    assert all(REGISTRY[i.data(0, TypeRole)].description in i.text(0) for i in palette.items())
+    assert all(i.data(0, DescriptionRole) == REGISTRY[i.data(0, TypeRole)].description for i in palette.items())
     palette.search.setText("regular expr")
     shown = [i.data(0, TypeRole) for i in palette.items() if not i.isHidden()]
     assert "regex_extract" in shown and "trim" not in shown

@@ -7,6 +7,7 @@ Run as a script (`python tests/table_fixtures.py corpus-worker`) it is such a wo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -107,15 +108,18 @@ def write_workbook(path: Path, sheets: dict[str, Iterable[Sequence[Any]]], *, ep
 
 
 def big_xlsx(path: Path, rows: int, *, shared_strings: bool = True) -> Path:
-    """A one-sheet xlsx of `rows` x 4 written straight as XML (openpyxl would take minutes)."""
+    """A one-sheet xlsx of `rows` x 4 written straight as XML (openpyxl would take minutes).
+
+    Columns id, name (shared or inline strings), score (C3 holds #DIV/0!), day (dates)."""
     import zipfile
 
     def cells(k: int) -> str:  # data row k (0-based) is sheet row k + 2
         i = k + 2
         text = f'<c r="B{i}" t="s"><v>{k}</v></c>' if shared_strings else \
             f'<c r="B{i}" t="inlineStr"><is><t>customer {k}</t></is></c>'
-        return (f'<row r="{i}"><c r="A{i}"><v>{k}</v></c>{text}'
-                f'<c r="C{i}"><v>{k * 0.25}</v></c><c r="D{i}" s="1"><v>{45000 + k % 1000}</v></c></row>')
+        score = f'<c r="C{i}" t="e"><v>#DIV/0!</v></c>' if k == 1 else f'<c r="C{i}"><v>{k * 0.25}</v></c>'
+        return (f'<row r="{i}"><c r="A{i}"><v>{k}</v></c>{text}{score}'
+                f'<c r="D{i}" s="1"><v>{45000 + k % 1000}</v></c></row>')
 
     header = ('<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c><c r="B1" t="inlineStr"><is><t>name</t></is></c>'
               '<c r="C1" t="inlineStr"><is><t>score</t></is></c><c r="D1" t="inlineStr"><is><t>day</t></is></c></row>')
@@ -195,7 +199,8 @@ class _Worker:
         self.proc = subprocess.Popen([sys.executable, __file__, "corpus-worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         self.lines: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -220,11 +225,18 @@ class _Worker:
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.wait()
+        self._finish()
 
     def close(self) -> None:
         self.proc.stdin.close()
+        self._finish()
+
+    def _finish(self) -> None:
         self.proc.wait(timeout=30)
+        self.reader.join(timeout=30)  # it stops at the end of the worker's output
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _load_everything(path: str) -> dict:

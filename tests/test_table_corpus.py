@@ -8,6 +8,8 @@ trap or a hang shows up as a failed test, not a dead test run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from table_fixtures import CORPUS, FILE_SECONDS, run_corpus
@@ -59,3 +61,14 @@ def test_a_readable_workbook_loads_every_sheet_with_data(corpus):
 ])
 def test_bad_files_say_what_is_wrong(corpus, name, words):
     assert any(words in message for message in corpus[name]["errors"]), corpus[name]["errors"]
+
+
+def test_the_workers_memory_limit_is_real():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, 'tests'); import table_fixtures as t; t._limit_memory()\n"
+            "try:\n    bytearray(4 * 2**30)\nexcept MemoryError:\n    print('refused')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "refused"

@@ -160,6 +160,13 @@ def test_progress_is_reported_up_to_the_total(tmp_path):
     assert seen[-1] == (2500, 2500)
 
 
+def test_an_empty_run_exports_headers_only(tmp_path):
+    rs = make_result_set([], [])
+    book = openpyxl.load_workbook(export_results(rs, tmp_path / "empty.xlsx"))
+    assert [c.value for c in book["Results"][1]][0] == "status" and book["Results"].max_row == 1
+    assert read_table(export_results(rs, tmp_path / "empty.csv")).shape == (0, 7)
+
+
 def test_too_many_rows_for_excel_is_a_clear_error():
     with pytest.raises(ExportError, match=r"2,000,000 rows do not fit in an Excel sheet .* export to .csv or .parquet"):
         TableSheet.check_fits(2_000_000)

@@ -197,6 +197,8 @@ def test_a_csv_named_xlsx_is_read_as_csv(tmp_path):
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "it looks like a PNG image"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF", "it looks like a JPEG image"),
     (b"<!DOCTYPE html><html><body><table><tr><td>1</td></tr></table>", "it looks like a web page (HTML)"),
+    (b'<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet">',
+     "it looks like an Excel 2003 XML spreadsheet"),
     (b"\x00\x01\x02\x03\x00\x00\xfe\xff" * 100, "binary file"),
     (b"", "is empty"),
     (b"\n\n  \n", "is empty"),
@@ -263,6 +265,7 @@ def test_preview_of_a_big_workbook_is_quick_and_matches_the_full_read(big_workbo
     pd.testing.assert_frame_equal(shown.frame, full.head(200))
     assert full["name"].iloc[-1] == "customer 299999"
     assert full["day"].dtype.kind == "M"
+    assert shown.frame["score"][1] == full["score"][1] == "#DIV/0!"
 
 
 def test_preview_of_a_small_table_is_complete(tmp_path):
@@ -270,3 +273,25 @@ def test_preview_of_a_small_table_is_complete(tmp_path):
     shown = preview(path, rows=1)
     assert shown.complete is False and shown.frame["a"].tolist() == [1]
     assert preview(path, rows=2).complete is True
+
+
+# ---- parquet ----------------------------------------------------------------------------------
+
+def test_parquet_is_read_with_its_types_and_previewed(tmp_path):
+    frame = pd.DataFrame({"id": [1, 2, None], "name": ["a", "b", "c"], "score": [0.5, 1.5, 2.5]})
+    frame["id"] = frame["id"].astype("Int64")
+    frame.to_parquet(tmp_path / "t.parquet")
+    back = read_table(tmp_path / "t.parquet")
+    assert list(back.columns) == ["id", "name", "score"]
+    assert back["id"].tolist() == [1, 2, None]  # ints with a blank stay ints, the blank None (not pd.NA)
+    assert back["score"].tolist() == [0.5, 1.5, 2.5]
+    shown = preview(tmp_path / "t.parquet", rows=2)
+    assert shown.kind == "parquet" and shown.sheets == ["t"] and len(shown.frame) == 2 and not shown.complete
+
+
+def test_a_damaged_parquet_file_is_a_clear_error(tmp_path):
+    pd.DataFrame({"a": range(100)}).to_parquet(tmp_path / "ok.parquet")
+    data = (tmp_path / "ok.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[:200])
+    with pytest.raises(InputError, match=r"^cut.parquet cannot be read: the file is damaged or not a valid parquet file"):
+        read_table(tmp_path / "cut.parquet")

@@ -19,13 +19,12 @@ import python_calamine as pc
 from ..errors import InputError
 from . import xlsx_zip
 from .frame import Grid
-from .sniff import ODS, XLS, XLSB, XLSX
+from .sniff import ODS, XLS, XLSB, XLSX, password_protected
 
 # Extensions calamine recognises for each kind; any other name is opened by content.
 _SUFFIXES = {XLSX: {".xlsx", ".xlsm", ".xltx", ".xltm", ".xlam"}, XLSB: {".xlsb"}, XLS: {".xls", ".xla"},
              ODS: {".ods"}}
 _NOT_TABLES = (pc.SheetTypeEnum.ChartSheet, pc.SheetTypeEnum.Vba, pc.SheetTypeEnum.DialogSheet)  # unhashable
-_KIND_NAMES = {XLSX: "xlsx", XLSB: "xlsb", XLS: "xls", ODS: "ods"}
 
 
 def list_sheets(path: Path, kind: str) -> list[str]:
@@ -100,7 +99,7 @@ def _resolve(path: Path, names: list[str], sheet: str | int) -> str:
 def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: int | None,
           head: bytes | None) -> Grid:
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # Runs while calamine parses (both release the GIL), so it costs no extra time.
+        # Runs while calamine parses (calamine and zlib work without holding the GIL): no time added.
         errors = pool.submit(xlsx_zip.error_cells, io.BytesIO(head) if head else path, name) if kind == XLSX else None
         try:
             sheet = wb.get_sheet_by_name(name)
@@ -146,8 +145,7 @@ def _put_errors(rows: list[list[Any]], top: int, left: int, errors: dict[tuple[i
 def _input_error(path: Path, kind: str, exc: BaseException, sheet: str | None = None) -> InputError:
     """calamine's exception as one line a user understands."""
     if isinstance(exc, pc.PasswordError):
-        return InputError(f"{path.name}: the workbook is password-protected; "
-                          "remove the password in Excel (File > Info > Protect Workbook) and try again")
+        return password_protected(path)
     if isinstance(exc, MemoryError):
         return InputError(f"{path.name} is too large to load into memory")
     reason = " ".join(str(exc).split())[:160] or type(exc).__name__
@@ -157,5 +155,4 @@ def _input_error(path: Path, kind: str, exc: BaseException, sheet: str | None = 
                           f"(the file is damaged or made to exhaust memory)")
     if isinstance(exc, pc.WorksheetNotFound):
         return InputError(f"{where} cannot be read: the sheet is missing from the file")
-    return InputError(f"{where} cannot be read: the file is damaged or not a valid "
-                      f"{_KIND_NAMES[kind]} workbook ({reason})")
+    return InputError(f"{where} cannot be read: the file is damaged or not a valid {kind} workbook ({reason})")

@@ -30,7 +30,8 @@ def export_results(result_set, path, *, fmt: str | None = None, on_progress: Pro
     if fmt == "xlsx":
         return write_xlsx.write_results(result_set, path, on_progress)
     if fmt == "parquet":
-        return write_flat.write_parquet(result_set.to_frame(), path)
+        return write_flat.write_parquet(result_set.header(), result_set.iter_rows(), path, len(result_set),
+                                        on_progress)
     return write_flat.write_csv(result_set.header(), result_set.iter_rows(), path, len(result_set),
                                 on_progress, delimiter="\t" if fmt == "tsv" else ",")
 
@@ -40,12 +41,13 @@ def write_table(frame: pd.DataFrame, path, *, fmt: str | None = None, sheet: str
     """Write a plain DataFrame (no run columns) as a formatted one-sheet xlsx, csv or parquet."""
     path = Path(path)
     fmt = _format(path, fmt)
-    if fmt == "parquet":
-        return write_flat.write_parquet(frame, path)
     header = [str(c) for c in frame.columns]
 
     def rows():
         return frame.itertuples(index=False, name=None)
+
+    if fmt == "parquet":
+        return write_flat.write_parquet(header, rows(), path, len(frame), on_progress)
 
     if fmt == "xlsx":
         return write_xlsx.write_frame(header, rows(), islice(rows(), write_xlsx.SAMPLE_ROWS), path, len(frame),

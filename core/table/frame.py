@@ -48,7 +48,7 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
                     parse_text: bool = False) -> pd.DataFrame:
     """The table in `grid` as a DataFrame. `parse_text` turns CSV text into numbers, dates, bools."""
     rows = grid.rows
-    first = next((i for i, row in enumerate(rows) if not _blank_row(row)), None)
+    first = next((i for i, row in enumerate(rows) if not _all_blank(row)), None)
     if first is None:
         raise EmptySheet()
     if header_row is None:
@@ -64,7 +64,7 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
 
     data = rows[data_start:]
     end = len(data)
-    while end and _blank_row(data[end - 1]):
+    while end and _all_blank(data[end - 1]):
         end -= 1
     if limit is not None:
         end = min(end, max(limit, 0))
@@ -80,7 +80,7 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
     header = list(header) + [None] * (width - len(header))
 
     def used(i: int) -> bool:
-        return not (_blank(header[i]) and _blank_column(columns[i]))
+        return not (_blank(header[i]) and _all_blank(columns[i]))
 
     left = next((i for i in range(width) if used(i)), width)
     right = next((i for i in reversed(range(left, width)) if used(i)), left - 1)
@@ -95,11 +95,7 @@ def _blank(value: Any) -> bool:
     return value is None or value == ""
 
 
-def _blank_row(row: Sequence[Any]) -> bool:
-    return all(v is None or v == "" for v in row)
-
-
-def _blank_column(values: Sequence[Any]) -> bool:
+def _all_blank(values: Sequence[Any]) -> bool:
     return all(v is None or v == "" for v in values)
 
 

@@ -119,7 +119,8 @@ def _read_parquet(path: Path, sheet, limit: int | None) -> pd.DataFrame:
         else:  # only the first batch is read from disk
             first = next(source.iter_batches(batch_size=max(limit, 1)), None)
             table = pa.Table.from_batches([first]) if first is not None else source.schema_arrow.empty_table()
-        frame = table.to_pandas(integer_object_nulls=True)
+        # No pandas metadata: nullable dtypes would turn blanks into pd.NA, which steps do not expect.
+        frame = table.to_pandas(integer_object_nulls=True, ignore_metadata=True)
     except (pa.ArrowException, ValueError, OSError) as exc:
         reason = " ".join(str(exc).split())[:160]
         raise InputError(f"{path.name} cannot be read: the file is damaged or not a valid parquet file ({reason})") from None

@@ -106,13 +106,17 @@ def _ole2_kind(path: Path) -> str:
     """Old binary Office files share one container: xls, doc, ppt, and encrypted xlsx."""
     found = _scan_for(path, (*_ENCRYPTED_MARKERS, _WORD_MARKER, _POWERPOINT_MARKER))
     if found & set(_ENCRYPTED_MARKERS):
-        raise InputError(f"{path.name}: the workbook is password-protected; "
-                         "remove the password in Excel (File > Info > Protect Workbook) and try again")
+        raise password_protected(path)
     if _WORD_MARKER in found:
         raise InputError(f"{path.name} is not a spreadsheet (it looks like a Word document)")
     if _POWERPOINT_MARKER in found:
         raise InputError(f"{path.name} is not a spreadsheet (it looks like a PowerPoint presentation)")
     return XLS
+
+
+def password_protected(path: Path) -> InputError:
+    return InputError(f"{path.name}: the workbook is password-protected; "
+                      "remove the password in Excel (File > Info > Protect Workbook) and try again")
 
 
 def _scan_for(path: Path, needles: tuple[bytes, ...]) -> set[bytes]:

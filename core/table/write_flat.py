@@ -11,10 +11,9 @@ import csv
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import pandas as pd
-
 from .atomic import ExportError, atomic_path
 from .cells import as_text, csv_value, is_missing, plain
+from .frame import unique_names
 
 PROGRESS_EVERY = 1000
 
@@ -34,28 +33,28 @@ def write_csv(header: Sequence[str], rows: Iterable[Sequence[Any]], path: Path, 
     return path
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+def write_parquet(header: Sequence[str], rows: Iterable[Sequence[Any]], path: Path, total: int,
+                  on_progress: Callable[[int, int], None] | None = None) -> Path:
     import pyarrow as pa
-
-    frame = frame.copy()
-    for name in frame.columns:
-        if frame[name].dtype == object:
-            frame[name] = _one_type(frame[name])
-    try:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise ExportError(f"cannot write {path.name} as parquet: {exc}") from None
     import pyarrow.parquet as pq
 
+    columns = list(zip(*rows)) or [()] * len(header)
+    arrays = {name: _one_type(values) for name, values in zip(unique_names(list(header)), columns)}
+    try:
+        table = pa.table(arrays)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ExportError(f"cannot write {path.name} as parquet: {exc}") from None
     with atomic_path(path) as temp:
         pq.write_table(table, temp)
+    if on_progress:
+        on_progress(total, total)
     return path
 
 
-def _one_type(series: pd.Series) -> pd.Series:
-    """Values of one Python type as they are; a mix (or lists and dicts) as text."""
-    values = [None if is_missing(v) else plain(v) for v in series.tolist()]
+def _one_type(values: Sequence[Any]) -> list[Any]:
+    """Values of one Python type as they are (blanks as None); a mix, or lists and dicts, as text."""
+    values = [None if is_missing(v) else plain(v) for v in values]
     kinds = {type(v) for v in values if v is not None}
     if kinds <= {int, float} or (len(kinds) == 1 and not kinds & {list, tuple, dict, set}):
-        return pd.Series(values, index=series.index, dtype=object)
-    return pd.Series([None if v is None else as_text(v) for v in values], index=series.index, dtype=object)
+        return values
+    return [None if v is None else as_text(v) for v in values]

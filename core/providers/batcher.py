@@ -45,7 +45,6 @@ class EmbeddingBatcher:
         self.linger = linger
         self._open: _Batch | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self.requests = 0
 
     async def embed(self, ctx, text: str) -> np.ndarray:
         """The vector of `text`, answered from the cache or from a shared batch request."""
@@ -89,7 +88,6 @@ class EmbeddingBatcher:
             self._timer = None
         if batch is None or not batch.texts:
             return
-        self.requests += 1
         batch.task = asyncio.ensure_future(self._request(ctx, batch))
 
     async def _request(self, ctx, batch: _Batch) -> None:
@@ -106,7 +104,7 @@ class EmbeddingBatcher:
                     f.set_exception(exc)
             return
         by_text = dict(zip(unique, vectors))
-        chars = sum(len(t) for t in unique) or 1
+        chars = sum(len(t) for t in batch.texts) or 1
         for text, key, future in zip(batch.texts, batch.keys, batch.futures):
             share = round(tokens * len(text) / chars)  # each row pays for its own text
             if key is not None:

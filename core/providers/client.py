@@ -132,7 +132,7 @@ class Provider:
     async def _stream(self, ctx, request: dict[str, Any], column: str) -> ChatReply:
         body = {**request, "stream": True, "stream_options": {"include_usage": True}}
         stream = await self.client.post(CHAT, body=body, cast_to=object, stream=True,
-                                           stream_cls=openai.AsyncStream[object])
+                                        stream_cls=openai.AsyncStream[object])
         text, finish, usage = "", "", None
         try:
             async for chunk in stream:
@@ -152,7 +152,7 @@ class Provider:
     def _note(self, ctx, request: dict[str, Any], reply: ChatReply, cost: float) -> None:
         ctx.note(provider=self.name, request=request, response=reply.text, cached=reply.cached,
                  tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, cost=cost,
-                 finish_reason=reply.finish_reason)
+                 finish_reason=reply.finish_reason, usage="estimated" if reply.estimated_usage else "from the server")
 
     # ---- embeddings --------------------------------------------------------------------
     def embedding_key(self, model: str, text: str, dimensions: int | None) -> str:

@@ -49,6 +49,13 @@ def test_the_delimiter_is_found(tmp_path, delimiter):
     assert frame["score"].tolist() == [2.5, 3.5]
 
 
+def test_one_column_of_sentences_is_not_split_at_commas(tmp_path):
+    (tmp_path / "reviews.txt").write_text("review\nGreat product, would buy again\nBad.\nOk; fine | sure\n",
+                                          encoding="utf-8")
+    frame = read_table(tmp_path / "reviews.txt")
+    assert frame.to_dict("list") == {"review": ["Great product, would buy again", "Bad.", "Ok; fine | sure"]}
+
+
 def test_european_csv_keeps_decimal_commas_as_text_under_semicolons(tmp_path):
     (tmp_path / "eu.csv").write_text("Artikel;Preis\nÄpfel;1,50\nBirnen;2,25\n", encoding="utf-8")
     frame = read_table(tmp_path / "eu.csv")

@@ -214,7 +214,19 @@ def leftovers(folder):
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
-def test_a_failure_while_saving_the_workbook_leaves_the_old_file_intact(tmp_path, results, monkeypatch):
+@pytest.fixture
+def openpyxl_buffers(tmp_path, monkeypatch):
+    """The folder where openpyxl's write-only sheets buffer their rows during this test."""
+    import tempfile
+
+    folder = tmp_path / "system-temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_failure_while_saving_the_workbook_leaves_the_old_file_intact(tmp_path, results, monkeypatch,
+                                                                       openpyxl_buffers):
     path = export_results(results, tmp_path / "report.xlsx")
     good = path.read_bytes()
     written = []
@@ -232,24 +244,25 @@ def test_a_failure_while_saving_the_workbook_leaves_the_old_file_intact(tmp_path
         export_results(bigger, path)
     assert written  # the failure happened in the middle of writing the zip
     assert path.read_bytes() == good
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == [] and list(openpyxl_buffers.iterdir()) == []
     monkeypatch.undo()
     assert len(read_table(path)) == 5
 
 
-def test_a_value_that_fails_mid_csv_leaves_the_old_file_intact(tmp_path):
+@pytest.mark.parametrize("suffix", ["csv", "xlsx", "parquet"])
+def test_a_value_that_fails_mid_write_leaves_the_old_file_intact(tmp_path, openpyxl_buffers, suffix):
     class Unprintable:
         def __str__(self):
             raise RuntimeError("cannot print this")
 
-    path = tmp_path / "out.csv"
-    path.write_text("old,content\n", encoding="utf-8")
-    outputs = [{"o": i} for i in range(3000)]
-    outputs[2500] = {"o": Unprintable()}
+    path = tmp_path / f"out.{suffix}"
+    path.write_bytes(b"the old file")
+    outputs = [{"o": i, "t": "x"} for i in range(3000)]
+    outputs[2500] = {"o": 1, "t": Unprintable()}
     with pytest.raises(RuntimeError):
         export_results(make_result_set([{"i": i} for i in range(3000)], outputs), path)
-    assert path.read_text(encoding="utf-8") == "old,content\n"
-    assert leftovers(tmp_path) == []
+    assert path.read_bytes() == b"the old file"
+    assert leftovers(tmp_path) == [] and list(openpyxl_buffers.iterdir()) == []
 
 
 def test_the_new_file_has_ordinary_permissions(tmp_path, results):

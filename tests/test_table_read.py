@@ -162,6 +162,7 @@ def test_sheet_by_index_by_name_and_case_insensitively(tmp_path):
     path = write_workbook(tmp_path / "s.xlsx", {"Empty": [], "Data": [["x"], [1]], "More": [["y"], [2]]})
     assert list_sheets(path) == ["Empty", "Data", "More"]
     assert list(read_table(path).columns) == ["x"]           # the first non-empty sheet
+    assert list(read_table(path, sheet="").columns) == ["x"]
     assert list(read_table(path, sheet=2).columns) == ["y"]  # 0-based, like pandas
     assert list(read_table(path, sheet="more").columns) == ["y"]
     with pytest.raises(InputError, match=r"has no sheet number 5 \(counting from 0\); sheets are: 'Empty', 'Data', 'More'"):

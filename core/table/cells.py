@@ -49,10 +49,6 @@ def cut_to_excel_limit(text: str) -> str:
     return text[: EXCEL_MAX_CHARS - len(marker)] + marker
 
 
-def looks_like_formula(text: str) -> bool:
-    return text.startswith(FORMULA_TRIGGERS)
-
-
 def is_missing(value: Any) -> bool:
     """None, NaN and NaT: an empty cell."""
     if value is None:

@@ -11,7 +11,7 @@ import pandas as pd
 from . import write_flat, write_xlsx
 from .atomic import ExportError
 
-FORMATS = {".xlsx": "xlsx", ".xlsm": "xlsx", ".csv": "csv", ".tsv": "tsv", ".txt": "csv",
+FORMATS = {".xlsx": "xlsx", ".csv": "csv", ".tsv": "tsv", ".txt": "csv",
            ".parquet": "parquet", ".pq": "parquet"}
 
 Progress = Callable[[int, int], None]
@@ -21,7 +21,8 @@ def export_results(result_set, path, *, fmt: str | None = None, on_progress: Pro
     """Write a run's results. fmt: "xlsx", "csv" or "parquet"; None picks it from the suffix.
 
     xlsx is the full report (Results, Errors and Run sheets); csv and parquet hold the
-    Results table only. `on_progress(done, total)` is called every few thousand rows.
+    Results table only. `on_progress(done, total)` is called every 1,000 rows and at the end
+    (from the thread that exports: a window should hand it to its own thread).
     Text that looks like a formula never becomes one (see `cells`); the file appears
     whole or not at all (see `atomic`). Raises ExportError with a one-line message.
     """
@@ -48,7 +49,6 @@ def write_table(frame: pd.DataFrame, path, *, fmt: str | None = None, sheet: str
 
     if fmt == "parquet":
         return write_flat.write_parquet(header, rows(), path, len(frame), on_progress)
-
     if fmt == "xlsx":
         return write_xlsx.write_frame(header, rows(), islice(rows(), write_xlsx.SAMPLE_ROWS), path, len(frame),
                                       sheet=sheet, on_progress=on_progress)

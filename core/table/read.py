@@ -66,6 +66,7 @@ def _read(path: Path, sheet, header_row, limit) -> tuple[list[str], str, pd.Data
     if limit is not None and limit < 0:
         raise ValueError("limit must be >= 0")
     kind = _kind(path)
+    sheet = None if sheet == "" else sheet  # a form's empty sheet field means "the default"
     max_rows = None if limit is None else (header_row or 1) + limit + HEADER_MARGIN
     if kind == sniff.PARQUET:
         return [path.stem], path.stem, _guard(path, lambda: _read_parquet(path, sheet, limit)), kind

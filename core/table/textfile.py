@@ -3,7 +3,8 @@
 Encoding: a BOM wins (UTF-8, UTF-16, UTF-32); else UTF-16 recognised by its NUL bytes;
 else UTF-8 if every byte decodes; else Windows-1252 (what Excel writes on Western
 Windows), or Latin-1 when a byte is undefined in 1252. Delimiter: among , ; tab |, the
-one that splits the header and the first rows into the same number of fields.
+one that splits the header and the first rows into the same number of fields; none when
+most lines are a single field (a list of sentences, say).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .frame import Grid
 from .sniff import utf16_without_bom
 
 DELIMITERS = (",", ";", "\t", "|")
+NO_DELIMITER = "\x1f"  # a one-column file: split on a character text never holds (ASCII unit separator)
 SNIFF_LINES = 50
 SNIFF_CHARS = 1 << 16
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -68,12 +70,12 @@ def sniff_delimiter(sample: str, suffix: str) -> str:
         lines = lines[:-1]  # the last line may be cut off
     lines = lines[:SNIFF_LINES]
     preferred = ("\t",) if suffix == ".tsv" else ()
-    best, best_score = ",", None
+    best, best_score = NO_DELIMITER, None
     for delimiter in (*preferred, *DELIMITERS):
         counts = [len(r) for r in csv.reader(lines, delimiter=delimiter) if r]
-        if not counts or max(counts) < 2:
+        mode = max(set(counts), key=counts.count) if counts else 1
+        if mode < 2:  # most lines are one field: a comma in a sentence does not make a table
             continue
-        mode = max(set(counts), key=counts.count)
         score = (counts[0] == mode, counts.count(mode) / len(counts), mode)
         if best_score is None or score > best_score:
             best, best_score = delimiter, score

@@ -95,15 +95,14 @@ def write_results(result_set, path: Path, on_progress: Progress | None = None) -
     TableSheet.check_fits(total)
     errors = set(result_set.error_indexes())
     wb = Workbook(write_only=True)
-    results = TableSheet(wb, "Results", result_set.header(), islice(result_set.iter_rows(), SAMPLE_ROWS))
-    for i, values in enumerate(result_set.iter_rows()):
-        results.append(values, highlight=i in errors)
-        if on_progress and (i + 1) % PROGRESS_EVERY == 0:
-            on_progress(i + 1, total)
-    results.finish()
-    _errors_sheet(wb, result_set, sorted(errors))
-    _run_sheet(wb, result_set)
-    _save(wb, path)
+    try:
+        results = TableSheet(wb, "Results", result_set.header(), islice(result_set.iter_rows(), SAMPLE_ROWS))
+        _append_all(results, result_set.iter_rows(), total, on_progress, errors)
+        _errors_sheet(wb, result_set, sorted(errors))
+        _run_sheet(wb, result_set)
+        _save(wb, path)
+    finally:
+        _discard_row_buffers(wb)
     if on_progress:
         on_progress(total, total)
     return path
@@ -114,25 +113,29 @@ def write_frame(header: Sequence[str], rows: Iterable[Sequence[Any]], sample: It
     """A plain table on one formatted sheet."""
     TableSheet.check_fits(total)
     wb = Workbook(write_only=True)
-    table = TableSheet(wb, sheet, header, sample)
-    for i, values in enumerate(rows):
-        table.append(values)
-        if on_progress and (i + 1) % PROGRESS_EVERY == 0:
-            on_progress(i + 1, total)
-    table.finish()
-    _save(wb, path)
+    try:
+        _append_all(TableSheet(wb, sheet, header, sample), rows, total, on_progress)
+        _save(wb, path)
+    finally:
+        _discard_row_buffers(wb)
     if on_progress:
         on_progress(total, total)
     return path
 
 
+def _append_all(sheet: TableSheet, rows: Iterable[Sequence[Any]], total: int, on_progress: Progress | None,
+                highlight: set[int] | frozenset[int] = frozenset()) -> None:
+    for i, values in enumerate(rows):
+        sheet.append(values, highlight=i in highlight)
+        if on_progress and (i + 1) % PROGRESS_EVERY == 0:
+            on_progress(i + 1, total)
+    sheet.finish()
+
+
 def _save(wb: Workbook, path: Path) -> None:
     """Workbook.save, with the zip archive ours so that it is closed even when saving fails."""
-    try:
-        with atomic_path(path) as temp, zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-            ExcelWriter(wb, zf).write_data()
-    finally:
-        _discard_row_buffers(wb)
+    with atomic_path(path) as temp, zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        ExcelWriter(wb, zf).write_data()
 
 
 def _discard_row_buffers(wb: Workbook) -> None:
@@ -157,10 +160,7 @@ def _errors_sheet(wb: Workbook, result_set, indexes: list[int]) -> None:
             result, row = result_set.results[i], result_set.rows.row(i)
             yield [i + 1, *(row.get(c) for c in inputs), result.failed_step, result.error_type, result.error]
 
-    sheet = TableSheet(wb, "Errors", header, islice(rows(), SAMPLE_ROWS))
-    for values in rows():
-        sheet.append(values)
-    sheet.finish()
+    _append_all(TableSheet(wb, "Errors", header, islice(rows(), SAMPLE_ROWS)), rows(), len(indexes), None)
 
 
 def _run_sheet(wb: Workbook, result_set) -> None:
@@ -174,10 +174,7 @@ def _run_sheet(wb: Workbook, result_set) -> None:
               ("cost", round(sum(r.cost for r in finished), 6)),
               ("calls answered from cache", sum(r.cached for r in finished)),
               ("exported at", dt.datetime.now().replace(microsecond=0))]
-    sheet = TableSheet(wb, "Run", ["item", "value"], items)
-    for item in items:
-        sheet.append(item)
-    sheet.finish()
+    _append_all(TableSheet(wb, "Run", ["item", "value"], items), items, len(items), None)
 
 
 def _flatten(info: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:

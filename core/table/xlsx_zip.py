@@ -35,6 +35,7 @@ MAX_PENDING = 16 << 20  # a row longer than this is searched in pieces
 _SKIPPED_FOLDERS = {"media", "drawings", "charts", "embeddings", "pivotcache", "pivottables", "printersettings",
                     "richdata", "externallinks", "customxml", "docprops", "activex", "ctrlprops", "diagrams"}
 HEAD_MIN_SHEET_BYTES = 4 << 20  # smaller sheets are parsed whole: that is already fast
+HEAD_MAX_BYTES = 256 << 20      # a head copy bigger than this is not worth it (or a zip bomb): ValueError
 
 
 def sheet_members(z: zipfile.ZipFile) -> dict[str, str]:
@@ -142,6 +143,7 @@ def head_copy(path: Path, max_rows: int) -> io.BytesIO | None:
 
     A big shared-strings table is cut too, after the last string those rows use (tables
     written by Excel list strings in order of first use, so that is near the start).
+    ValueError when the copy would be huge anyway (the caller then reads the whole file).
     """
     with zipfile.ZipFile(path) as z:
         sheets = set(sheet_members(z).values())
@@ -161,6 +163,8 @@ def head_copy(path: Path, max_rows: int) -> io.BytesIO | None:
                 if name in parts:
                     w.writestr(name, parts[name])
                 elif not _SKIPPED_FOLDERS.intersection(name.replace("\\", "/").lower().split("/")[:-1]):
+                    if info.file_size > HEAD_MAX_BYTES:
+                        raise ValueError(f"{name} is too big for a head copy")
                     w.writestr(name, z.read(name))
         out.seek(0)
         return out
@@ -181,4 +185,6 @@ def _head(z: zipfile.ZipFile, member: str, end_tag: re.Pattern, count: int, clos
                     prefix = root.group(1) if root else b""
                     return bytes(data[:pos]) + b"".join(b"</" + prefix + name + b">" for name in close)
             pos = max(pos, len(data) - 16)  # a tag may straddle two chunks
+            if len(data) > HEAD_MAX_BYTES:
+                raise ValueError(f"{member}: no end of {count} elements in {HEAD_MAX_BYTES:,} bytes")
     return bytes(data)  # fewer than `count`: the whole part

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -167,6 +168,30 @@ async def test_a_failed_batch_fails_its_rows_with_the_reason(models):
     assert run.statuses() == ["error"] * 5
     assert all("had a server error (HTTP 500" in e and "gave up after 4 attempts" in e for e in run.errors())
     assert models.server.stats.requests == 4  # one batch, four attempts
+
+
+async def test_stop_cancels_a_batch_in_flight(models):
+    models.server.configure(latency=10)
+    run = models.engine([{"type": "embed", "source": "text"}], prompts(50), max_concurrency=50)
+    task = asyncio.ensure_future(run.engine.run())
+    assert await models.server.wait_for(lambda s: s.in_flight == 1)
+    run.engine.stop()
+    assert await models.server.wait_for(lambda s: s.disconnects == 1, timeout=1.0)
+    await task
+    assert run.statuses() == ["cancelled"] * 50
+    assert models.server.stats.embedding_batches == [50]
+
+
+async def test_stop_while_a_knowledge_base_is_embedded_closes_its_requests(models):
+    models.server.configure(latency=10)
+    step = {"type": "similar", "source": "text", "references": [f"passage {i}" for i in range(250)]}
+    run = models.engine([step], prompts(5), max_concurrency=5)
+    task = asyncio.ensure_future(run.engine.run())
+    assert await models.server.wait_for(lambda s: s.in_flight == 3)  # 250 passages: batches of 100, 100, 50
+    run.engine.stop()
+    assert await models.server.wait_for(lambda s: s.disconnects == 3, timeout=1.0)
+    await task
+    assert models.server.stats.in_flight == 0
 
 
 # ---- similar / retrieve ---------------------------------------------------------------------------

@@ -94,3 +94,9 @@ async def test_the_sdks_own_transport_works_too_and_stop_still_closes_requests(m
     stopped.engine.stop()
     assert await models.server.wait_for(lambda s: s.disconnects == 4, timeout=1.0)
     await task
+
+
+async def test_a_run_closes_its_connections_when_it_ends(models):
+    run = await models.run([LLM, {"type": "embed", "source": "text"}], prompts(20), max_concurrency=10)
+    assert run.statuses() == ["done"] * 20
+    assert await models.server.wait_for(lambda s: len(models.server._connections) == 0, timeout=1.0)

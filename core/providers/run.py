@@ -74,10 +74,12 @@ class RunProviders:
         return await asyncio.shield(future)
 
     async def aclose(self) -> None:
+        pending = [f for f in self._once.values() if not f.done()]
+        for future in pending:  # a knowledge base still being embedded when the run stopped
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for future in self._once.values():
-            if not future.done():
-                future.cancel()
-            elif not future.cancelled() and future.exception() is None and isinstance(future.result(), Provider):
+            if not future.cancelled() and future.exception() is None and isinstance(future.result(), Provider):
                 await future.result().aclose()
         if self.cache is not None:
             self.cache.close()

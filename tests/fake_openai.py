@@ -50,17 +50,22 @@ Endpoints
                                 chunk when stream_options.include_usage, then [DONE].
                                 usage: prompt_tokens = words in all messages, completion_tokens
                                 = words in the answer.
-    Azure paths (/openai/deployments/{name}/chat/completions|embeddings) are served as the
-    /v1 ones, with the deployment name as the model.
     POST /v1/embeddings         input: a string or a list of strings. Vectors are a hashed bag of
                                 words, L2-normalised: texts sharing words are similar.
+    Azure paths (/openai/deployments/{name}/chat/completions|embeddings) are served as the
+    /v1 ones, with the deployment name as the model.
     GET  /v1/models             the configured models (or a few defaults).
-    GET  /slow?ms=N             waits N ms (plus `latency`), answers {"slept_ms": N}.
+    GET  /slow?ms=N             waits N ms (plus the latency), answers {"slept_ms": N}.
     ANY  /echo                  answers JSON {method, path, query, headers, body, json}; `?status=N`
                                 sets the answer's status, `?ms=N` waits first.
     GET  /_stats  POST /_config  POST /_reset   control endpoints (not counted).
 
-Every counted request can be hit by rate_429 / rate_500 / script (not /v1/models).
+Every counted request can be hit by rate_429 / rate_500 / script (not /v1/models). For
+/slow and /echo the "prompt" is the `prompt` query parameter, so script and
+latency_by_prompt work there too.
+
+Helpers: `await server.wait_for(lambda stats: ..., timeout=5)` polls from a test's own
+loop; `server.drop_idle_connections()` closes idle keep-alive connections, as servers do.
 
 Counts (`server.stats`, read from any thread; `server.stats.snapshot()` gives a plain dict):
     requests          requests received (all counted endpoints)
@@ -488,11 +493,11 @@ class FakeOpenAI:
             return await self._embeddings(conn, request, options)
         if path == "/slow":
             ms = float(request.query.get("ms", "0") or 0)
-            await conn.pause(options["latency"] + ms / 1000)
+            await conn.pause(_latency_for(prompt, options) + ms / 1000)
             conn.send(200, {"slept_ms": ms})
             return 200
         if path == "/echo":
-            await conn.pause(options["latency"] + float(request.query.get("ms", "0") or 0) / 1000)
+            await conn.pause(_latency_for(prompt, options) + float(request.query.get("ms", "0") or 0) / 1000)
             status = int(request.query.get("status", "200"))
             try:
                 parsed = request.json()

@@ -115,3 +115,15 @@ async def test_control_endpoints_configure_and_report(fake_openai):
 def test_unknown_option_is_refused(fake_openai):
     with pytest.raises(TypeError):
         fake_openai.configure(latencyy=1)
+
+
+async def test_plain_endpoints_take_a_prompt_for_scripts_and_slow_rows(fake_openai):
+    fake_openai.configure(script={"flaky": [503]}, latency_by_prompt={"slow": 0.2})
+    async with httpx.AsyncClient() as http:
+        first = await http.get(fake_openai.url + "/slow?prompt=flaky")
+        second = await http.get(fake_openai.url + "/slow?prompt=flaky")
+        task = asyncio.ensure_future(http.get(fake_openai.url + "/echo?prompt=slow"))
+        assert await fake_openai.wait_for(lambda s: s.in_flight == 1)
+        await task
+    assert (first.status_code, second.status_code) == (503, 200)
+    assert fake_openai.stats.log[-1][2:] == ("slow", 200)

@@ -23,6 +23,7 @@ restores the defaults and zeroes the counts.
     rate_429           fraction of requests answered 429 at once (default 0)
     retry_after        Retry-After header on those 429s, in seconds (default 0.05; None sends none)
     retry_after_ms     when set, a retry-after-ms header is sent too
+    ratelimit_reset    when set (e.g. "1s", "250ms"), an x-ratelimit-reset-requests header too
     rate_500           fraction of requests answered 500 at once (default 0)
     script             {prompt substring: [status, ...]}: the first requests whose prompt contains
                        the substring get these statuses in order (429 with Retry-After), then
@@ -107,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
     "rate_429": 0.0,
     "retry_after": 0.05,
     "retry_after_ms": None,
+    "ratelimit_reset": None,
     "rate_500": 0.0,
     "script": {},
     "api_key": None,
@@ -532,6 +534,8 @@ class FakeOpenAI:
                 headers["Retry-After"] = f"{options['retry_after']:g}"
             if options["retry_after_ms"] is not None:
                 headers["retry-after-ms"] = f"{options['retry_after_ms']:g}"
+            if options["ratelimit_reset"] is not None:
+                headers["x-ratelimit-reset-requests"] = options["ratelimit_reset"]
             conn.send(429, _error("Rate limit reached. Please try again later.", "requests", "rate_limit_exceeded"),
                       headers)
         else:

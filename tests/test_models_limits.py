@@ -60,11 +60,15 @@ async def test_retry_after_is_honoured_and_holds_the_whole_provider(models):
     assert retry.delay >= 0.3 and "rate limiting" in retry.reason
 
 
-async def test_retry_after_ms_is_read_too(models):
+async def test_retry_after_ms_and_ratelimit_reset_are_read_too(models):
     models.server.configure(script={"row 0": [429]}, retry_after=None, retry_after_ms=200)
     run = await models.run([LLM], prompts(1))
     assert run.statuses() == ["done"]
     assert run.of(ev.RowRetrying)[0].delay >= 0.2
+    models.server.configure(script={"row 1": [429]}, retry_after_ms=None, ratelimit_reset="250ms")
+    run = await models.run([LLM], [{"text": "row 1"}])
+    assert run.statuses() == ["done"]
+    assert run.of(ev.RowRetrying)[0].delay >= 0.25
 
 
 async def test_stop_closes_open_requests_at_once_and_sends_no_more(models):

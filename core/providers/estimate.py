@@ -138,7 +138,7 @@ class _Tally:
                 return step.apply(row)
             return blank
         try:
-            profile = resolve_profile(step.config.get("provider") or "", self.providers, environ={})
+            profile = resolve_profile(step.config.get("provider") or "", self.providers)
             calls = planned(row, profile)
             once = step.once_calls(profile, self.base_dir) if self.first_row else []
         except Exception as exc:  # noqa: BLE001 - an estimate reports problems, it never fails

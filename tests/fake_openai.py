@@ -34,6 +34,8 @@ restores the defaults and zeroes the counts.
                        with code "model_not_found".
     reply              callable(prompt, request_json) -> str, replacing the default answer
     stream_delay       seconds between streamed chunks (default 0)
+    cut_stream         {prompt substring: n}: the first n streams for a matching prompt break off
+                       after their first word (the connection is closed)
     embedding_dim      length of embedding vectors (default 64)
     seed               seed of the random faults (default 0)
 
@@ -115,6 +117,7 @@ DEFAULTS: dict[str, Any] = {
     "models": None,
     "reply": None,
     "stream_delay": 0.0,
+    "cut_stream": {},
     "embedding_dim": 64,
     "seed": 0,
 }
@@ -542,6 +545,13 @@ class FakeOpenAI:
             conn.send(status, _error("The server had an error while processing your request.", "server_error", None))
         return status
 
+    def _cut(self, prompt: str, options: dict) -> bool:
+        for marker, count in options["cut_stream"].items():
+            if marker in prompt and self._script_used["cut:" + marker] < count:
+                self._script_used["cut:" + marker] += 1
+                return True
+        return False
+
     def _check_model(self, conn: _Connection, model: Any, options: dict) -> bool:
         if options["models"] is not None and model not in options["models"]:
             conn.send(404, _error(f"The model `{model}` does not exist or you do not have access to it.",
@@ -574,9 +584,13 @@ class FakeOpenAI:
                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
         conn.stream_event(chunk({"role": "assistant", "content": ""}))
+        cut = self._cut(prompt, options)
         for piece in _WORD.findall(answer) or [answer]:
             await conn.pause(options["stream_delay"])
             conn.stream_event(chunk({"content": piece}))
+            if cut:
+                conn.transport.close()
+                return 200
         conn.stream_event(chunk({}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             conn.stream_event(json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
+
 from batchgrid.core import events as ev
+from batchgrid.core.errors import RetryableError, StepError
+from batchgrid.core.providers.client import _sse_event
 from batchgrid.core.providers.prices import DEFAULT_PRICES
 from models_support import KEY, KEY_ENV, prompts
 
@@ -38,6 +42,26 @@ async def test_streaming_publishes_the_growing_answer(models):
     assert partials == ["echo: ", "echo: one ", "echo: one two ", "echo: one two three ", "echo: one two three four"]
     assert run.outputs("answer") == ["echo: one two three four"]
     assert run.results[0].tokens_out == 5  # usage arrives in the stream's last chunk
+
+
+async def test_a_stream_that_breaks_off_is_retried_from_the_start(models):
+    models.server.configure(cut_stream={"row 1": 1})
+    run = await models.run([LLM], prompts(3))
+    assert run.statuses() == ["done"] * 3
+    assert run.outputs("answer")[1] == "echo: row 1"
+    assert run.results[1].attempts == 2
+    assert "the connection to provider 'test'" in run.of(ev.RowRetrying)[0].reason
+    partials = [e.text for e in run.of(ev.RowPartial) if e.index == 1]
+    assert partials[-1] == "echo: row 1" and "echo: " in partials[:-1]  # it started over
+
+
+def test_an_error_event_or_garbage_inside_a_stream_is_said_in_words():
+    assert _sse_event("[DONE]") is None
+    assert _sse_event('{"choices": []}') == {"choices": []}
+    with pytest.raises(RetryableError, match="the server broke off the answer: overloaded"):
+        _sse_event('{"error": {"message": "overloaded"}}')
+    with pytest.raises(StepError, match="the stream sent something that is not JSON: <html>"):
+        _sse_event("<html>")
 
 
 async def test_without_streaming_there_are_no_partials(models):

@@ -12,6 +12,7 @@ lean keep-alive transport (transport.py).
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import openai
 
 from .. import template as tpl
-from ..errors import StepError
+from ..errors import RetryableError, StepError
 from . import transport
 from .cache import ResponseCache, cache_key
 from .errors import ProviderFailure, map_error
@@ -135,9 +136,7 @@ class Provider:
                                         stream_cls=openai.AsyncStream[object])
         text, finish, usage = "", "", None
         try:
-            async for chunk in stream:
-                if not isinstance(chunk, dict):
-                    continue
+            async for chunk in sse_data(stream.response):
                 for choice in chunk.get("choices") or ():
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
@@ -188,6 +187,47 @@ def embedding_request(model: str, texts: str | list[str], dimensions: int | None
 
 
 # ---- reading replies ---------------------------------------------------------------------
+async def sse_data(response) -> Any:
+    """The JSON events of a server-sent-events body, read to its very end.
+
+    Read here rather than by the SDK's stream class, which stops at [DONE] and leaves its
+    inner generators for the garbage collector: finalizing those costs a system call each
+    (three per row), a third of a streamed row's CPU time on a fast local server.
+    """
+    data: list[str] = []
+    try:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+            elif not line and data:
+                event = _sse_event("\n".join(data))
+                data = []
+                if event is not None:
+                    yield event
+        if data:
+            event = _sse_event("\n".join(data))
+            if event is not None:
+                yield event
+    except transport.http.TimeoutException:  # as the SDK would say it
+        raise openai.APITimeoutError(request=response.request) from None
+    except transport.http.TransportError as exc:
+        raise openai.APIConnectionError(message=str(exc) or "the stream broke off", request=response.request) from exc
+
+
+def _sse_event(text: str) -> dict | None:
+    if text.startswith("[DONE]"):
+        return None  # read on to the end of the body, so the connection can serve another request
+    try:
+        event = json.loads(text)
+    except ValueError:
+        raise StepError(f"the stream sent something that is not JSON: {text[:120]}", raw=text) from None
+    if isinstance(event, dict) and event.get("error"):
+        error = event["error"]
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise RetryableError(f"the server broke off the answer: {message}")
+    return event if isinstance(event, dict) else None
+
+
 def _reply(text: str, usage: Any, finish: str, request: dict[str, Any]) -> ChatReply:
     if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
         return ChatReply(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), finish)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -44,15 +43,15 @@ def write_table(frame: pd.DataFrame, path, *, fmt: str | None = None, sheet: str
     fmt = _format(path, fmt)
     header = [str(c) for c in frame.columns]
 
-    def rows():
-        return frame.itertuples(index=False, name=None)
+    def rows(part: pd.DataFrame):  # faster than itertuples: each column becomes Python values in one go
+        return zip(*(part.iloc[:, i].tolist() for i in range(part.shape[1])))
 
     if fmt == "parquet":
-        return write_flat.write_parquet(header, rows(), path, len(frame), on_progress)
+        return write_flat.write_parquet(header, rows(frame), path, len(frame), on_progress)
     if fmt == "xlsx":
-        return write_xlsx.write_frame(header, rows(), islice(rows(), write_xlsx.SAMPLE_ROWS), path, len(frame),
-                                      sheet=sheet, on_progress=on_progress)
-    return write_flat.write_csv(header, rows(), path, len(frame), on_progress,
+        return write_xlsx.write_frame(header, rows(frame), rows(frame.head(write_xlsx.SAMPLE_ROWS)), path,
+                                      len(frame), sheet=sheet, on_progress=on_progress)
+    return write_flat.write_csv(header, rows(frame), path, len(frame), on_progress,
                                 delimiter="\t" if fmt == "tsv" else ",")
 
 

@@ -6,9 +6,10 @@ Every reader (Excel family, CSV) produces a `Grid`; the rules of what a table is
 - blank or repeated header cells get visible unique names (`column_3`, `name_2`);
 - leading/trailing empty columns and trailing empty rows are dropped; empty rows inside
   the table are kept, so row numbers still match the sheet;
-- blank cells become None (NaN/NaT in typed columns); a column of whole numbers becomes
-  int (int64 when it has no blanks, else Python ints in an object column so a blank stays
-  None and 7 never turns into 7.0); dates become datetime64; booleans stay bool.
+- blank cells become None (NaN/NaT in float and date columns); a column of whole numbers
+  becomes int (int64 when it has no blanks, else Python ints in an object column so a
+  blank stays None and 7 never turns into 7.0); dates become datetime64; booleans stay
+  bool; text and mixed columns are object columns (the same on pandas 2 and 3).
 """
 
 from __future__ import annotations
@@ -144,26 +145,29 @@ _DATES = {dt.date, dt.datetime, pd.Timestamp}
 
 
 def make_column(values: Sequence[Any]):
-    """A typed array for one column of Python cell values ('' counts as blank)."""
+    """A typed column for one column of Python cell values ('' counts as blank)."""
     if "" in values:
         values = [None if v == "" else v for v in values]
     kinds = set(map(type, values))
     has_blank = _NONE in kinds
     kinds.discard(_NONE)
-    if not kinds:
-        return np.array(values, dtype=object)
-    if kinds <= {int, float}:
+    if kinds and kinds <= {int, float}:
         return _numeric_column(values, has_blank)
-    if kinds == {bool}:
-        return np.array(values, dtype=object if has_blank else bool)
-    if kinds <= _DATES:
+    if kinds == {bool} and not has_blank:
+        return np.array(values, dtype=bool)
+    if kinds and kinds <= _DATES:
         try:
             return pd.to_datetime(pd.Series(values, dtype=object))
         except (ValueError, OverflowError):  # beyond what datetime64 holds: keep the Python dates
-            return np.array(values, dtype=object)
+            pass
     if float in kinds or dt.date in kinds:  # mixed: each value as the other readers give it
         values = [_mixed_value(v) for v in values]
-    return np.array(values, dtype=object)
+    return _objects(values)
+
+
+def _objects(values: Sequence[Any]) -> pd.Series:
+    """Text and mixed columns stay Python objects, blanks None (pandas 3 would make text "str", blanks NaN)."""
+    return pd.Series(values, dtype=object)
 
 
 def _mixed_value(value: Any) -> Any:
@@ -181,7 +185,7 @@ def _numeric_column(values: Sequence[Any], has_blank: bool):
         try:
             return np.array(values, dtype=np.int64)
         except OverflowError:  # beyond int64: Python ints keep every digit
-            return np.array(values, dtype=object)
+            return _objects(values)
     numbers = np.array(values, dtype=float)  # None -> NaN
     finite = numbers[~np.isnan(numbers)]
     whole = bool(np.all(np.mod(finite, 1) == 0) and np.all(np.abs(finite) < MAX_EXACT_FLOAT_INT))
@@ -189,7 +193,7 @@ def _numeric_column(values: Sequence[Any], has_blank: bool):
         return numbers
     if not has_blank:
         return numbers.astype(np.int64)
-    return np.array([None if v is None else int(v) for v in values], dtype=object)
+    return _objects([None if v is None else int(v) for v in values])
 
 
 # CSV cells are text. A column becomes numbers only when every value would be written back

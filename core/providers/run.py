@@ -71,6 +71,8 @@ class RunProviders:
         future = self._once.get(key)
         if future is None:
             future = self._once[key] = asyncio.ensure_future(make())
+        if future.done():  # the common case after the first rows: no await at all
+            return future.result()
         return await asyncio.shield(future)
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ or stop.
 from __future__ import annotations
 
 from .. import events as ev
+from .prices import money
 
 MIN_ROWS = 5  # finished rows before a projection is trusted
 
@@ -50,13 +51,6 @@ class BudgetGuard:
             self._warned_projection = True
             engine.pause(f"the projected cost {money(projected)} would pass the budget of {money(self.budget)} "
                          f"({money(p.cost)} spent on {self.finished_rows:,} of {p.selected:,} rows)")
-
-
-def money(amount: float) -> str:
-    """Dollars as people read them: cents, or the digits that matter for tiny amounts."""
-    if amount == 0 or amount >= 0.01:
-        return f"${amount:,.2f}"
-    return f"${amount:.6f}".rstrip("0")
 
 
 def install_budget(engine) -> BudgetGuard | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .cache import CACHE_FILE, ResponseCache, cache_key
-from .prices import PriceTable
+from .prices import PriceTable, money
 from .profiles import resolve_profile
 from .tokens import prompt_tokens
 
@@ -42,7 +42,7 @@ class CostEstimate:
     tokens_out: int = 0
     cost: float = 0.0
     steps: list[StepEstimate] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # rows whose requests could not be built
+    problems: list[str] = field(default_factory=list)  # steps whose requests could not be built, and why
 
     @property
     def unpriced_models(self) -> list[str]:
@@ -52,7 +52,7 @@ class CostEstimate:
         """One line for the run bar or the CLI."""
         if not self.steps:
             return "no model steps: nothing to pay for"
-        line = (f"about {self.tokens_in + self.tokens_out:,} tokens, ${self.cost:,.2f} for {self.rows:,} rows "
+        line = (f"about {self.tokens_in + self.tokens_out:,} tokens, {money(self.cost)} for {self.rows:,} rows "
                 f"(projected from the first {self.sampled})")
         if self.unpriced_models:
             line += f"; no price for {', '.join(self.unpriced_models)}"

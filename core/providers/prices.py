@@ -90,6 +90,13 @@ class PriceTable:
         return price.cost(tokens_in, tokens_out) if price else 0.0
 
 
+def money(amount: float) -> str:
+    """Dollars as people read them: cents, or the digits that matter for tiny amounts."""
+    if amount == 0 or amount >= 0.01:
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0")
+
+
 def read_user_prices(path: Path) -> dict[str, dict[str, float]]:
     if not path.exists():
         return {}

@@ -363,7 +363,8 @@ def embedding_params() -> tuple[Param, ...]:
 class Embed(EmbeddingStep):
     type = "embed"
     title = "Embed"
-    description = "Turn a column's text into a vector; rows are sent in batches (about 100 texts per request)."
+    description = ("Turn a column's text into a vector; the rows in flight are sent together, up to 100 texts a "
+                   "request (a higher max concurrency fills bigger batches).")
     params = (
         provider_param(),
         model_param("embedding"),

@@ -43,6 +43,7 @@ def test_the_providers_section_is_checked_with_locations():
         "b": {"preset": "azure"},
         "c": {"api_key_env": "sk-abc123", "headers": {"X-Team": 5}, "max_in_flight": True},
         "d": "ollama",
+        "e": {"headers": {"X-Token": "${TOKEN"}},
     })
     assert problems == [
         "providers.a.preset: 'olama' is not one of: openai, azure, ollama, lmstudio, vllm, llamacpp, openrouter",
@@ -56,6 +57,7 @@ def test_the_providers_section_is_checked_with_locations():
         "providers.c.headers: every value must be text",
         "providers.c.max_in_flight: must be a whole number of requests",
         "providers.d: must be an object (preset, base_url, model, api_key_env, ...)",
+        "providers.e.headers.X-Token: broken environment variable at position 1; write ${NAME}",
     ]
 
 

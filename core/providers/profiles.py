@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from .. import template as tpl
 from ..errors import StepError
 from .presets import DEFAULT_AZURE_API_VERSION, PRESETS, Preset
 
@@ -104,8 +105,8 @@ def validate_providers(section: Any) -> list[str]:
             elif key == "api_key_env" and not _ENV_NAME.match(value):
                 problems.append(f"{at}.api_key_env: {value!r} is not an environment variable name "
                                 "(name the variable that holds the key, not the key)")
-            elif key == "headers" and not all(isinstance(v, str) for v in value.values()):
-                problems.append(f"{at}.headers: every value must be text")
+            elif key == "headers":
+                problems += _header_problems(value, at)
             elif key in ("max_in_flight", "rpm", "tpm", "batch_size", "timeout") and value <= 0:
                 problems.append(f"{at}.{key}: must be more than 0")
         preset = PRESETS.get(raw.get("preset") or _guess_preset(name))
@@ -113,6 +114,17 @@ def validate_providers(section: Any) -> list[str]:
             problems.append(f"{at}.base_url: missing; {preset.title} needs its endpoint, "
                             "e.g. https://YOUR-RESOURCE.openai.azure.com")
     return problems
+
+
+def _header_problems(headers: dict, at: str) -> list[str]:
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            return [f"{at}.headers: every value must be text"]
+        try:
+            tpl.parse(value)  # "${TOKEN}" reads the environment; nothing else may be in braces
+        except tpl.TemplateSyntaxError as exc:
+            return [f"{at}.headers.{name}: {exc}"]
+    return []
 
 
 def provider_problems(steps: Iterable[Any], providers: Mapping[str, Any], where: str = "steps") -> list[str]:

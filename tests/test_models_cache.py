@@ -96,3 +96,16 @@ def test_writes_are_grouped_and_read_back(tmp_path):
     assert again.get(key) == {"text": "hi"}
     assert again.get("missing") is None
     again.close()
+
+
+async def test_the_same_resources_serve_a_second_run(models):
+    first = models.engine([LLM], prompts(3))
+    await first.engine.run()
+    from batchgrid.core.engine import Engine, RowSource
+    from batchgrid.core.steps import new_step
+
+    again = Engine([new_step("llm", prompt="{text}")], RowSource.from_records(prompts(3)),
+                   resources=first.engine.resources)
+    await again.run()
+    assert [r.outputs["answer"] for r in again.results] == ["echo: row 0", "echo: row 1", "echo: row 2"]
+    assert again.progress.cached == 3

@@ -37,13 +37,14 @@ class RunProviders:
         self.prices = PriceTable.load(folder)
         self._batchers: dict[tuple, EmbeddingBatcher] = {}
         self._once: dict[Any, asyncio.Future] = {}
+        self.closed = False
 
     @classmethod
     def of(cls, ctx) -> "RunProviders":
         """The run's shared model state, made by the first model call of the run."""
         extras = ctx.resources.extras
         hub = extras.get(EXTRAS_KEY)
-        if hub is None:
+        if hub is None or hub.closed:  # closed: the resources are being used for another run
             hub = extras[EXTRAS_KEY] = cls(ctx.resources, ctx.engine.max_concurrency)
             install_budget(ctx.engine)
         return hub
@@ -76,6 +77,7 @@ class RunProviders:
         return await asyncio.shield(future)
 
     async def aclose(self) -> None:
+        self.closed = True
         pending = [f for f in self._once.values() if not f.done()]
         for future in pending:  # a knowledge base still being embedded when the run stopped
             future.cancel()

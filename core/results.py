@@ -48,8 +48,7 @@ class ResultSet:
         return len(self.rows)
 
     def row_values(self, index: int) -> list[Any]:
-        row = self.rows.row(index)
-        values = [row[c] for c in self.input_columns]
+        values = self.rows.values(index)
         result = self.results[index]
         if result is None:
             values += [None] * len(self.output_columns)

@@ -13,6 +13,7 @@ Parsed once per template (cached), rendered per row with no regex work.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -105,6 +106,8 @@ def as_text(value: Any) -> str:
             return str(int(value))
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, dt.datetime) and not (value.hour or value.minute or value.second or value.microsecond):
+        return value.strftime("%Y-%m-%d")  # a date cell reads as a date, not "... 00:00:00"
     return str(value)
 
 

@@ -166,3 +166,16 @@ def test_every_step_type_round_trips_with_defaults():
         # A default step may be incomplete (required fields empty) but must serialise and re-read as itself.
         again = cls({k: v for k, v in raw.items() if k != "type"})
         assert again.to_dict() == raw
+
+
+def test_templates_read_cells_as_a_person_would():
+    import datetime as dt
+
+    from batchgrid.core import template as tpl
+
+    row = {"d": dt.datetime(2024, 1, 5), "t": dt.datetime(2024, 1, 5, 9, 30), "n": 3.0, "x": 2.5, "blank": None,
+           "nan": float("nan"), "items": ["a", "b"]}
+    assert tpl.render("{d}|{t}|{n}|{x}|{blank}|{nan}|{items}", row) == \
+        '2024-01-05|2024-01-05 09:30:00|3|2.5|||["a", "b"]'
+    assert tpl.render('{"q": "{n}", "keep": {x}}', row, lenient=True) == '{"q": "3", "keep": 2.5}'
+    assert tpl.placeholders("Hi {name}, ${HOME} {{literal}}") == ["name"]

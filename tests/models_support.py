@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from batchgrid.core import events as ev
 from batchgrid.core.engine import Engine, RetryPolicy, RowSource, RunResources
@@ -56,19 +56,8 @@ def make_engine(steps, records, *, providers=None, data_dir: Path, max_concurren
     return run
 
 
-async def run_steps(steps, records, **kw) -> Run:
-    run = make_engine(steps, records, **kw)
-    await run.engine.run()
-    return run
-
-
 def prompts(n: int, prefix: str = "row") -> list[dict[str, Any]]:
     return [{"text": f"{prefix} {i}"} for i in range(n)]
-
-
-def reply_label(rule: Callable[[str], str]):
-    """A server reply function from a rule on the prompt."""
-    return lambda prompt, request: rule(prompt)
 
 
 class ModelBench:

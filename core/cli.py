@@ -176,6 +176,15 @@ async def _run(engine, *, quiet: bool) -> bool:
         interrupted = True
         engine.stop()
 
+    def on_pause(event):
+        # Nobody is at a headless run to press Resume: a pause (the budget cap) ends it.
+        if isinstance(event, ev.RunPaused):
+            print(f"batchgrid: paused: {event.reason or 'the run was paused'}; stopping here "
+                  "(finished rows are kept: raise the budget and run again with --resume)", file=sys.stderr)
+            engine.stop()
+
+    engine.subscribe(on_pause)
+
     try:
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         loop.add_signal_handler(signal.SIGTERM, on_interrupt)

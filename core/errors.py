@@ -48,3 +48,11 @@ class UntrustedCodeError(BatchgridError):
 
 class InputError(BatchgridError):
     """An input file could not be used (missing, unreadable, not a spreadsheet...)."""
+
+
+class SetupError(BatchgridError):
+    """Something outside the pipeline must be set up first (an API key, a model server)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))

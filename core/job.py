@@ -15,9 +15,10 @@ from typing import Any, Iterable
 
 from . import events as ev
 from .engine import Engine, RetryPolicy, RowSource, RunResources
-from .errors import PipelineError, UntrustedCodeError
+from .errors import PipelineError, SetupError, UntrustedCodeError
 from .journal import Journal, row_hash
 from .pipeline import Pipeline
+from .providers import setup_problems
 from .results import ResultSet
 
 # What a run tries: every row afresh; the rows the last run did not finish; the rows that
@@ -67,6 +68,10 @@ class Job:
         """What stops this pipeline from running over this table (located, one line each)."""
         return self.pipeline.problems(self.rows.columns)
 
+    def setup_problems(self) -> list[str]:
+        """What the user must set up first (an API key, a model server), one line each."""
+        return setup_problems(self.pipeline.steps, self.pipeline.providers)
+
     def key(self) -> str:
         """Same pipeline (what decides outputs) over the same input file and sheet."""
         where = f"{self.input_path or ''}|{self.sheet or ''}"
@@ -94,6 +99,9 @@ class Job:
             raise PipelineError(problems)
         if self.pipeline.runs_code and not self.trusted:
             raise UntrustedCodeError(UNTRUSTED_MESSAGE)
+        setup = self.setup_problems()
+        if setup:
+            raise SetupError(setup)
         wanted = set(range(len(self.rows))) if rows is None else {i for i in rows if 0 <= i < len(self.rows)}
 
         if mode == ALL:

@@ -185,3 +185,48 @@ def test_core_never_imports_qt():
     offenders = [str(p) for p in source.rglob("*.py")
                  if any(w in p.read_text() for w in ("import PySide6", "from PySide6", "import qasync", "from qasync"))]
     assert offenders == []
+
+
+def test_a_model_pipeline_without_a_key_says_what_it_needs_before_any_row(files, monkeypatch):
+    tmp, _, data = files
+    pipeline = tmp / "llm.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "llm", "name": "Summarise", "prompt": "Summarise: {review}", "output": "summary"}]}))
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    result = subprocess.run([sys.executable, "-m", "batchgrid.core.cli", "run", str(pipeline), str(data),
+                             "-o", str(tmp / "out.csv"), "--journal", str(tmp / "j.sqlite")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert_one_line_error(result, 'the step "Summarise" needs a language model: set OPENAI_API_KEY',
+                          "http://127.0.0.1:11434/v1")
+    assert not (tmp / "out.csv").exists()
+
+
+def test_a_local_server_needs_no_key(files, fake_openai):
+    tmp, _, data = files
+    pipeline = tmp / "llm.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "llm", "prompt": "Summarise: {review}", "output": "summary", "stream": False}]}))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENAI_API_KEY"}
+    env["OPENAI_BASE_URL"] = fake_openai.base_url
+    out = tmp / "out.csv"
+    result = subprocess.run([sys.executable, "-m", "batchgrid.core.cli", "run", str(pipeline), str(data),
+                             "-o", str(out), "--journal", str(tmp / "j.sqlite")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert list(pd.read_csv(out)["summary"]) == ["echo: Summarise:   good  stuff ", "echo: Summarise: bad",
+                                                 "echo: Summarise:  so-so"]
+
+
+def test_a_budget_pause_ends_a_headless_run_instead_of_hanging(files, fake_openai):
+    tmp, _, data = files
+    pipeline = tmp / "llm.json"
+    pipeline.write_text(json.dumps({"version": 1, "settings": {"budget": 0.000001, "max_concurrency": 1},
+                                    "providers": {"paid": {"base_url": fake_openai.base_url, "model": "gpt-4o",
+                                                           "api_key_env": "BATCHGRID_TEST_KEY"}},
+                                    "steps": [{"type": "llm", "prompt": "{review}", "output": "o", "stream": False}]}))
+    env = dict(__import__("os").environ, BATCHGRID_TEST_KEY="k")
+    result = subprocess.run([sys.executable, "-m", "batchgrid.core.cli", "run", str(pipeline), str(data),
+                             "-o", str(tmp / "out.csv"), "--journal", str(tmp / "j.sqlite"), "--no-cache"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "batchgrid: paused:" in result.stderr and "--resume" in result.stderr

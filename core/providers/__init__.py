@@ -19,8 +19,9 @@ from .cache import ResponseCache, cache_key
 from .estimate import CostEstimate, estimate_cost
 from .presets import PRESETS
 from .prices import DEFAULT_PRICES, PriceTable, money, save_user_prices
-from .profiles import DEFAULT_PROVIDER, Profile, provider_problems, resolve_profile, validate_providers
+from .profiles import (DEFAULT_PROVIDER, Profile, provider_problems, resolve_profile, setup_problems,
+                       validate_providers)
 
 __all__ = ["BudgetGuard", "CostEstimate", "DEFAULT_PRICES", "DEFAULT_PROVIDER", "PRESETS", "PriceTable", "Profile",
            "ResponseCache", "cache_key", "estimate_cost", "install_budget", "money", "provider_problems", "resolve_profile",
-           "save_user_prices", "validate_providers"]
+           "save_user_prices", "setup_problems", "validate_providers"]

@@ -19,6 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from .. import template as tpl
 from ..errors import StepError
@@ -199,6 +200,44 @@ def resolve_profile(name: str, providers: Mapping[str, Any], environ: Mapping[st
     )
 
 
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def setup_problems(steps: Iterable[Any], providers: Mapping[str, Any],
+                   environ: Mapping[str, str] | None = None) -> list[str]:
+    """What the user must set up before model steps can run (a key, a server), one line each.
+
+    Checked before a run so that a missing key is said once, with what to do, instead of
+    failing every row. Keyring entries are not read here (reading one may block)."""
+    from ..pipeline import walk
+
+    problems: list[str] = []
+    seen: set[str] = set()
+    for step in walk(steps):
+        names = [step.config.get(p.name) or "" for p in step.params if p.kind == "provider"]
+        if not step.enabled or not names:
+            continue
+        for name in names:
+            name = name or default_profile_name(providers)
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                profile = resolve_profile(name, providers, environ)
+                if not profile.keyring_service:
+                    api_key(profile, environ)
+            except StepError as exc:
+                message = str(exc)
+                if name == DEFAULT_PROVIDER and not providers:
+                    message = (f'the step "{step.label}" needs a language model: set OPENAI_API_KEY to an OpenAI key, '
+                               "or point OPENAI_BASE_URL at a local OpenAI-compatible server "
+                               "(Ollama: http://127.0.0.1:11434/v1, LM Studio: http://127.0.0.1:1234/v1)")
+                problems.append(message)
+    return problems
+
+
 def api_key(profile: Profile, environ: Mapping[str, str] | None = None) -> str | None:
     """The profile's key from the OS keyring or the environment; a StepError in words if it must
     exist and does not. Blocking (a keyring may ask the desktop): call it off the event loop."""
@@ -213,7 +252,10 @@ def api_key(profile: Profile, environ: Mapping[str, str] | None = None) -> str |
                             f"{profile.keyring_service}/{user} {why}")
     if profile.api_key_env and environ.get(profile.api_key_env):
         return environ[profile.api_key_env]
-    if profile.preset.needs_key:
+    # A hosted service needs its key. A server on this machine (OPENAI_BASE_URL pointed at Ollama,
+    # say) takes any key, unless the profile names a variable of its own for one.
+    default_env = profile.api_key_env in (None, profile.preset.api_key_env)
+    if profile.preset.needs_key and not (default_env and _is_loopback(profile.base_url)):
         var = profile.api_key_env or profile.preset.api_key_env
         raise StepError(f"no API key for provider {profile.name!r}: set the environment variable {var}"
                         + (" (or name a keyring entry in the profile)" if not profile.keyring_service else ""))

@@ -105,13 +105,13 @@ class RunResources:
     _http: Any = None
 
     def http_client(self):
-        """One pooled httpx client for the run (its own retries are off: retries are ours)."""
+        """One pooled HTTP client (core.http) for the run (its own retries are off: retries are ours)."""
         if self._http is None:
-            import httpx
+            from .http import http
 
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0),
-                                           limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-                                           follow_redirects=True)
+            self._http = http.AsyncClient(timeout=http.Timeout(60.0, connect=10.0),
+                                          limits=http.Limits(max_connections=None, max_keepalive_connections=100),
+                                          follow_redirects=True)
         return self._http
 
     def resolve(self, path: str) -> Path:

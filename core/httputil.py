@@ -6,9 +6,9 @@ import email.utils
 import time
 from typing import Mapping
 
-import httpx
 
 from .errors import RetryableError, StepError
+from .http import http
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529}
 
@@ -66,7 +66,7 @@ def parse_duration(text: str) -> float | None:
     return total if not number else None
 
 
-def status_error(response: httpx.Response, what: str) -> Exception:
+def status_error(response: http.Response, what: str) -> Exception:
     """The error for a non-2xx response: retryable for 429/5xx, final for the rest."""
     code = response.status_code
     reason = response.reason_phrase or ""
@@ -79,14 +79,14 @@ def status_error(response: httpx.Response, what: str) -> Exception:
     return StepError(message)
 
 
-def transport_error(exc: httpx.HTTPError, url: str) -> Exception:
+def transport_error(exc: http.HTTPError, url: str) -> Exception:
     """Timeouts and connection failures: worth another try, said in words."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, http.TimeoutException):
         return RetryableError(f"{url} did not answer in time")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, http.ConnectError):
         return RetryableError(f"cannot connect to {url}: {exc or 'connection refused'}")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+    if isinstance(exc, (http.RemoteProtocolError, http.ReadError, http.WriteError)):
         return RetryableError(f"the connection to {url} broke: {exc or type(exc).__name__}")
-    if isinstance(exc, httpx.UnsupportedProtocol) or isinstance(exc, httpx.InvalidURL):
+    if isinstance(exc, http.UnsupportedProtocol) or isinstance(exc, http.InvalidURL):
         return StepError(f"not a usable URL: {url!r} ({exc})")
     return RetryableError(f"request to {url} failed: {exc or type(exc).__name__}")

@@ -21,19 +21,12 @@ leave and stops working (and billing) for it.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import urllib.request
 from collections import defaultdict
 
-
-def sdk_http_module():
-    """The httpx the installed openai SDK is built on (httpx for 1.x, httpx2 for later ones)."""
-    import openai
-
-    return importlib.import_module(openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0])
+from ..http import http
 
 
-http = sdk_http_module()
 MAX_IDLE = 512          # idle connections kept per host
 HEAD_LIMIT = 1 << 16    # longest response head accepted
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-import httpx
 
 from .. import template as tpl
 from ..errors import StepError
+from ..http import http
 from ..httputil import status_error, transport_error
 from ..jsonpath import compile_path, extract
 from .base import safe_placeholders, BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register
@@ -90,12 +90,12 @@ class HttpRequest(Step):
         client = ctx.resources.http_client()
         what = f"{request['method']} {request['url']}"
 
-        async def send() -> httpx.Response:
+        async def send() -> http.Response:
             try:
                 response = await client.request(**request)
-            except httpx.InvalidURL as exc:
+            except http.InvalidURL as exc:
                 raise StepError(f"not a usable URL: {request['url']!r} ({exc})") from None
-            except httpx.HTTPError as exc:
+            except http.HTTPError as exc:
                 raise transport_error(exc, request["url"]) from None
             if response.status_code >= 400:
                 error = status_error(response, what)
@@ -108,7 +108,7 @@ class HttpRequest(Step):
         ctx.note(request=what, status=response.status_code)
         return self._outputs(response)
 
-    def _outputs(self, response: httpx.Response) -> dict[str, Any]:
+    def _outputs(self, response: http.Response) -> dict[str, Any]:
         out: dict[str, Any] = {}
         extract_map = self.config["extract"]
         if self.config["output"] or not extract_map:

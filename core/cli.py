@@ -138,6 +138,7 @@ def run_command(args) -> int:
         modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
                  (True, True): RESUME_AND_RETRY}
         engine = job.start(modes[args.resume, args.retry_failed], max_concurrency=args.max_concurrency)
+        print_projected_cost(job, engine)
         progress = engine.progress
         interrupted = asyncio.run(_run(engine, quiet=args.quiet))
         reason, message = engine.outcome
@@ -160,6 +161,16 @@ def run_command(args) -> int:
         print("stopped: finished rows are kept; run again with --resume to finish the rest", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ROW_ERRORS if failed or not_run else EXIT_OK
+
+
+def print_projected_cost(job, engine) -> None:
+    """Before a run with model steps: what it will probably cost (nothing is sent to estimate)."""
+    from .providers import estimate_cost
+
+    estimate = estimate_cost(job.pipeline, job.rows, data_dir=job.data_dir, use_cache=job.use_cache)
+    if estimate.steps:
+        budget = job.pipeline.settings.get("budget")
+        print(f"projected: {estimate.describe()}" + (f"; budget {budget}" if budget else ""), file=sys.stderr)
 
 
 def default_output(input_path: Path) -> Path:

@@ -213,6 +213,7 @@ def test_a_local_server_needs_no_key(files, fake_openai):
                              "-o", str(out), "--journal", str(tmp / "j.sqlite")],
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
+    assert "projected: about " in result.stderr and "for 3 rows (projected from the first 3)" in result.stderr
     assert list(pd.read_csv(out)["summary"]) == ["echo: Summarise:   good  stuff ", "echo: Summarise: bad",
                                                  "echo: Summarise:  so-so"]
 

@@ -9,11 +9,12 @@ thread; runs are asyncio tasks on the qasync loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
@@ -26,7 +27,7 @@ from batchgrid.core.engine import RowSource
 from batchgrid.core.errors import BatchgridError, PipelineError
 from batchgrid.core.job import Job
 from batchgrid.core.journal import Journal, default_data_dir
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.pipeline import Pipeline, walk
 
 from .document import PipelineDocument
 from .examples import Example, bundled_examples
@@ -436,6 +437,7 @@ class MainWindow(QMainWindow):
         self.runner.finished.connect(self._run_finished)
         self.view.rowSelected.connect(self.show_row)
         self.model.dataChanged.connect(self._rows_changed)
+        self.model.sorting.connect(lambda busy: self._set_busy("Sorting…" if busy else "", busy))
         self.sheet_picker.activated.connect(lambda _i: self.open_sheet(self.sheet_path, self.sheet_picker.currentText()))
 
     # ================================================================ state shown
@@ -469,7 +471,7 @@ class MainWindow(QMainWindow):
     def update_state(self) -> None:
         blockers = self.run_blockers()
         running = self.runner.running
-        failed = sum(1 for s in self.model.status if s == ev.ERROR)
+        failed = self.model.status.count(ev.ERROR)
         self.run_bar.set_state(running=running, can_run=not blockers, failed_rows=failed,
                                paused=self.runner.paused, why_not=blockers)
         self.act_run.setEnabled(not blockers and not running)
@@ -566,6 +568,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _show_table(self, path: Path, sheets: list[str], sheet: str, rows: RowSource, complete: bool) -> None:
+        gc.unfreeze()  # the last run's results (frozen by the runner) may go now, with the old sheet
         self.sheet_path, self.sheet_names, self.sheet_name = path.resolve(), list(sheets), sheet
         self.rows = rows
         self.job = None
@@ -778,7 +781,9 @@ class MainWindow(QMainWindow):
         try:
             self.runner.start(job, mode, rows=rows, max_concurrency=self.run_bar.concurrency.value())
         except Exception as exc:
-            self.show_message(f"Cannot run: {one_line(exc)}")
+            uses_models = any(type(s).group == "Models" for s in walk(self.doc.pipeline.steps) if s.enabled)
+            actions = [("Settings…", self.open_settings)] if uses_models else None
+            self.show_message(f"Cannot run: {one_line(exc)}", actions=actions)
             return False
         self.message_bar.hide()
         self._fitted = False

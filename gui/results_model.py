@@ -10,22 +10,26 @@ Built to stay quick with a million rows and thousands of events a second:
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import math
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
+import numpy
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 
 from batchgrid.core import events as ev
 from batchgrid.core.engine import RowSource
 from batchgrid.core.results import NOT_RUN, RUN_COLUMNS, ResultSet
 
+from . import gc_pause
 from .icons import status_icon
 
 FLUSH_MS = 40
 REFILTER_EVERY = 0.5  # seconds between re-filterings while rows change status
+BACKGROUND_SORT_ROWS = 100_000  # from this many rows, sorting runs in a worker thread
 TEXT_LIMIT = 300  # characters shown in a cell; the tooltip and the inspector show the rest
 
 ROW_BRUSH = {
@@ -78,6 +82,8 @@ def sort_key(value: Any) -> tuple:
 
 
 class ResultsModel(QAbstractTableModel):
+    sorting = Signal(bool)  # a big sort started (True) or ended (False)
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.rows: RowSource = RowSource([], [])
@@ -103,6 +109,8 @@ class ResultsModel(QAbstractTableModel):
         self._n_inputs = 0
         self._n_outputs = 0
         self._last_refilter = 0.0
+        self._order_generation = 0  # bumped by every new sort, filter or table
+        self._sort_task: asyncio.Task | None = None
 
     # ---- what is shown ---------------------------------------------------------------------
     def set_table(self, rows: RowSource, output_columns: Sequence[str],
@@ -125,6 +133,7 @@ class ResultsModel(QAbstractTableModel):
         self._row_cache = (-1, {})
         self._timer.stop()
         self.order = self.position = None
+        self._order_generation += 1
         self.sort_column = -1
         self.status_filter = ""
         self.endResetModel()
@@ -329,16 +338,36 @@ class ResultsModel(QAbstractTableModel):
 
     # ---- sorting and filtering (on the data) -------------------------------------------------------
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Sort on the data. A big table is sorted in a worker thread (the window stays live) and
+        the new order is shown when it is ready; `sorting` says when that starts and ends."""
         self.sort_column, self.sort_order = column, order
-        self._apply_order()
+        self._order_generation += 1
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or len(self.rows) < BACKGROUND_SORT_ROWS or not 0 <= column < self.columnCount():
+            self._apply_order()
+            return
+        self.sorting.emit(True)
+        self._sort_task = loop.create_task(self._sort_in_thread(self._order_generation))
+
+    async def _sort_in_thread(self, generation: int) -> None:
+        async with gc_pause.paused():  # a million sort keys would set off full collections
+            order = await asyncio.to_thread(self._compute_order, self.status_filter, self.sort_column,
+                                            self.sort_order)
+        if generation == self._order_generation:  # nothing newer was asked for meanwhile
+            self._set_order(*order)
+        self.sorting.emit(False)
 
     def set_status_filter(self, status: str) -> None:
         """Show only rows with this status ('' shows every row)."""
         self.status_filter = status
+        self._order_generation += 1
         self._apply_order()
 
     def column_values(self, column: int) -> list[Any]:
-        """Every row's value in one column, in row order."""
+        """Every row's value in one column, in row order (safe to call from a worker thread)."""
         if column < self._n_inputs:
             name = self.input_columns[column]
             column_of = getattr(self.rows, "column", None)
@@ -348,30 +377,40 @@ class ResultsModel(QAbstractTableModel):
         return [self.raw_value(i, column) for i in range(len(self.rows))]
 
     def _apply_order(self) -> None:
-        """Recompute `order` from the filter and the sort column. A sort is a snapshot, as in a
-        spreadsheet: rows do not jump around while a run changes the sorted column."""
+        self._set_order(*self._compute_order(self.status_filter, self.sort_column, self.sort_order))
+
+    def _compute_order(self, status_filter: str, sort_column: int, sort_order):
+        """(order, position) for a filter and a sort column: row numbers in view order, and each
+        row's view row (-1: filtered out); (None, None) means every row, as is. A sort is a
+        snapshot, as in a spreadsheet: rows do not jump while a run changes them. Runs in a
+        worker thread for big tables, so the long parts let the window's thread in."""
         n = len(self.rows)
-        if self.status_filter:
-            wanted = self.status_filter
-            rows = [i for i, s in enumerate(self.status) if s == wanted]
-        else:
-            rows = None
-        if 0 <= self.sort_column < self.columnCount():
-            values = self.column_values(self.sort_column)
+        rows = [i for i, s in enumerate(self.status) if s == status_filter] if status_filter else None
+        if 0 <= sort_column < self.columnCount():
+            keys = [sort_key(v) for v in self.column_values(sort_column)]
             source = range(n) if rows is None else rows
-            reverse = self.sort_order == Qt.SortOrder.DescendingOrder
-            rows = sorted(source, key=lambda i: sort_key(values[i]), reverse=reverse)
+            reverse = sort_order == Qt.SortOrder.DescendingOrder
+            filled = [i for i in source if keys[i][0] != 2]
+            blank = [i for i in source if keys[i][0] == 2]  # blanks stay last either way, as in Excel
+            if all(keys[i][0] == 0 for i in filled):
+                # numbers: numpy sorts without holding the GIL (a stable sort, like Python's)
+                values = numpy.array([keys[i][1] for i in filled], dtype=float)
+                ranks = numpy.argsort(-values if reverse else values, kind="stable").tolist()
+                rows = [filled[j] for j in ranks] + blank
+            else:  # a Python key function lets other threads run during the sort
+                rows = sorted(filled, key=lambda i: keys[i], reverse=reverse) + blank
+        if rows is None:
+            return None, None
+        position = [-1] * n
+        for view, source_row in enumerate(rows):
+            position[source_row] = view
+        return rows, position
+
+    def _set_order(self, rows: list[int] | None, position: list[int] | None) -> None:
         self.layoutAboutToBeChanged.emit()
         old = [(p, self.source_row(p.row()) if p.row() < self.rowCount() else -1, p.column())
                for p in self.persistentIndexList()]
-        self.order = rows
-        if rows is None:
-            self.position = None
-        else:
-            position = [-1] * n
-            for view, source in enumerate(rows):
-                position[source] = view
-            self.position = position
+        self.order, self.position = rows, position
         self.changePersistentIndexList(
             [p for p, _, _ in old],
             [self.index(self.view_row(s), c) if s >= 0 and self.view_row(s) >= 0 else QModelIndex()

@@ -8,6 +8,7 @@ and says when a run starts, pauses and ends.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -15,9 +16,15 @@ from batchgrid.core import events as ev
 from batchgrid.core.engine import Engine
 from batchgrid.core.job import Job
 
+from . import gc_pause
 from .results_model import ResultsModel
 
 PROGRESS_MS = 200
+
+# During a run the garbage collector is paused (gc_pause) and the young generations are
+# collected on each progress tick instead. When the run ends, what survived (the results,
+# mostly) is frozen, so later full collections do not scan it again (the window unfreezes
+# it when it lets go of the sheet).
 
 
 class RunController(QObject):
@@ -58,6 +65,7 @@ class RunController(QObject):
         engine.subscribe(self.model.on_event)
         engine.subscribe(self._on_event)
         self._active = True
+        gc_pause.pause()
         self.task = asyncio.ensure_future(self._run(engine))
         self._timer.start()
         self.started.emit()
@@ -74,6 +82,9 @@ class RunController(QObject):
         finally:
             self._active = False
             self._timer.stop()
+            gc_pause.collect_young()
+            gc.freeze()
+            gc_pause.resume()
             self.model.run_ended()
             self.progressed.emit(engine.progress, False)
             self.finished.emit(reason, message)
@@ -86,6 +97,8 @@ class RunController(QObject):
             self._tick()
 
     def _tick(self) -> None:
+        if self._active:
+            gc_pause.collect_young()
         if self.engine is not None:
             self.progressed.emit(self.engine.progress, self.engine.paused)
 

@@ -117,7 +117,7 @@ def test_retrying_rows_say_when_they_retry():
     assert cell(model, 2, "error") == "retrying (2/4) in 3 s: 429 too many requests"
 
 
-def test_sorting_works_on_the_data_with_blanks_last_and_mixed_types():
+def test_sorting_works_on_the_data_with_blanks_last_either_way_and_mixed_types():
     model = ResultsModel()
     rows = RowSource(["v"], [[3, None, "b", 1.5, "A", 10]])
     model.set_table(rows, [])
@@ -126,7 +126,7 @@ def test_sorting_works_on_the_data_with_blanks_last_and_mixed_types():
     # the vertical header keeps each row's number in the sheet
     assert [model.headerData(r, Qt.Orientation.Vertical) for r in range(6)] == ["4", "1", "6", "5", "3", "2"]
     model.sort(0, Qt.SortOrder.DescendingOrder)
-    assert model.data(model.index(0, 0), RawRole) is None
+    assert [model.data(model.index(r, 0), RawRole) for r in range(6)] == ["b", "A", 10, 3, 1.5, None]
     model.sort(-1)
     assert [model.data(model.index(r, 0), RawRole) for r in range(6)] == [3, None, "b", 1.5, "A", 10]
     assert sort_key(True) < sort_key("a")
@@ -179,3 +179,26 @@ def test_a_run_column_named_like_an_input_column_is_renamed_as_in_the_export():
     assert model.headers[:4] == ["status", "x", "y", "run status"]
     assert cell(model, 0, "status") == "open"
     assert cell(model, 0, "run status") == "not run"
+
+
+def test_a_big_sort_runs_in_a_worker_thread_and_lands_when_ready(qloop, monkeypatch):
+    import batchgrid.gui.results_model as results_model
+    from qt_async import next_signal, run
+
+    monkeypatch.setattr(results_model, "BACKGROUND_SORT_ROWS", 100)
+    model = ResultsModel()
+    model.set_table(make_rows(1000), [])
+    score = model.headers.index("score")
+
+    async def scenario():
+        done = next_signal(model.sorting)
+        model.sort(score, Qt.SortOrder.AscendingOrder)
+        assert model.order is None  # not yet: the thread is working, the window is not waiting
+        assert (await done) == (True,)
+        finished = next_signal(model.sorting)
+        assert (await finished) == (False,)
+
+    run(qloop, scenario())
+    values = [model.data(model.index(r, score), RawRole) for r in range(1000)]
+    filled = [v for v in values if v is not None]
+    assert filled == sorted(filled) and values[len(filled):] == [None] * (1000 - len(filled))

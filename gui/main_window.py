@@ -162,7 +162,7 @@ class WelcomePage(QWidget):
 
 
 class MainWindow(QMainWindow):
-    sheetLoaded = Signal()           # a sheet is shown (or failed to load: see lastMessage)
+    sheetLoaded = Signal()           # a sheet is shown (or failed to load: see last_message)
     runFinished = Signal(str, str)   # reason, message
     exportFinished = Signal(str)     # the path written, or "" when it failed
     messageShown = Signal(str)       # every message the window shows the user
@@ -346,8 +346,8 @@ class MainWindow(QMainWindow):
         self.act_settings = self._action("Settings…", self.open_settings, K.Preferences, "settings")
         self.act_quit = self._action("Quit", self.close, K.Quit)
         stack = self.doc.undo_stack
-        self.act_undo = self._action("Undo", stack.undo, K.Undo, "undo")
-        self.act_redo = self._action("Redo", stack.redo, "Ctrl+Shift+Z", "redo")
+        self.act_undo = self._action("Undo", lambda: self.runner.running or stack.undo(), K.Undo, "undo")
+        self.act_redo = self._action("Redo", lambda: self.runner.running or stack.redo(), "Ctrl+Shift+Z", "redo")
         self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence(K.Redo)])
         self.act_undo.setEnabled(False)
         self.act_redo.setEnabled(False)
@@ -480,6 +480,8 @@ class MainWindow(QMainWindow):
         self.act_stop.setEnabled(running)
         self.act_pause.setEnabled(running)
         self.act_export.setEnabled(self.rows is not None and not running)
+        # the engine runs these very steps: the pipeline is read-only until the run ends
+        self.top_split.setEnabled(not running)
         self._update_card_buttons()
         self.update_title()
 
@@ -576,7 +578,7 @@ class MainWindow(QMainWindow):
         self.doc.set_columns(rows.columns)
         self.model.set_table(rows, self.doc.pipeline.output_columns())
         self.lower.setCurrentIndex(1)
-        self.inspector.clear_row()
+        self.show_row(-1)
         more = "" if complete else " so far"
         self.table_info.setText(f"{len(rows):,} rows{more} × {len(rows.columns)} columns from {path.name}")
         self.run_bar.show_message("Not run yet.")
@@ -838,7 +840,10 @@ class MainWindow(QMainWindow):
     def show_row(self, number: int) -> None:
         if number < 0 or self.rows is None or number >= len(self.rows):
             self.inspector.clear_row()
-            self.form_panel.set_preview_row(None, "")
+            self._shown_row = ()
+            # with no row selected, templates preview on the first row
+            has_rows = self.rows is not None and len(self.rows) > 0
+            self.form_panel.set_preview_row(self.rows.row(0) if has_rows else None, "row 1" if has_rows else "")
             return
         inputs = self.rows.row(number)
         result = self.model.results[number]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -463,3 +464,29 @@ def test_batchgrid_run_goes_to_the_cli_without_importing_qt(tmp_path):
     missing = subprocess.run([sys.executable, "-c", "import sys; from batchgrid.gui.app import main; "
                               "sys.exit(main(['no-such-file.xlsx']))"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no-such-file.xlsx: no such file" in missing.stderr
+
+
+def test_batchgrid_example_opens_the_window_on_the_offline_example_and_quits_cleanly(tmp_path):
+    """`batchgrid --example` through main(): the qasync loop, the example, a clean exit."""
+    code = """
+import sys
+from PySide6.QtCore import QTimer
+import batchgrid.gui.main_window as mw
+show = mw.MainWindow.show
+def show_and_check(self):
+    show(self)
+    def loaded():
+        print("ROWS", len(self.rows), "STEPS", len(self.doc.pipeline.steps), flush=True)
+        self.ask = lambda title, text: True
+        QTimer.singleShot(0, self.close)  # closing the last window ends the app
+    self.sheetLoaded.connect(loaded)
+mw.MainWindow.show = show_and_check
+from batchgrid.gui.app import main
+sys.exit(main(["--example"]))
+"""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ROWS 240 STEPS 8" in done.stdout
+    assert "Traceback" not in done.stderr

@@ -229,6 +229,36 @@ def test_dropping_a_sheet_and_a_pipeline_opens_both(qloop, window, tmp_path):
     assert window.settings.recent("sheets") == [str(sheet.resolve())]
 
 
+def test_export_to_csv_and_parquet_and_a_clear_message_when_it_cannot_write(qloop, window, tmp_path):
+    sheet = tmp_path / "people.csv"
+    sheet.write_text("name,city\nAnn,Oslo\nBob,\n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "change_case", "source": "city",
+                                                             "case": "upper"}]}))
+    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_sheet(sheet))
+
+    async def run_and_export(paths):
+        finished = next_signal(window.runFinished)
+        window.act_run.trigger()
+        await finished
+        written = []
+        for path in paths:
+            window.ask_save_path = lambda p=path: str(p)
+            exported = next_signal(window.exportFinished)
+            window.act_export.trigger()
+            written.append((await exported)[0])
+        return written
+
+    csv_path, parquet_path, nowhere = tmp_path / "r.csv", tmp_path / "r.parquet", tmp_path / "no" / "dir" / "r.xlsx"
+    written = run(qloop, run_and_export([csv_path, parquet_path, nowhere]))
+    assert written == [str(csv_path), str(parquet_path), ""]
+    for frame in (pd.read_csv(csv_path), pd.read_parquet(parquet_path)):
+        assert frame["name"].tolist() == ["Ann", "Bob"] and frame["city_upper"].tolist()[0] == "OSLO"
+        assert frame["status"].tolist() == [ev.DONE, ev.DONE]
+    assert window.last_message.startswith("Could not export to r.xlsx: ") and "\n" not in window.last_message
+
+
 def test_several_sheets_get_a_sheet_picker(qloop, window, tmp_path):
     path = tmp_path / "two.xlsx"
     with pd.ExcelWriter(path) as writer:
@@ -379,6 +409,7 @@ def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path
         await until(lambda: statuses(window).get(ev.DONE, 0) >= 3)
         qtbot.mouseClick(window.run_bar.pause_button, Qt.MouseButton.LeftButton)
         assert window.run_bar.pause_button.text() == "Resume"
+        assert not window.top_split.isEnabled()  # the running steps cannot be edited under the engine
         await until(lambda: window.runner.engine.progress.running == 0)
         held = statuses(window)[ev.DONE]
         await asyncio.sleep(0.3)
@@ -387,6 +418,7 @@ def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path
         await finished
 
     run(qloop, scenario())
+    assert window.top_split.isEnabled()
     assert statuses(window) == {ev.DONE: 30}
     assert "30 done" in window.run_bar.stats.text()
 

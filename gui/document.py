@@ -34,6 +34,7 @@ class Problem:
 
 _HEAD = re.compile(r"steps\[(\d+)\]")
 _BRANCH = re.compile(r"\.branches\.(.+?)\[(\d+)\]")
+_PARAM = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def locate(text: str, steps: list[Step]) -> Problem:
@@ -50,14 +51,10 @@ def locate(text: str, steps: list[Step]) -> Problem:
         if index >= len(children):
             break
         step, pos = children[index], branch.end()
-    rest = where[pos:]
-    # "fields[1].type" is about the parameter "fields"
-    param = re.match(r"\.?([A-Za-z_][A-Za-z0-9_]*)", rest).group(1) if rest.startswith(".") else ""
-    if param and param not in {p.name for p in step.params}:
+    name = _PARAM.match(where, pos)  # ".fields[1].type" is about the parameter "fields"
+    param = name.group(1) if name else ""
+    if param not in {p.name for p in step.params}:
         param = ""  # e.g. "branches.x" with a missing branch: show it on the step
-    if param and message.startswith("missing;"):
-        # A blank required field reads "missing" once saved; beside the field, "required" says it.
-        message = "required: fill this in"
     return Problem(text, message, step, param)
 
 

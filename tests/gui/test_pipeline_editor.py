@@ -318,3 +318,22 @@ def test_concurrency_spin_box_is_the_pipelines_setting_and_undoable(loaded):
     w.act_undo.trigger()
     assert w.doc.pipeline.settings["max_concurrency"] == 8
     assert w.run_bar.concurrency.value() == 8
+
+
+def test_a_problem_inside_a_parameter_is_shown_on_that_parameter():
+    doc = PipelineDocument()
+    step = doc.add_step("trim")
+    problem = locate("steps[0].source[2].x: bad part", doc.pipeline.steps)
+    assert problem.step is step and problem.param == "source" and problem.message == "bad part"
+    assert locate("steps[0].nope: what", doc.pipeline.steps).param == ""
+
+
+def test_delete_key_on_the_cards_deletes_the_selected_step(qtbot, loaded):
+    w = loaded
+    palette_add(qtbot, w, "trim")
+    palette_add(qtbot, w, "length")
+    w.cards.select_step(w.doc.pipeline.steps[0])
+    w.activateWindow()
+    w.cards.setFocus()
+    qtbot.keyClick(w.cards, Qt.Key.Key_Delete)
+    assert [s.type for s in w.doc.pipeline.steps] == ["length"]

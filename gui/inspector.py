@@ -14,6 +14,8 @@ from batchgrid.core import events as ev
 from batchgrid.core.engine import all_writes
 from batchgrid.core.steps import Step
 
+from .results_model import plain_text
+
 _SECRET_KEY = re.compile(r"(authorization|api[_-]?key|x-api-key|token|secret|password)", re.I)
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.I)
 VALUE_LIMIT = 2000
@@ -37,7 +39,7 @@ def shown(value: Any) -> str:
     if isinstance(value, (dict, list)):
         text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
     else:
-        text = str(value)
+        text = plain_text(value)
     if len(text) > VALUE_LIMIT:
         text = text[:VALUE_LIMIT] + f" … ({len(text):,} characters)"
     return html.escape(text).replace("\n", "<br>")

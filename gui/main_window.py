@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
@@ -28,6 +28,7 @@ from batchgrid.core.errors import BatchgridError, PipelineError
 from batchgrid.core.job import Job
 from batchgrid.core.journal import Journal, default_data_dir
 from batchgrid.core.pipeline import Pipeline, walk
+from batchgrid.core.providers import estimate_cost
 
 from .document import PipelineDocument
 from .examples import Example, bundled_examples
@@ -48,6 +49,7 @@ PIPELINE_FILTER = "Batchgrid pipelines (*.json);;All files (*)"
 EXPORT_FILTERS = {"Excel workbook (*.xlsx)": ".xlsx", "CSV (*.csv)": ".csv", "Parquet (*.parquet)": ".parquet"}
 PIPELINE_SUFFIXES = (".json",)
 PREVIEW_ROWS = 200  # rows shown at once while a big sheet is read
+ESTIMATE_DELAY_MS = 400
 
 
 def one_line(exc: BaseException) -> str:
@@ -190,6 +192,10 @@ class MainWindow(QMainWindow):
 
         self.model = ResultsModel(self)
         self.runner = RunController(self.model, self)
+        self._estimate_timer = QTimer(self)  # edits come in bursts: estimate once they pause
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
+        self._estimate_timer.timeout.connect(self.update_estimate)
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
         self.setStyleSheet(STYLE_SHEET)
@@ -421,6 +427,7 @@ class MainWindow(QMainWindow):
         self.card_buttons["duplicate"].clicked.connect(self.duplicate_step)
         self.card_buttons["delete"].clicked.connect(self.delete_step)
         self.doc.problemsChanged.connect(self.update_state)
+        self.doc.problemsChanged.connect(self._estimate_timer.start)  # any edit: estimate again, soon
         self.doc.structureChanged.connect(lambda _c: self._pipeline_shape_changed())
         self.doc.stepChanged.connect(lambda _s, _w: self._pipeline_shape_changed())
         self.doc.pipelineReplaced.connect(self._pipeline_shape_changed)
@@ -565,6 +572,7 @@ class MainWindow(QMainWindow):
         self.settings.add_recent("sheets", str(self.sheet_path))
         self.refresh_recent()
         self.update_state()
+        self.update_estimate()
         self.offer_resume()
         self.sheetLoaded.emit()
         return True
@@ -783,13 +791,29 @@ class MainWindow(QMainWindow):
         try:
             self.runner.start(job, mode, rows=rows, max_concurrency=self.run_bar.concurrency.value())
         except Exception as exc:
-            uses_models = any(type(s).group == "Models" for s in walk(self.doc.pipeline.steps) if s.enabled)
-            actions = [("Settings…", self.open_settings)] if uses_models else None
+            actions = [("Settings…", self.open_settings)] if self._uses_models() else None
             self.show_message(f"Cannot run: {one_line(exc)}", actions=actions)
             return False
         self.message_bar.hide()
         self._fitted = False
         return True
+
+    def _uses_models(self) -> bool:
+        return any(type(s).group == "Models" for s in walk(self.doc.pipeline.steps) if s.enabled)
+
+    def update_estimate(self) -> None:
+        """The projected cost of running every row, for pipelines with model steps (core works it
+        out from the first rows' requests; nothing is sent)."""
+        if self.rows is None or self.loading or self.doc.problems or not self._uses_models():
+            self.run_bar.show_estimate("")
+            return
+        try:
+            estimate = estimate_cost(self.doc.pipeline, self.rows, data_dir=self.data_dir())
+        except Exception as exc:  # an estimate must never get in the way of editing
+            self.run_bar.show_estimate("")
+            self.run_bar.estimate.setToolTip(f"No estimate: {one_line(exc)}")
+            return
+        self.run_bar.show_estimate(estimate.describe())
 
     def _first_output_column(self) -> int:
         return len(self.model.input_columns)

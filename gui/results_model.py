@@ -51,9 +51,8 @@ STATUSES = (ev.QUEUED, ev.RUNNING, ev.RETRYING, ev.DONE, ev.ERROR, ev.CANCELLED,
 RawRole = Qt.ItemDataRole.UserRole + 10  # the unformatted value (tests, copy)
 
 
-def cell_text(value: Any) -> str:
-    """How a value reads in a cell: blanks empty, 3.0 as 3, a midnight date as a date, long
-    text cut short."""
+def plain_text(value: Any) -> str:
+    """A value as a person reads it: blanks empty, 3.0 as 3, a midnight date as a date."""
     if value is None:
         return ""
     if isinstance(value, datetime.datetime):
@@ -64,7 +63,12 @@ def cell_text(value: Any) -> str:
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return f"{value:.6g}"
-    text = value if isinstance(value, str) else str(value)
+    return value if isinstance(value, str) else str(value)
+
+
+def cell_text(value: Any) -> str:
+    """How a value reads in a cell: as plain_text, on one line, long text cut short."""
+    text = plain_text(value)
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT] + "…"
     return text.replace("\n", " ⏎ ")

@@ -37,6 +37,8 @@ def progress_text(p, paused: bool = False) -> str:
         parts.append(f"{tokens:,} tokens")
     if p.cost:
         parts.append(f"${p.cost:,.4f}")
+        if 0 < p.finished < p.selected:  # the cost so far, scaled to every row of the run
+            parts.append(f"≈ ${p.cost * p.selected / p.finished:,.4f} projected")
     return " · ".join(parts)
 
 
@@ -92,16 +94,21 @@ class RunBar(QWidget):
         self.blocker = QLabel()
         self.blocker.setObjectName("blocker")
         row.addWidget(self.blocker, 1)
-        row.addStretch(0)
+        self.estimate = QLabel()
+        self.estimate.setObjectName("help")
+        self.estimate.setToolTip("What a run of every row will probably cost, from the first rows' requests "
+                                 "(nothing is sent to work it out)")
+        row.addWidget(self.estimate)
         outer.addLayout(row)
 
         line = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setTextVisible(False)  # until a run gives it numbers
+        self.progress.setTextVisible(True)
         self.progress.setFormat("%v / %m")
         self.progress.setFixedWidth(260)
+        self.progress.hide()  # until a run gives it numbers
         self.stats = QLabel("Not run yet.")
         self.stats.setObjectName("runStats")
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -135,10 +142,13 @@ class RunBar(QWidget):
         self.blocker.setToolTip(why_not)
 
     def show_progress(self, p, paused: bool = False) -> None:
-        self.progress.setTextVisible(True)
+        self.progress.show()
         self.progress.setRange(0, max(1, p.selected))
         self.progress.setValue(p.finished)
         self.stats.setText(progress_text(p, paused))
 
     def show_message(self, text: str) -> None:
         self.stats.setText(text)
+
+    def show_estimate(self, text: str) -> None:
+        self.estimate.setText(f"Projected: {text}" if text else "")

@@ -72,6 +72,7 @@ async def _shoot(window: MainWindow, server: FakeOpenAI, folder: Path) -> list[P
     window.run_bar.concurrency.setValue(6)
     window.cards.select_step(llm)
     window.view.setCurrentIndex(window.model.index(1, 0))
+    await asyncio.sleep(0.6)  # the projected cost follows edits after a short pause
     await save(NAMES[1])
 
     server.configure(latency=0.05, stream_delay=0.03, script={"refund": [400] * 1000})

@@ -92,6 +92,7 @@ def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qlo
         assert [s.type for s in w.doc.pipeline.steps[example_steps:]] == ["change_case", "llm", "length"]
         assert w.doc.problems == [] and w.run_bar.run_button.isEnabled()
         assert "gist" in w.model.headers and "product_upper" in w.model.headers
+        await until(lambda: w.run_bar.estimate.text().startswith("Projected: about"))  # before any run
 
         # ---- concurrency, then Run
         w.run_bar.concurrency.setValue(4)
@@ -523,3 +524,15 @@ sys.exit(main(["--example"]))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ROWS 240 STEPS 8" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_progress_line_says_counts_speed_eta_tokens_cost_and_the_projected_cost():
+    from batchgrid.core.engine import Progress
+    from batchgrid.gui.run_bar import progress_text
+
+    p = Progress(total=200, selected=100, done=8, failed=2, running=4, clock_start=10.0, clock_end=12.0,
+                 tokens_in=900, tokens_out=300, cost=0.25)
+    text = progress_text(p)
+    assert text.startswith("8 done · 2 failed · 4 in flight · 86 queued · 5.0 rows/s · ETA 18 s")
+    assert "1,200 tokens" in text and "$0.2500" in text and "≈ $2.5000 projected" in text
+    assert "paused" in progress_text(p, paused=True)

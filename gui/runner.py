@@ -31,6 +31,7 @@ class RunController(QObject):
     started = Signal()
     progressed = Signal(object, bool)    # engine.progress, paused
     finished = Signal(str, str)          # reason ("finished", "stopped", "failed"), message
+    pausedBy = Signal(str)               # the engine paused itself, saying why (a budget, say)
 
     def __init__(self, model: ResultsModel, parent=None):
         super().__init__(parent)
@@ -95,6 +96,8 @@ class RunController(QObject):
             self.last_message = event.message
         elif isinstance(event, (ev.RunPaused, ev.RunResumed)):
             self._tick()
+            if isinstance(event, ev.RunPaused) and event.reason:
+                self.pausedBy.emit(event.reason)
 
     def _tick(self) -> None:
         if self._active:

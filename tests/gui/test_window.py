@@ -536,3 +536,32 @@ def test_progress_line_says_counts_speed_eta_tokens_cost_and_the_projected_cost(
     assert text.startswith("8 done · 2 failed · 4 in flight · 86 queued · 5.0 rows/s · ETA 18 s")
     assert "1,200 tokens" in text and "$0.2500" in text and "≈ $2.5000 projected" in text
     assert "paused" in progress_text(p, paused=True)
+
+
+def test_a_run_that_pauses_itself_says_why_and_offers_resume(qloop, window, tmp_path, fake_openai):
+    sheet = tmp_path / "rows.csv"
+    sheet.write_text("q\n" + "\n".join(f"q{i}" for i in range(12)) + "\n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({
+        "version": 1, "settings": {"max_concurrency": 2, "use_cache": False},
+        "providers": {"test": {"preset": "vllm", "base_url": fake_openai.base_url, "model": "m"}},
+        "steps": [{"type": "llm", "prompt": "{q}", "output": "a"}]}))
+    fake_openai.configure(latency=0.05)
+    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_sheet(sheet))
+
+    async def scenario():
+        finished = next_signal(window.runFinished)
+        shown = next_signal(window.messageShown)
+        window.act_run.trigger()
+        await until(lambda: statuses(window).get(ev.DONE, 0) >= 2)
+        window.runner.engine.pause("the budget of $0.01 is spent")  # what core's budget does
+        (text,) = await shown
+        assert text.startswith("Paused: the budget of $0.01 is spent.")
+        resume = next(b for b in window.message_bar.findChildren(type(window.run_bar.run_button))
+                      if b.text() == "Resume")
+        resume.click()
+        await finished
+
+    run(qloop, scenario())
+    assert statuses(window) == {ev.DONE: 12}

@@ -86,6 +86,10 @@ class RowSource:
     def row(self, index: int) -> dict[str, Any]:
         return {c: v[index] for c, v in zip(self.columns, self._values)}
 
+    def column(self, name: str) -> Sequence[Any]:
+        """One column's values, in row order (for sorting and filtering without a dict per row)."""
+        return self._values[self.columns.index(name)]
+
     def values(self, index: int) -> list[Any]:
         """One row's values in column order (no dict: for exports and tables)."""
         return [v[index] for v in self._values]

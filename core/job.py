@@ -85,6 +85,14 @@ class Job:
             return None
         return ResumeInfo(record.run_id, record.done, record.failed, record.total, record.started, record.status)
 
+    def load_previous(self) -> int:
+        """Take the last run's finished rows from the journal (without running anything), so a
+        reopened sheet shows them at once. Returns how many rows it found."""
+        if self.journal is None or self.resume_info() is None:
+            return 0
+        self._load_latest_run()
+        return sum(1 for r in self.results if r is not None)
+
     # ---- running -------------------------------------------------------------------
     def start(self, mode: str = ALL, *, rows: Iterable[int] | None = None,
               max_concurrency: int | None = None) -> Engine:

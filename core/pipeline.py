@@ -117,11 +117,22 @@ class Pipeline:
                    name=str(data.get("name", "")), description=str(data.get("description", "")))
 
     # ---- checking ----------------------------------------------------------------
-    def problems(self, columns: Iterable[str]) -> list[str]:
-        """Every problem running this pipeline over a table with `columns` would hit."""
-        problems = check_steps(self.steps, "steps", list(columns), set(columns), {})
-        problems += provider_problems(self.steps, self.providers)
+    def check(self) -> list[str]:
+        """Problems of the pipeline on its own, as loading its file would find them: values of
+        the wrong type or range, step-specific checks, secrets. (For a pipeline being edited.)"""
+        problems = find_secrets(self.to_dict())
+        problems += check_values(SETTINGS, self.settings, "settings")
+        problems += check_configs(self.steps, "steps")
         return problems
+
+    def problems(self, columns: Iterable[str] | None = None) -> list[str]:
+        """Every problem running this pipeline over a table with `columns` would hit
+        (without columns: those of the pipeline on its own)."""
+        problems = self.check()
+        if columns is not None:
+            problems += check_steps(self.steps, "steps", list(columns), set(columns), {})
+        problems += provider_problems(self.steps, self.providers)
+        return list(dict.fromkeys(problems))
 
     def validate(self, columns: Iterable[str]) -> None:
         problems = self.problems(columns)
@@ -283,6 +294,20 @@ def check_values(params: Iterable[b.Param], config: dict[str, Any], where: str) 
                 tpl.parse(value)
             except tpl.TemplateSyntaxError as exc:
                 problems.append(f"{at}: {exc}")
+    return problems
+
+
+def check_configs(steps: list[Step], where: str) -> list[str]:
+    """Each step's values against its declarations, and its own checks, with where they are."""
+    problems: list[str] = []
+    for i, step in enumerate(steps):
+        at = f"{where}[{i}]"
+        config = {p.name: step.config[p.name] for p in step.params
+                  if p.name in step.config and (step.config[p.name] is not None or p.required)}
+        problems += check_values(step.params, config, at)
+        problems += [f"{at}.{param}: {message}" if param else f"{at}: {message}" for param, message in step.check()]
+        for bname, bsteps in step.children().items():
+            problems += check_configs(bsteps, f"{at}.branches.{bname}")
     return problems
 
 

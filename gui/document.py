@@ -16,7 +16,6 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from batchgrid.core.engine import all_writes
-from batchgrid.core.errors import PipelineError
 from batchgrid.core.pipeline import Pipeline, walk
 from batchgrid.core.steps import REGISTRY, Step, new_step
 from batchgrid.core.steps.base import BRANCHES
@@ -59,16 +58,9 @@ def locate(text: str, steps: list[Step]) -> Problem:
 
 
 def core_problems(pipeline: Pipeline, columns: list[str] | None) -> list[str]:
-    """What core says is wrong: the file checks (as if saved and reloaded) and, once a sheet
-    is open, the column checks. Each is a located line."""
-    found: list[str] = []
-    try:
-        Pipeline.from_dict(pipeline.to_dict())
-    except PipelineError as exc:
-        found += exc.problems
-    if columns is not None:
-        found += pipeline.problems(columns)
-    return list(dict.fromkeys(found))
+    """What core says is wrong, each a located line: the pipeline on its own and, once a
+    sheet is open, its columns."""
+    return pipeline.problems(columns)
 
 
 class PipelineDocument(QObject):

@@ -748,8 +748,13 @@ class MainWindow(QMainWindow):
         """Reopening the same sheet and pipeline: offer to finish (or retry) the last run."""
         if self.rows is None or not self.doc.pipeline.steps or self.doc.problems:
             return
-        info = self.current_job().resume_info()
-        if info is None or (info.unfinished <= 0 and info.failed <= 0):
+        job = self.current_job()
+        info = job.resume_info()
+        if info is None:
+            return
+        if job.load_previous():  # show what the journal kept, before any click
+            self.model.set_table(self.rows, self.doc.pipeline.output_columns(), job.results)
+        if info.unfinished <= 0 and info.failed <= 0:
             return
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started_at))
         text = (f"A run of this pipeline on this sheet ({when}) finished {info.done + info.failed:,} of "

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from batchgrid.core import events as ev
 from batchgrid.core.engine import RowSource
@@ -139,3 +138,17 @@ async def test_journal_keeps_outputs_errors_and_traces(tmp_path):
     failed = stored[1][1]
     assert (failed.status, failed.error, failed.failed_step) == ("error", "cannot process 'boom'", "1. Slow call (test)")
     assert failed.trace[0].error == "cannot process 'boom'"
+
+
+async def test_a_reopened_job_shows_the_last_runs_rows_before_running(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    steps = [{"type": "template", "template": "<{text}>", "output": "wrapped"}]
+    records = [{"text": f"t{i}"} for i in range(3)]
+    job = _job(tmp_path, records, steps, journal)
+    engine = job.start(ALL)
+    engine.subscribe(lambda e: isinstance(e, ev.RowDone) and e.index == 1 and engine.stop())
+    await engine.run()
+    reopened = _job(tmp_path, records, steps, journal)
+    assert reopened.load_previous() == 2
+    assert [r.outputs["wrapped"] if r else None for r in reopened.results] == ["<t0>", "<t1>", None]
+    assert reopened.start(RESUME).selection == [2]

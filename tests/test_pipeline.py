@@ -179,3 +179,20 @@ def test_templates_read_cells_as_a_person_would():
         '2024-01-05|2024-01-05 09:30:00|3|2.5|||["a", "b"]'
     assert tpl.render('{"q": "{n}", "keep": {x}}', row, lenient=True) == '{"q": "3", "keep": 2.5}'
     assert tpl.placeholders("Hi {name}, ${HOME} {{literal}}") == ["name"]
+
+
+def test_a_pipeline_being_edited_is_checked_as_its_file_would_be():
+    """What the window edits in place is checked without a save-and-reload round trip."""
+    p = Pipeline.from_dict({"version": 1, "steps": [
+        {"type": "trim", "source": "a"},
+        {"type": "parallel", "branches": {"x": [{"type": "regex_extract", "source": "a", "pattern": "ok"}]}},
+    ]})
+    assert p.check() == [] and p.problems(["a"]) == []
+    p.settings["max_concurrency"] = 0
+    p.steps[0].config["collapse_inner"] = "yes"
+    p.steps[1].children()["x"][0].config["pattern"] = "(unclosed"
+    problems = p.problems(["a"])
+    assert "settings.max_concurrency: must be at least 1" in problems
+    assert 'steps[0].collapse_inner: must be true or false, not "yes"' in problems
+    assert any(x.startswith("steps[1].branches.x[0].pattern: ") for x in problems), problems
+    assert p.check() == [x for x in problems]

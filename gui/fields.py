@@ -503,9 +503,11 @@ class ProviderField(Field):
         return self.combo
 
 
-class FileField(Field):
+class FileField(LineField):
+    """A line edit (as LineField) with a Browse… button beside it."""
+
     def __init__(self, param, ctx, parent=None):
-        super().__init__(param, ctx, parent)
+        Field.__init__(self, param, ctx, parent)
         row = QHBoxLayout()
         self.edit = QLineEdit()
         self.edit.setPlaceholderText("a file, relative to the pipeline file")
@@ -528,16 +530,6 @@ class FileField(Field):
                     pass
             self.edit.setText(chosen.as_posix())
             self._emit()
-
-    def _show(self, value):
-        if self.edit.text() != (value or ""):
-            self.edit.setText(value or "")
-
-    def value(self):
-        return self.edit.text()
-
-    def main_widget(self):
-        return self.edit
 
 
 class MappingField(Field):

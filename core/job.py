@@ -60,6 +60,7 @@ class Job:
         self.use_cache = use_cache
         self.results: list[ev.RowResult | None] = [None] * len(rows)
         self.run_id: str | None = None
+        self._run_fingerprint = ""  # the pipeline's fingerprint when the current results were made
         self.engine: Engine | None = None
         self.started_at: float | None = None
 
@@ -111,6 +112,11 @@ class Job:
         if setup:
             raise SetupError(setup)
         wanted = set(range(len(self.rows))) if rows is None else {i for i in rows if 0 <= i < len(self.rows)}
+        if self._run_fingerprint and self._run_fingerprint != self.pipeline.fingerprint():
+            # The pipeline was edited since these results were made: they are stale, so this run
+            # starts afresh (the response cache still answers the model calls that did not change).
+            self.run_id = None
+            mode = ALL
 
         if mode == ALL:
             if rows is None or self.run_id is None:
@@ -151,6 +157,7 @@ class Job:
 
     def _new_run(self) -> None:
         self.results = [None] * len(self.rows)
+        self._run_fingerprint = self.pipeline.fingerprint()
         if self.journal is not None:
             self.run_id = self.journal.new_run(self.key(), self.pipeline.fingerprint(),
                                                str(self.input_path) if self.input_path else None,
@@ -165,6 +172,7 @@ class Job:
             self._new_run()
             return
         self.run_id = record.run_id
+        self._run_fingerprint = self.pipeline.fingerprint()
         for index, (stored_hash, result) in self.journal.load_rows(record.run_id).items():
             if index < len(self.rows) and stored_hash == self.input_hash(index):
                 self.results[index] = result

@@ -152,3 +152,18 @@ async def test_a_reopened_job_shows_the_last_runs_rows_before_running(tmp_path):
     assert reopened.load_previous() == 2
     assert [r.outputs["wrapped"] if r else None for r in reopened.results] == ["<t0>", "<t1>", None]
     assert reopened.start(RESUME).selection == [2]
+
+
+async def test_after_editing_the_pipeline_old_results_are_not_mixed_with_new_ones(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    records = [{"text": "a"}, {"text": "boom"}]
+    import engine_helpers  # noqa: F401  (registers the test step)
+
+    job = _job(tmp_path, records, [{"type": "test_slow_call", "source": "text", "seconds": 0.0, "output": "o"}], journal)
+    await job.start(ALL).run()
+    assert [r.status for r in job.results] == ["done", "error"]
+    job.pipeline.steps[0].config["output"] = "renamed"  # edited in the window, same Job
+    engine = job.start(RETRY_FAILED)
+    assert engine.selection == [0, 1]  # stale results: everything runs again under the new pipeline
+    await engine.run()
+    assert job.results[0].outputs == {"renamed": "called:a"}

@@ -163,6 +163,18 @@ class WelcomePage(QWidget):
         self.recent.setText("Recent: " + " · ".join(links) if links else "")
 
 
+def titled_panel(title: str, content: QWidget) -> QWidget:
+    """A panel: a bold title above its content."""
+    box = QWidget()
+    column = QVBoxLayout(box)
+    column.setContentsMargins(0, 0, 0, 0)
+    label = QLabel(title)
+    label.setObjectName("panelTitle")
+    column.addWidget(label)
+    column.addWidget(content, 1)
+    return box
+
+
 class MainWindow(QMainWindow):
     sheetLoaded = Signal()           # a sheet is shown (or failed to load: see last_message)
     runFinished = Signal(str, str)   # reason, message
@@ -236,21 +248,8 @@ class MainWindow(QMainWindow):
         column.addWidget(self.cards, 1)
         self.cards.empty_text = "No steps yet.\n\nDouble-click a step in the palette, or drag it here."
 
-        palette_box = QWidget()
-        pcol = QVBoxLayout(palette_box)
-        pcol.setContentsMargins(0, 0, 0, 0)
-        ptitle = QLabel("Steps")
-        ptitle.setObjectName("panelTitle")
-        pcol.addWidget(ptitle)
-        pcol.addWidget(self.palette, 1)
-
-        form_box = QWidget()
-        fcol = QVBoxLayout(form_box)
-        fcol.setContentsMargins(0, 0, 0, 0)
-        ftitle = QLabel("Step settings")
-        ftitle.setObjectName("panelTitle")
-        fcol.addWidget(ftitle)
-        fcol.addWidget(self.form_panel, 1)
+        palette_box = titled_panel("Steps", self.palette)
+        form_box = titled_panel("Step settings", self.form_panel)
 
         self.top_split = QSplitter(Qt.Orientation.Horizontal)
         self.top_split.setObjectName("topSplit")

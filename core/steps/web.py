@@ -11,7 +11,7 @@ from ..errors import StepError
 from ..http import http
 from ..httputil import status_error, transport_error
 from ..jsonpath import compile_path, extract
-from .base import safe_placeholders, BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register
+from .base import BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register, safe_placeholders
 
 @register
 class HttpRequest(Step):

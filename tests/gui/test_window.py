@@ -54,6 +54,18 @@ async def until(condition, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def llm_sheet(tmp_path, fake_openai, rows: int, concurrency: int, prefix: str = "q"):
+    """A one-column sheet of questions and a pipeline with one LLM step on the test server."""
+    sheet = tmp_path / "rows.csv"
+    sheet.write_text("q\n" + "\n".join(f"{prefix}{i}" for i in range(rows)) + "\n")
+    pipeline = tmp_path / "llm.json"
+    pipeline.write_text(json.dumps({
+        "version": 1, "settings": {"max_concurrency": concurrency, "use_cache": False},
+        "providers": {"test": {"preset": "vllm", "base_url": fake_openai.base_url, "model": "m"}},
+        "steps": [{"type": "llm", "prompt": "{q}", "output": "a"}]}))
+    return sheet, pipeline
+
+
 def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qloop, app_settings, window,
                                                                       fake_openai, tmp_path):
     w = window
@@ -348,13 +360,7 @@ def test_model_step_without_a_provider_says_what_it_needs(qtbot, qloop, window, 
 
 def test_closing_during_a_run_asks_and_reopening_offers_to_resume(qtbot, qloop, app_settings, window, tmp_path,
                                                                  fake_openai):
-    sheet = tmp_path / "rows.csv"
-    sheet.write_text("q\n" + "\n".join(f"question {i}" for i in range(40)) + "\n")
-    pipeline = tmp_path / "slow.json"
-    pipeline.write_text(json.dumps({
-        "version": 1, "settings": {"max_concurrency": 2, "use_cache": False},
-        "providers": {"test": {"preset": "vllm", "base_url": fake_openai.base_url, "model": "m"}},
-        "steps": [{"type": "llm", "prompt": "{q}", "output": "a"}]}))
+    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=40, concurrency=2, prefix="question ")
     fake_openai.configure(latency=0.1)
     assert window.open_pipeline(pipeline)
     assert run(qloop, window.load_sheet(sheet))
@@ -394,13 +400,7 @@ def test_closing_during_a_run_asks_and_reopening_offers_to_resume(qtbot, qloop, 
 
 
 def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path, fake_openai):
-    sheet = tmp_path / "rows.csv"
-    sheet.write_text("q\n" + "\n".join(f"q{i}" for i in range(30)) + "\n")
-    pipeline = tmp_path / "p.json"
-    pipeline.write_text(json.dumps({
-        "version": 1, "settings": {"max_concurrency": 3, "use_cache": False},
-        "providers": {"test": {"preset": "vllm", "base_url": fake_openai.base_url, "model": "m"}},
-        "steps": [{"type": "llm", "prompt": "{q}", "output": "a"}]}))
+    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=30, concurrency=3)
     fake_openai.configure(latency=0.05)
     assert window.open_pipeline(pipeline)
     assert run(qloop, window.load_sheet(sheet))
@@ -539,13 +539,7 @@ def test_progress_line_says_counts_speed_eta_tokens_cost_and_the_projected_cost(
 
 
 def test_a_run_that_pauses_itself_says_why_and_offers_resume(qloop, window, tmp_path, fake_openai):
-    sheet = tmp_path / "rows.csv"
-    sheet.write_text("q\n" + "\n".join(f"q{i}" for i in range(12)) + "\n")
-    pipeline = tmp_path / "p.json"
-    pipeline.write_text(json.dumps({
-        "version": 1, "settings": {"max_concurrency": 2, "use_cache": False},
-        "providers": {"test": {"preset": "vllm", "base_url": fake_openai.base_url, "model": "m"}},
-        "steps": [{"type": "llm", "prompt": "{q}", "output": "a"}]}))
+    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=12, concurrency=2)
     fake_openai.configure(latency=0.05)
     assert window.open_pipeline(pipeline)
     assert run(qloop, window.load_sheet(sheet))

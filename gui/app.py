@@ -39,9 +39,8 @@ def run_window(args: argparse.Namespace) -> int:
     import asyncio
 
     import PySide6  # noqa: F401  (qasync uses the first Qt binding imported: PySide6)
-    from PySide6.QtWidgets import QApplication
-
     import qasync
+    from PySide6.QtWidgets import QApplication
 
     from .examples import offline_example
     from .main_window import MainWindow

@@ -12,13 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoCommand, QUndoStack
-
-from batchgrid.core.engine import all_writes
-from batchgrid.core.pipeline import Pipeline, walk
+from batchgrid.core.pipeline.file import Pipeline, walk
+from batchgrid.core.run.engine import all_writes
 from batchgrid.core.steps import REGISTRY, Step, new_step
 from batchgrid.core.steps.base import BRANCHES
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 
 @dataclass

@@ -8,21 +8,37 @@ the undo stack can merge keystrokes into one step.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from batchgrid.core.steps import base as b
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import StepError
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-    QLineEdit, QListWidget, QListWidgetItem, QMenu, QPlainTextEdit, QPushButton, QSpinBox, QTableWidget,
-    QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
-
-from batchgrid.core import template as tpl
-from batchgrid.core.errors import StepError
-from batchgrid.core.steps import base as b
 
 from .icons import icon
 
@@ -556,7 +572,7 @@ class MappingField(Field):
     def _fill(self, pairs: list[tuple[str, str]]):
         self.table.blockSignals(True)
         self.table.setRowCount(len(pairs) + 1)
-        for r, (k, v) in enumerate(pairs + [("", "")]):
+        for r, (k, v) in enumerate([*pairs, ("", "")]):
             self.table.setItem(r, 0, QTableWidgetItem(k))
             self.table.setItem(r, 1, QTableWidgetItem(v))
         self.table.blockSignals(False)

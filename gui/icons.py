@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
-from PySide6.QtGui import QIcon
-
 import batchgrid.resources as _resources
+from PySide6.QtGui import QIcon
 
 ICON_DIR = Path(_resources.__file__).resolve().parent / "icons"
 
 
-@lru_cache(maxsize=None)
+@cache
 def icon(name: str) -> QIcon:
     """The icon called `name` (file name without .svg); an empty icon if there is none."""
     path = ICON_DIR / f"{name}.svg"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import html
 import json
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from PySide6.QtWidgets import QTextBrowser
-
-from batchgrid.core import events as ev
-from batchgrid.core.engine import all_writes
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import all_writes
 from batchgrid.core.steps import Step
+from PySide6.QtWidgets import QTextBrowser
 
 from .results_model import plain_text
 

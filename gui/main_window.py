@@ -11,24 +11,37 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from batchgrid.core import table
+from batchgrid.core.pipeline.file import Pipeline, walk
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.estimate import estimate_cost
+from batchgrid.core.run.job import Job
+from batchgrid.core.run.journal import Journal, default_data_dir
+from batchgrid.core.table import Table
+from batchgrid.core.util.errors import BatchgridError, PipelineError
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-    QSplitter, QStackedWidget, QToolBar, QToolButton, QVBoxLayout, QWidget,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
-
-from batchgrid.core import events as ev
-from batchgrid.core import table
-from batchgrid.core.engine import RowSource
-from batchgrid.core.errors import BatchgridError, PipelineError
-from batchgrid.core.job import Job
-from batchgrid.core.journal import Journal, default_data_dir
-from batchgrid.core.pipeline import Pipeline, walk
-from batchgrid.core.providers import estimate_cost
 
 from .document import PipelineDocument
 from .examples import Example, bundled_examples
@@ -117,7 +130,7 @@ class MessageBar(QFrame):
 class WelcomePage(QWidget):
     """What the empty window shows: open or drop a sheet, or try an example."""
 
-    def __init__(self, window: "MainWindow"):
+    def __init__(self, window: MainWindow):
         super().__init__()
         self.setObjectName("welcome")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
@@ -190,7 +203,7 @@ class MainWindow(QMainWindow):
         self.sheet_path: Path | None = None
         self.sheet_name: str | None = None
         self.sheet_names: list[str] = []
-        self.rows: RowSource | None = None
+        self.rows: Table | None = None
         self.job: Job | None = None
         self.last_message = ""
         self.ask: Callable[[str, str], bool] = lambda title, text: ask_user(self, title, text)
@@ -551,11 +564,11 @@ class MainWindow(QMainWindow):
             first = await asyncio.to_thread(table.preview, path, sheet=sheet, rows=PREVIEW_ROWS)
             if generation != self._load_generation:
                 return False  # another sheet was opened meanwhile
-            self._show_table(path, first.sheets, first.sheet, RowSource.from_frame(first.frame), complete=first.complete)
+            self._show_table(path, first.sheets, first.sheet, Table.from_frame(first.frame), complete=first.complete)
             if not first.complete:
                 self.status_text.setText(f"Reading all of {path.name}; the first {PREVIEW_ROWS} rows are shown…")
                 frame = await asyncio.to_thread(table.read_table, path, sheet=first.sheet)
-                rows = await asyncio.to_thread(RowSource.from_frame, frame)
+                rows = await asyncio.to_thread(Table.from_frame, frame)
                 if generation != self._load_generation:
                     return False
                 self._show_table(path, first.sheets, first.sheet, rows, complete=True)
@@ -579,7 +592,7 @@ class MainWindow(QMainWindow):
         self.sheetLoaded.emit()
         return True
 
-    def _show_table(self, path: Path, sheets: list[str], sheet: str, rows: RowSource, complete: bool) -> None:
+    def _show_table(self, path: Path, sheets: list[str], sheet: str, rows: Table, complete: bool) -> None:
         gc.unfreeze()  # the last run's results (frozen by the runner) may go now, with the old sheet
         self.sheet_path, self.sheet_names, self.sheet_name = path.resolve(), list(sheets), sheet
         self.rows = rows

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from batchgrid.core.steps import step_types_by_group
 from PySide6.QtCore import QByteArray, QMimeData, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette
 from PySide6.QtWidgets import (
-    QAbstractItemView, QApplication, QLineEdit, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTreeWidget,
-    QTreeWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QApplication,
+    QLineEdit,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
-
-from batchgrid.core.steps import step_types_by_group
 
 from .icons import icon, step_icon
 from .step_list import STEP_TYPE_MIME

@@ -14,15 +14,15 @@ import asyncio
 import datetime
 import math
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.results import NOT_RUN, RUN_COLUMNS, ResultSet
+from batchgrid.core.table import Table
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
-
-from batchgrid.core import events as ev
-from batchgrid.core.engine import RowSource
-from batchgrid.core.results import NOT_RUN, RUN_COLUMNS, ResultSet
 
 from . import gc_pause
 from .icons import status_icon
@@ -90,7 +90,7 @@ class ResultsModel(QAbstractTableModel):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.rows: RowSource = RowSource([], [])
+        self.rows: Table = Table([], [])
         self.input_columns: list[str] = []
         self.output_columns: list[str] = []
         self.headers: list[str] = []
@@ -117,7 +117,7 @@ class ResultsModel(QAbstractTableModel):
         self._sort_task: asyncio.Task | None = None
 
     # ---- what is shown ---------------------------------------------------------------------
-    def set_table(self, rows: RowSource, output_columns: Sequence[str],
+    def set_table(self, rows: Table, output_columns: Sequence[str],
                   results: Sequence[ev.RowResult | None] | None = None) -> None:
         """A new sheet or pipeline: new columns, and the results known so far (or none)."""
         self.beginResetModel()

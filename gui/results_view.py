@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.results import NOT_RUN
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QTableView
-
-from batchgrid.core import events as ev
-from batchgrid.core.results import NOT_RUN
 
 from .icons import status_icon
 from .results_model import ResultsModel

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine
+from batchgrid.core.run.job import Job
 from PySide6.QtCore import QObject, QTimer, Signal
-
-from batchgrid.core import events as ev
-from batchgrid.core.engine import Engine
-from batchgrid.core.job import Job
 
 from . import gc_pause
 from .results_model import ResultsModel

@@ -7,13 +7,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batchgrid.core.providers.prices import DEFAULT_PRICES, PRICES_FILE, read_user_prices, save_user_prices
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
-    QLabel, QLineEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
 )
-
-from batchgrid.core.providers.prices import DEFAULT_PRICES, PRICES_FILE, read_user_prices, save_user_prices
 
 KEYRING_SERVICE = "batchgrid"
 RECENT_LIMIT = 8

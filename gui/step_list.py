@@ -6,17 +6,21 @@ palette drops in as a new step. Every change goes through the document (undoable
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
+from batchgrid.core.run.engine import all_writes
+from batchgrid.core.steps import Step
 from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
-    QAbstractItemView, QApplication, QListView, QStyle, QStyledItemDelegate, QStyleOptionButton,
+    QAbstractItemView,
+    QApplication,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionButton,
     QStyleOptionViewItem,
 )
-
-from batchgrid.core.engine import all_writes
-from batchgrid.core.steps import Step
 
 from .document import PipelineDocument
 from .icons import step_icon
@@ -102,7 +106,7 @@ class StepListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [type(step).title, type(step).description]
             lines += [p.message for p in self.doc.problems_within(step)]
-            return "\n".join(l for l in lines if l)
+            return "\n".join(line for line in lines if line)
         if role == StepRole:
             return step
         if role == SummaryRole:

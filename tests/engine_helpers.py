@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from batchgrid.core.errors import RetryableError, StepError
+from batchgrid.core.util.errors import RetryableError, StepError
 from batchgrid.core.steps.base import FLOAT, OUTPUT, SOURCE, Param, Step, register, REGISTRY
 
 

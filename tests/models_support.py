@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import Engine, RetryPolicy, RowSource, RunResources
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine, RetryPolicy, RunResources
+from batchgrid.core.table import Table
 from batchgrid.core.steps import new_step
 
 KEY_ENV = "BATCHGRID_TEST_KEY"
@@ -49,7 +50,7 @@ def make_engine(steps, records, *, providers=None, data_dir: Path, max_concurren
              for s in steps]
     resources = RunResources(providers=providers or {}, settings=settings or {}, data_dir=data_dir,
                              use_cache=use_cache)
-    engine = Engine(steps, RowSource.from_records(records), max_concurrency=max_concurrency,
+    engine = Engine(steps, Table.from_records(records), max_concurrency=max_concurrency,
                     retry_policy=retry_policy, resources=resources)
     run = Run(engine)
     engine.subscribe(run.events.append)

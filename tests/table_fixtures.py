@@ -33,9 +33,9 @@ EXTRA_MEMORY = 1536 * 2**20     # address space a worker may add to what it has 
 def make_result_set(records: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any] | None], *,
                     failures: dict[int, tuple[str, str, str]] | None = None, run_info: dict | None = None):
     """A ResultSet as a run leaves it: outputs[i] None means "not run"; failures[i] = (step, type, message)."""
-    from batchgrid.core import events as ev
-    from batchgrid.core.engine import RowSource
-    from batchgrid.core.results import ResultSet
+    from batchgrid.core.run import events as ev
+    from batchgrid.core.table import Table
+    from batchgrid.core.run.results import ResultSet
 
     failures = failures or {}
     output_columns = list(dict.fromkeys(k for o in outputs if o for k in o))
@@ -50,14 +50,14 @@ def make_result_set(records: Sequence[dict[str, Any]], outputs: Sequence[dict[st
         else:
             results.append(ev.RowResult(index=i, status=ev.DONE, outputs=out, attempts=1, latency=0.125 + i,
                                         tokens_in=10, tokens_out=5 + i, cost=0.0015))
-    return ResultSet(RowSource.from_records(list(records)), output_columns, results, run_info or {})
+    return ResultSet(Table.from_records(list(records)), output_columns, results, run_info or {})
 
 
 def result_set_from_frame(frame, outputs: Sequence[dict[str, Any] | None], **kwargs):
     """Like make_result_set, with the input rows taken from a DataFrame as the engine does."""
-    from batchgrid.core.engine import RowSource
+    from batchgrid.core.table import Table
 
-    rows = RowSource.from_frame(frame)
+    rows = Table.from_frame(frame)
     records = [rows.row(i) for i in range(len(rows))]
     result_set = make_result_set(records, outputs, **kwargs)
     result_set.rows = rows
@@ -241,7 +241,7 @@ class _Worker:
 
 def _load_everything(path: str) -> dict:
     """list_sheets, a preview, and read_table of every sheet; InputErrors recorded as messages."""
-    from batchgrid.core.errors import InputError
+    from batchgrid.core.util.errors import InputError
     from batchgrid.core.table import list_sheets, preview, read_table
 
     record: dict[str, Any] = {"loads": [], "errors": []}

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import Engine, RetryPolicy, RowSource
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine, RetryPolicy
+from batchgrid.core.table import Table
+from batchgrid.core.pipeline.file import Pipeline
 
 from engine_helpers import BEHAVIOUR, METER, CallMeter
 import engine_helpers
@@ -31,11 +32,11 @@ def pipeline(*steps) -> Pipeline:
     return Pipeline.from_dict({"version": 1, "steps": list(steps)})
 
 
-def rows(n: int, column: str = "text", make=lambda i: f"row {i}") -> RowSource:
-    return RowSource.from_records([{"id": i, column: make(i)} for i in range(n)])
+def rows(n: int, column: str = "text", make=lambda i: f"row {i}") -> Table:
+    return Table.from_records([{"id": i, column: make(i)} for i in range(n)])
 
 
-def engine_for(p: Pipeline, source: RowSource, **kw) -> Engine:
+def engine_for(p: Pipeline, source: Table, **kw) -> Engine:
     kw.setdefault("retry_policy", FAST_RETRY)
     return Engine(p.steps, source, **kw)
 
@@ -121,7 +122,7 @@ async def test_a_failing_branch_fails_the_row_and_names_the_step():
         "bad": [{"type": "template", "template": "x", "output": "x"},
                 {"type": "test_slow_call", "source": "x_in", "output": "never"}],
     }})
-    source = RowSource.from_records([{"text": "a", "x_in": "boom"}, {"text": "b", "x_in": "fine"}])
+    source = Table.from_records([{"text": "a", "x_in": "boom"}, {"text": "b", "x_in": "fine"}])
     e = engine_for(p, source, max_concurrency=2)
     await e.run()
     assert e.results[0].status == ev.ERROR

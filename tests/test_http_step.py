@@ -7,19 +7,20 @@ import time
 
 import pytest
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import Engine, RetryPolicy, RowSource
-from batchgrid.core.errors import PipelineError
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine, RetryPolicy
+from batchgrid.core.table import Table
+from batchgrid.core.util.errors import PipelineError
+from batchgrid.core.pipeline.file import Pipeline
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 
 
 def run_pipeline(steps, records, **kw):
     p = Pipeline.from_dict({"version": 1, "steps": steps})
-    p.validate(RowSource.from_records(records).columns)
+    p.validate(Table.from_records(records).columns)
     kw.setdefault("retry_policy", FAST_RETRY)
-    return Engine(p.steps, RowSource.from_records(records), **kw)
+    return Engine(p.steps, Table.from_records(records), **kw)
 
 
 @pytest.mark.parametrize("limit", [2, 7])

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import RowSource
-from batchgrid.core.job import ALL, RESUME, RETRY_FAILED, Job
-from batchgrid.core.journal import Journal
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.table import Table
+from batchgrid.core.run.job import ALL, RESUME, RETRY_FAILED, Job
+from batchgrid.core.run.journal import Journal
+from batchgrid.core.pipeline.file import Pipeline
 
 
 def write_csv(path: Path, n: int, make=lambda i: f"row {i}") -> Path:
@@ -74,7 +74,7 @@ def test_a_killed_run_resumes_with_every_row_exactly_once(tmp_path, fake_openai)
 
 def _job(tmp_path, records, steps, journal):
     p = Pipeline.from_dict({"version": 1, "steps": steps})
-    return Job(p, RowSource.from_records(records), input_path=tmp_path / "in.csv", journal=journal)
+    return Job(p, Table.from_records(records), input_path=tmp_path / "in.csv", journal=journal)
 
 
 async def test_retry_failed_reruns_only_rows_in_error(tmp_path, fake_openai):

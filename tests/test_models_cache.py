@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchgrid.core import events as ev
+from batchgrid.core.run import events as ev
 from batchgrid.core.providers.cache import CACHE_FILE, ResponseCache, cache_key
 from models_support import prompts
 
@@ -101,10 +101,11 @@ def test_writes_are_grouped_and_read_back(tmp_path):
 async def test_the_same_resources_serve_a_second_run(models):
     first = models.engine([LLM], prompts(3))
     await first.engine.run()
-    from batchgrid.core.engine import Engine, RowSource
+    from batchgrid.core.run.engine import Engine
+    from batchgrid.core.table import Table
     from batchgrid.core.steps import new_step
 
-    again = Engine([new_step("llm", prompt="{text}")], RowSource.from_records(prompts(3)),
+    again = Engine([new_step("llm", prompt="{text}")], Table.from_records(prompts(3)),
                    resources=first.engine.resources)
     await again.run()
     assert [r.outputs["answer"] for r in again.results] == ["echo: row 0", "echo: row 1", "echo: row 2"]

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import RowSource
-from batchgrid.core.errors import InputError
-from batchgrid.core.pipeline import Pipeline
-from batchgrid.core.providers import PriceTable, estimate_cost, save_user_prices
+from batchgrid.core.run import events as ev
+from batchgrid.core.table import Table
+from batchgrid.core.util.errors import InputError
+from batchgrid.core.pipeline.file import Pipeline
+from batchgrid.core.providers import PriceTable, save_user_prices
+from batchgrid.core.run.estimate import estimate_cost
 from batchgrid.core.providers.tokens import DEFAULT_ANSWER_TOKENS
 from models_support import prompts
 
@@ -52,7 +53,7 @@ def _pipeline(steps, **extra) -> Pipeline:
 
 
 def test_projected_cost_scales_a_sample_to_every_row(tmp_path):
-    rows = RowSource.from_records([{"text": "x" * 400}] * 200)
+    rows = Table.from_records([{"text": "x" * 400}] * 200)
     estimate = estimate_cost(_pipeline([{"type": "llm", "prompt": "{text}", "max_tokens": 100}]), rows,
                              sample=10, data_dir=tmp_path)
     # 400 characters = 100 tokens + 4 for the message, per row; answers at max tokens
@@ -65,7 +66,7 @@ def test_projected_cost_scales_a_sample_to_every_row(tmp_path):
 def test_later_steps_are_estimated_with_earlier_answers_in_their_prompts(tmp_path):
     steps = [{"type": "llm", "prompt": "{text}"},
              {"type": "classify", "prompt": "{answer}", "labels": ["yes", "no"]}]
-    estimate = estimate_cost(_pipeline(steps), RowSource.from_records([{"text": "hi"}] * 4), data_dir=tmp_path)
+    estimate = estimate_cost(_pipeline(steps), Table.from_records([{"text": "hi"}] * 4), data_dir=tmp_path)
     llm, classify = estimate.steps
     assert llm.tokens_out == 4 * DEFAULT_ANSWER_TOKENS
     assert classify.tokens_in > 4 * DEFAULT_ANSWER_TOKENS  # the answer it reads is in its prompt
@@ -74,7 +75,7 @@ def test_later_steps_are_estimated_with_earlier_answers_in_their_prompts(tmp_pat
 
 def test_a_knowledge_base_is_counted_once_and_unknown_prices_are_named(tmp_path):
     steps = [{"type": "similar", "source": "text", "references": ["a" * 40, "b" * 40], "model": "house-embedder"}]
-    estimate = estimate_cost(_pipeline(steps), RowSource.from_records([{"text": "q" * 40}] * 100), sample=5,
+    estimate = estimate_cost(_pipeline(steps), Table.from_records([{"text": "q" * 40}] * 100), sample=5,
                              data_dir=tmp_path)
     (step,) = estimate.steps
     assert step.calls == 100 + 2
@@ -86,7 +87,7 @@ def test_a_knowledge_base_is_counted_once_and_unknown_prices_are_named(tmp_path)
 async def test_requests_already_in_the_cache_are_not_counted(models):
     pipeline = Pipeline.from_dict({"version": 1, "providers": models.providers(), "steps": [
         {"type": "llm", "prompt": "{text}"}]})
-    rows = RowSource.from_records(prompts(10))
+    rows = Table.from_records(prompts(10))
     before = estimate_cost(pipeline, rows, data_dir=models.data_dir)
     assert before.cost > 0
     await models.run([{"type": "llm", "prompt": "{text}"}], prompts(10))
@@ -97,7 +98,7 @@ async def test_requests_already_in_the_cache_are_not_counted(models):
 def test_an_estimate_reports_what_it_cannot_price():
     pipeline = Pipeline.from_dict({"version": 1, "providers": {"o": {"preset": "ollama"}},
                                    "steps": [{"type": "llm", "prompt": "{text}"}]})
-    estimate = estimate_cost(pipeline, RowSource.from_records([{"text": "a"}]), data_dir=None)
+    estimate = estimate_cost(pipeline, Table.from_records([{"text": "a"}]), data_dir=None)
     assert estimate.cost == 0
     assert estimate.problems == ["1. LLM: no model: set the step's model, or model in provider profile 'o'"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import RetryPolicy
-from batchgrid.core.errors import RetryableError
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import RetryPolicy
+from batchgrid.core.util.errors import RetryableError
 from batchgrid.core.providers.limiter import ProviderLimiter, TokenBucket
 from models_support import prompts
 

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from batchgrid.core import events as ev
-from batchgrid.core.errors import RetryableError, StepError
+from batchgrid.core.run import events as ev
+from batchgrid.core.util.errors import RetryableError, StepError
 from batchgrid.core.providers.client import _sse_event
 from batchgrid.core.providers.prices import DEFAULT_PRICES
 from models_support import KEY, KEY_ENV, prompts

@@ -6,8 +6,8 @@ import keyring
 import keyring.backend
 import pytest
 
-from batchgrid.core.errors import PipelineError, StepError
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.util.errors import PipelineError, StepError
+from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.providers import PRESETS, resolve_profile, validate_providers
 from batchgrid.core.providers.profiles import api_key
 from models_support import KEY, prompts

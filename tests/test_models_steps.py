@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from batchgrid.core import events as ev
-from batchgrid.core.errors import PipelineError
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.util.errors import PipelineError
+from batchgrid.core.pipeline.file import Pipeline
 from fake_openai import embed_text
 from models_support import prompts
 

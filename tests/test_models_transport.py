@@ -6,7 +6,7 @@ import asyncio
 
 import openai
 
-from batchgrid.core import events as ev
+from batchgrid.core.run import events as ev
 from batchgrid.core.providers import transport
 from models_support import prompts
 

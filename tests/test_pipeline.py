@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from batchgrid.core.errors import PipelineError
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.util.errors import PipelineError
+from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.steps import REGISTRY, step_types_by_group
 from batchgrid.core.steps.base import GROUPS, PARAM_KINDS
 
@@ -171,7 +171,7 @@ def test_every_step_type_round_trips_with_defaults():
 def test_templates_read_cells_as_a_person_would():
     import datetime as dt
 
-    from batchgrid.core import template as tpl
+    from batchgrid.core.util import template as tpl
 
     row = {"d": dt.datetime(2024, 1, 5), "t": dt.datetime(2024, 1, 5, 9, 30), "n": 3.0, "x": 2.5, "blank": None,
            "nan": float("nan"), "items": ["a", "b"]}

@@ -4,10 +4,11 @@ import threading
 
 import pytest
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import Engine, RowSource, RunResources
-from batchgrid.core.errors import PipelineError, StepError, UntrustedCodeError
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine, RunResources
+from batchgrid.core.table import Table
+from batchgrid.core.util.errors import PipelineError, StepError, UntrustedCodeError
+from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.steps import REGISTRY, new_step
 from batchgrid.core.steps.base import CODE
 
@@ -25,7 +26,7 @@ async def prepared(**config):
 
 
 async def run(steps, records, trusted):
-    engine = Engine(steps, RowSource.from_records(records), max_concurrency=3,
+    engine = Engine(steps, Table.from_records(records), max_concurrency=3,
                     resources=RunResources(trusted=trusted))
     finished = []
     engine.subscribe(lambda e: finished.append(e) if isinstance(e, ev.RunFinished) else None)

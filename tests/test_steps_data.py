@@ -5,10 +5,11 @@ import csv
 import openpyxl
 import pytest
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import Engine, RowSource, RunResources
-from batchgrid.core.errors import InputError, PipelineError, StepError
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine, RunResources
+from batchgrid.core.table import Table
+from batchgrid.core.util.errors import InputError, PipelineError, StepError
+from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.steps import REGISTRY, new_step
 from batchgrid.core.steps.base import COLUMN, FILE, SOURCE
 from batchgrid.core.steps.data import parse_number
@@ -26,7 +27,7 @@ def problems_of(*steps):
 
 async def run(steps, records, base_dir, max_concurrency=4):
     """Run steps over records through the real engine; returns (results by row, RunFinished)."""
-    engine = Engine(steps, RowSource.from_records(records), max_concurrency=max_concurrency,
+    engine = Engine(steps, Table.from_records(records), max_concurrency=max_concurrency,
                     resources=RunResources(base_dir=base_dir))
     finished = []
     engine.subscribe(lambda e: finished.append(e) if isinstance(e, ev.RunFinished) else None)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from batchgrid.core.errors import PipelineError, StepError
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.util.errors import PipelineError, StepError
+from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.steps import REGISTRY, new_step
 from batchgrid.core.steps.base import COLUMN, COLUMNS, OUTPUT, SOURCE
 

@@ -8,7 +8,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from batchgrid.core.errors import InputError
+from batchgrid.core.util.errors import InputError
 from batchgrid.core.table import list_sheets, preview, read_table
 
 TEXT = "name;city;amount\nJosé;Zürich;12\nRenée;Besançon;7\nŁukasz €;Kraków;3\n"

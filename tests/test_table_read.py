@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchgrid.core.errors import InputError
+from batchgrid.core.util.errors import InputError
 from batchgrid.core.table import list_sheets, preview, read_table
 from table_fixtures import CORPUS, big_xlsx, write_workbook
 

@@ -1,4 +1,4 @@
-"""Model providers: one OpenAI-compatible client for OpenAI, Azure, Ollama, LM Studio, vLLM,
+"""Model providers (a leaf layer: it knows nothing of steps, pipelines or runs): one OpenAI-compatible client for OpenAI, Azure, Ollama, LM Studio, vLLM,
 llama.cpp, OpenRouter and the like; their limits, errors, prices, the response cache and cost.
 
     profiles   the pipeline's `providers` section: checked, resolved, given a key (env or keyring)
@@ -9,19 +9,13 @@ llama.cpp, OpenRouter and the like; their limits, errors, prices, the response c
     batcher    native batching for embeddings
     cache      the response cache (SQLite)
     prices     the editable price table
-    budget     pause a run whose projected cost would pass its budget
-    estimate   projected cost before a run
     run        what one run's model steps share (in RunResources.extras)
 """
 
-from .budget import BudgetGuard, install_budget
 from .cache import ResponseCache, cache_key
-from .estimate import CostEstimate, estimate_cost
 from .presets import PRESETS
 from .prices import DEFAULT_PRICES, PriceTable, money, save_user_prices
-from .profiles import (DEFAULT_PROVIDER, Profile, provider_problems, resolve_profile, setup_problems,
-                       validate_providers)
+from .profiles import DEFAULT_PROVIDER, Profile, resolve_profile, validate_providers
 
-__all__ = ["BudgetGuard", "CostEstimate", "DEFAULT_PRICES", "DEFAULT_PROVIDER", "PRESETS", "PriceTable", "Profile",
-           "ResponseCache", "cache_key", "estimate_cost", "install_budget", "money", "provider_problems", "resolve_profile",
-           "save_user_prices", "setup_problems", "validate_providers"]
+__all__ = ["DEFAULT_PRICES", "DEFAULT_PROVIDER", "PRESETS", "PriceTable", "Profile", "ResponseCache", "cache_key",
+           "money", "resolve_profile", "save_user_prices", "validate_providers"]

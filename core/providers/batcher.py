@@ -25,7 +25,7 @@ DEFAULT_LINGER = 0.005
 
 
 class _Batch:
-    __slots__ = ("texts", "keys", "futures", "waiting", "task")
+    __slots__ = ("futures", "keys", "task", "texts", "waiting")
 
     def __init__(self):
         self.texts: list[str] = []
@@ -103,9 +103,9 @@ class EmbeddingBatcher:
                 if not f.done():
                     f.set_exception(exc)
             return
-        by_text = dict(zip(unique, vectors))
+        by_text = dict(zip(unique, vectors, strict=True))
         chars = sum(len(t) for t in batch.texts) or 1
-        for text, key, future in zip(batch.texts, batch.keys, batch.futures):
+        for text, key, future in zip(batch.texts, batch.keys, batch.futures, strict=True):
             share = round(tokens * len(text) / chars)  # each row pays for its own text
             if key is not None:
                 self.provider.cache.put(key, {"vector": _encode(by_text[text]), "tokens": share})

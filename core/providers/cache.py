@@ -22,8 +22,9 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ResponseCache:
         return db
 
     @classmethod
-    def in_folder(cls, data_dir: Path) -> "ResponseCache":
+    def in_folder(cls, data_dir: Path) -> ResponseCache:
         return cls(Path(data_dir) / CACHE_FILE)
 
     def get(self, key: str) -> Any | None:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import openai
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import RetryableError, StepError
 
-from .. import template as tpl
-from ..errors import RetryableError, StepError
 from . import transport
 from .cache import ResponseCache, cache_key
 from .errors import ProviderFailure, map_error

@@ -7,9 +7,9 @@ import re
 import socket
 
 import openai
+from batchgrid.core.util.errors import RetryableError, StepError
+from batchgrid.core.util.httputil import retry_after_seconds
 
-from ..errors import RetryableError, StepError
-from ..httputil import retry_after_seconds
 from .profiles import Profile
 
 _KEYISH = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+)")

@@ -59,7 +59,7 @@ class ProviderLimiter:
         self._last_cut = 0.0
         self._waiters: deque[asyncio.Future] = deque()
 
-    def gate(self, tokens: int = 0) -> "CallGate":
+    def gate(self, tokens: int = 0) -> CallGate:
         return CallGate(self, tokens)
 
     # ---- entering and leaving ----------------------------------------------------------
@@ -139,17 +139,17 @@ class ProviderLimiter:
 class CallGate:
     """One call's pass through the provider's limiter (what `RowContext.call` expects)."""
 
-    __slots__ = ("limiter", "tokens", "started_at")
+    __slots__ = ("limiter", "started_at", "tokens")
 
     def __init__(self, limiter: ProviderLimiter, tokens: int):
         self.limiter = limiter
         self.tokens = tokens
         self.started_at = 0.0
 
-    def acquire(self) -> "CallGate":
+    def acquire(self) -> CallGate:
         return self
 
-    async def __aenter__(self) -> "CallGate":
+    async def __aenter__(self) -> CallGate:
         self.started_at = await self.limiter.enter(self.tokens)
         return self
 

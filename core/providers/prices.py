@@ -8,11 +8,11 @@ cost nothing. A model with no price costs 0 and is reported as unpriced, never g
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
-from ..errors import InputError
+from batchgrid.core.util.errors import InputError
 
 PRICES_FILE = "prices.json"
 
@@ -64,7 +64,7 @@ class PriceTable:
                        for name, p in (DEFAULT_PRICES if prices is None else prices).items()}
 
     @classmethod
-    def load(cls, data_dir: Path | None) -> "PriceTable":
+    def load(cls, data_dir: Path | None) -> PriceTable:
         """Defaults overlaid with the user's prices.json (if there is one)."""
         merged = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
         if data_dir is not None:

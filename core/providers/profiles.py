@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from .. import template as tpl
-from ..errors import StepError
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import StepError
+
 from .presets import DEFAULT_AZURE_API_VERSION, PRESETS, Preset
 
 DEFAULT_PROVIDER = "openai"
@@ -128,34 +130,6 @@ def _header_problems(headers: dict, at: str) -> list[str]:
     return []
 
 
-def provider_problems(steps: Iterable[Any], providers: Mapping[str, Any], where: str = "steps") -> list[str]:
-    """Steps that name a provider profile the pipeline does not have, or have no model to use."""
-    problems = []
-    for i, step in enumerate(steps):
-        at = f"{where}[{i}]"
-        for bname, branch in step.children().items():
-            problems += provider_problems(branch, providers, f"{at}.branches.{bname}")
-        if not step.enabled or "provider" not in step.config:
-            continue
-        name = step.config.get("provider") or ""
-        if name and name not in providers and not (name == DEFAULT_PROVIDER and not providers):
-            known = ", ".join(providers) or f"none; leave it blank for {DEFAULT_PROVIDER}"
-            problems.append(f"{at}.provider: no provider profile named {name!r}; profiles are: {known}")
-            continue
-        if not step.config.get("model") and isinstance(providers, dict):
-            try:
-                profile = resolve_profile(name, providers)
-            except StepError:
-                continue
-            needed = getattr(step, "model_kind", "chat")
-            default = profile.embedding_model if needed == "embedding" else profile.model
-            if not default:
-                field_name = "embedding_model" if needed == "embedding" else "model"
-                problems.append(f"{at}.model: missing; provider {profile.name!r} has no default {field_name}, "
-                                f"so name the model here or set providers.{profile.name}.{field_name}")
-    return problems
-
-
 # ---- resolving --------------------------------------------------------------------------
 def _guess_preset(name: str) -> str:
     return name if name in PRESETS else "openai"
@@ -203,39 +177,6 @@ def resolve_profile(name: str, providers: Mapping[str, Any], environ: Mapping[st
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def setup_problems(steps: Iterable[Any], providers: Mapping[str, Any],
-                   environ: Mapping[str, str] | None = None) -> list[str]:
-    """What the user must set up before model steps can run (a key, a server), one line each.
-
-    Checked before a run so that a missing key is said once, with what to do, instead of
-    failing every row. Keyring entries are not read here (reading one may block)."""
-    from ..pipeline import walk
-
-    problems: list[str] = []
-    seen: set[str] = set()
-    for step in walk(steps):
-        names = [step.config.get(p.name) or "" for p in step.params if p.kind == "provider"]
-        if not step.enabled or not names:
-            continue
-        for name in names:
-            name = name or default_profile_name(providers)
-            if name in seen:
-                continue
-            seen.add(name)
-            try:
-                profile = resolve_profile(name, providers, environ)
-                if not profile.keyring_service:
-                    api_key(profile, environ)
-            except StepError as exc:
-                message = str(exc)
-                if name == DEFAULT_PROVIDER and not providers:
-                    message = (f'the step "{step.label}" needs a language model: set OPENAI_API_KEY to an OpenAI key, '
-                               "or point OPENAI_BASE_URL at a local OpenAI-compatible server "
-                               "(Ollama: http://127.0.0.1:11434/v1, LM Studio: http://127.0.0.1:1234/v1)")
-                problems.append(message)
-    return problems
 
 
 def api_key(profile: Profile, environ: Mapping[str, str] | None = None) -> str | None:

@@ -1,5 +1,5 @@
 """What the model steps of one run share: providers by name, the response cache, prices,
-embedding batchers, work done once per run (knowledge bases) and the budget guard.
+embedding batchers and work done once per run (knowledge bases).
 
 It lives in `RunResources.extras`, so the engine closes it (clients, cache) when the run ends.
 """
@@ -7,11 +7,13 @@ It lives in `RunResources.extras`, so the engine closes it (clients, cache) when
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
+
+from batchgrid.core.util.paths import default_data_dir
 
 from .batcher import EmbeddingBatcher
-from .budget import install_budget
 from .cache import ResponseCache
 from .client import Provider
 from .prices import PriceTable
@@ -23,8 +25,6 @@ EXTRAS_KEY = "models"
 def data_folder(resources) -> Path:
     if resources.data_dir is not None:
         return Path(resources.data_dir)
-    from ..journal import default_data_dir
-
     return default_data_dir()
 
 
@@ -40,13 +40,12 @@ class RunProviders:
         self.closed = False
 
     @classmethod
-    def of(cls, ctx) -> "RunProviders":
+    def of(cls, ctx) -> RunProviders:
         """The run's shared model state, made by the first model call of the run."""
         extras = ctx.resources.extras
         hub = extras.get(EXTRAS_KEY)
         if hub is None or hub.closed:  # closed: the resources are being used for another run
-            hub = extras[EXTRAS_KEY] = cls(ctx.resources, ctx.engine.max_concurrency)
-            install_budget(ctx.engine)
+            hub = extras[EXTRAS_KEY] = cls(ctx.resources, ctx.max_concurrency)
         return hub
 
     async def provider(self, name: str) -> Provider:

@@ -7,7 +7,8 @@ as soon as there is one.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4

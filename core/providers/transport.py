@@ -24,8 +24,7 @@ import asyncio
 import urllib.request
 from collections import defaultdict
 
-from ..http import http
-
+from batchgrid.core.util.http import http
 
 MAX_IDLE = 512          # idle connections kept per host
 HEAD_LIMIT = 1 << 16    # longest response head accepted

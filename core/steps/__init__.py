@@ -1,7 +1,7 @@
 """The step palette. Importing this package registers every step type in REGISTRY."""
 
+from . import code, control, data, models, text, web  # noqa: F401  (each registers its steps)
 from .base import GROUPS, REGISTRY, Param, Step, register  # noqa: F401
-from . import text, data, web, models, control, code  # noqa: F401  (each registers its steps)
 
 
 def step_types_by_group() -> dict[str, list[type[Step]]]:

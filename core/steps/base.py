@@ -8,13 +8,14 @@ generated from them. A new step is one class with `@register`; nothing else chan
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .. import template as tpl
+from batchgrid.core.util import template as tpl
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import RowContext, RunResources
+    from .context import RunResources, StepContext
 
 
 # Parameter kinds. The GUI maps each to a widget; validation knows how to check each.
@@ -144,19 +145,19 @@ class Step:
         """Step-specific problems as (parameter name, message), beyond the generic checks."""
         return []
 
-    def children(self) -> dict[str, list["Step"]]:
+    def children(self) -> dict[str, list[Step]]:
         """Nested steps by branch name (only the parallel step has any)."""
         return {}
 
     # ---- running -----------------------------------------------------------------
-    async def prepare(self, resources: "RunResources") -> None:
+    async def prepare(self, resources: RunResources) -> None:
         """Once per run, before any row: load files, compile patterns, open clients."""
 
     def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Turn a row into this step's outputs. Cheap steps implement only this."""
         raise NotImplementedError
 
-    async def run(self, row: Mapping[str, Any], ctx: "RowContext") -> dict[str, Any]:
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Async steps (HTTP, models, parallel) override this; it gets the row's context."""
         if self.blocking:
             return await asyncio.to_thread(self.apply, row)
@@ -206,6 +207,23 @@ def safe_placeholders(text: str, lenient: bool = False) -> list[str]:
         return tpl.placeholders(text, lenient)
     except tpl.TemplateSyntaxError:
         return []
+
+
+def walk(steps: Iterable[Step]) -> Iterable[Step]:
+    for s in steps:
+        yield s
+        for branch in s.children().values():
+            yield from walk(branch)
+
+
+def all_writes(step: Step) -> list[str]:
+    """Every column a step writes, its branches' included."""
+    names = list(step.writes())
+    for branch in step.children().values():
+        for child in branch:
+            if child.enabled:
+                names.extend(all_writes(child))
+    return list(dict.fromkeys(names))
 
 
 REGISTRY: dict[str, type[Step]] = {}

@@ -20,15 +20,17 @@ import keyword
 import math
 import re
 import traceback
+from collections.abc import Mapping
 from types import CodeType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..errors import StepError, UntrustedCodeError
+from batchgrid.core.util.errors import StepError, UntrustedCodeError
+
 from .base import BOOL, CODE, OUTPUT, STRINGS, Param, Step, register
 from .text import shown
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import RunResources
+    from .context import RunResources
 
 FILENAME = "<python step>"
 
@@ -122,7 +124,7 @@ class PythonCode(Step):
             return [("code", "these lines never set result; write result = ... (or give a single expression)")]
         return []
 
-    async def prepare(self, resources: "RunResources") -> None:
+    async def prepare(self, resources: RunResources) -> None:
         self._compiled = None
         if not resources.trusted:
             raise UntrustedCodeError(

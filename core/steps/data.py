@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from .. import template as tpl
-from ..errors import InputError, StepError
-from ..jsonpath import compile_path, extract
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import InputError, StepError
+from batchgrid.core.util.jsonpath import compile_path, extract
+
 from .base import BOOL, CHOICE, COLUMN, FILE, MAPPING, STRINGS, TEXT, Param, Step, register
 from .text import TextStep, output_param, shown, source_param
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import RunResources
+    from .context import RunResources
 
 # ---- numbers ------------------------------------------------------------------------
 
@@ -227,8 +229,8 @@ class Lookup(Step):
     def writes(self) -> list[str]:
         return [self.config["prefix"] + c for c in self.config["columns"]]
 
-    async def prepare(self, resources: "RunResources") -> None:
-        from ..table import read_table
+    async def prepare(self, resources: RunResources) -> None:
+        from batchgrid.core.table import read_table
 
         path = resources.resolve(self.config["file"])
         if not path.is_file():
@@ -247,9 +249,9 @@ class Lookup(Step):
                              f"its columns are: {', '.join(frame.columns) or '(none)'}")
         loose = self.config["match"] == "loose"
         keys = frame[self.config["file_key"]].tolist()
-        values = zip(*(frame[c].tolist() for c in self.config["columns"]))
+        values = zip(*(frame[c].tolist() for c in self.config["columns"]), strict=True)
         table: dict[str, tuple] = {}
-        for key, found in zip(keys, values):
+        for key, found in zip(keys, values, strict=True):
             k = _match_key(_plain(key), loose)
             if k is not None and k not in table:  # the first row with a key wins, as in VLOOKUP
                 table[k] = tuple(_plain(v) for v in found)
@@ -267,4 +269,4 @@ class Lookup(Step):
                 raise StepError(f'{shown(row.get(self.config["key"]))} is not in the "{self.config["file_key"]}" '
                                 f"column of {self._file_name}")
             return dict.fromkeys(names)
-        return dict(zip(names, found))
+        return dict(zip(names, found, strict=True))

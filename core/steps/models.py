@@ -11,19 +11,36 @@ import asyncio
 import hashlib
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from batchgrid.core.providers.batcher import vector_of
+from batchgrid.core.providers.client import CHAT, EMBEDDINGS, embedding_request
+from batchgrid.core.providers.profiles import Profile
+from batchgrid.core.providers.run import RunProviders
+from batchgrid.core.providers.tokens import DEFAULT_ANSWER_TOKENS, text_tokens
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import InputError, StepError
 
-from .. import template as tpl
-from ..errors import InputError, StepError
-from ..providers.batcher import vector_of
-from ..providers.client import CHAT, EMBEDDINGS, embedding_request
-from ..providers.profiles import Profile
-from ..providers.run import RunProviders
-from ..providers.tokens import DEFAULT_ANSWER_TOKENS, text_tokens
-from .base import (BOOL, CHOICE, FILE, FLOAT, INT, JSON, MULTILINE, OUTPUT, PROVIDER, SOURCE, STRINGS, TEMPLATE,
-                   TEXT, Param, Step, register)
+from .base import (
+    BOOL,
+    CHOICE,
+    FILE,
+    FLOAT,
+    INT,
+    JSON,
+    MULTILINE,
+    OUTPUT,
+    PROVIDER,
+    SOURCE,
+    STRINGS,
+    TEMPLATE,
+    TEXT,
+    Param,
+    Step,
+    register,
+)
 
 PROVIDER_HELP = ("Provider profile; blank = the pipeline's first profile, or OpenAI from OPENAI_API_KEY "
                  "and OPENAI_BASE_URL when the pipeline has none.")
@@ -438,7 +455,7 @@ class Similar(EmbeddingStep):
             return [t for t in (str(r).strip() for r in self.config["references"]) if t]
         from pathlib import Path
 
-        from ..table import read_table
+        from batchgrid.core.table import read_table
 
         path = Path(self.config["reference_file"]).expanduser()
         path = path if path.is_absolute() else Path(base_dir) / path

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from .. import template as tpl
-from ..errors import StepError
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import StepError
+
 from .base import BOOL, CHOICE, INT, OUTPUT, SOURCE, TEMPLATE, TEXT, Param, Step, register
 
 SOURCE_HELP = "A column name, or a template such as \"{title} {body}\"."
@@ -348,4 +350,4 @@ class TextLength(TextStep):
     def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
         text = self.source_text(row)
         counts = [count(text) for name, _, count in self.MEASURES if self.config[name]]
-        return dict(zip(self.writes(), counts))
+        return dict(zip(self.writes(), counts, strict=True))

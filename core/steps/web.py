@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import StepError
+from batchgrid.core.util.http import http
+from batchgrid.core.util.httputil import status_error, transport_error
+from batchgrid.core.util.jsonpath import compile_path, extract
 
-from .. import template as tpl
-from ..errors import StepError
-from ..http import http
-from ..httputil import status_error, transport_error
-from ..jsonpath import compile_path, extract
 from .base import BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register, safe_placeholders
+
 
 @register
 class HttpRequest(Step):
@@ -77,7 +79,7 @@ class HttpRequest(Step):
                 try:
                     request["json"] = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    raise StepError(f"the request body is not valid JSON after filling in ({exc.msg}): {text[:120]}")
+                    raise StepError(f"the request body is not valid JSON after filling in ({exc.msg}): {text[:120]}") from None
             elif fmt == "form":
                 pairs = (line.split("=", 1) for line in tpl.render(body, row, lenient=True).splitlines() if "=" in line)
                 request["data"] = {k.strip(): v.strip() for k, v in pairs}

@@ -10,7 +10,8 @@ ExportError with one line for the user.
 """
 
 from .atomic import ExportError
+from .columnar import Table
 from .export import export_results, write_table
 from .read import Preview, list_sheets, preview, read_table
 
-__all__ = ["ExportError", "Preview", "export_results", "list_sheets", "preview", "read_table", "write_table"]
+__all__ = ["ExportError", "Preview", "Table", "export_results", "list_sheets", "preview", "read_table", "write_table"]

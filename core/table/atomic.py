@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from ..errors import BatchgridError
+from batchgrid.core.util.errors import BatchgridError
 
 
 class ExportError(BatchgridError):

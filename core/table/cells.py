@@ -96,7 +96,7 @@ def excel_value(value: Any) -> Any:
         return None if value != value else str(value)
     if value is None or kind is bool:
         return value
-    if (kind is dt.datetime and value.tzinfo is None or kind is dt.date) and value.year >= 1900:
+    if ((kind is dt.datetime and value.tzinfo is None) or kind is dt.date) and value.year >= 1900:
         return value
     if kind is pd.Timestamp and value.tzinfo is None and value.year >= 1900:  # read_table's date columns
         return value.to_pydatetime(warn=False)

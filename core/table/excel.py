@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import python_calamine as pc
+from batchgrid.core.util.errors import InputError
 
-from ..errors import InputError
 from . import xlsx_zip
 from .frame import Grid
 from .sniff import ODS, XLS, XLSB, XLSX, password_protected

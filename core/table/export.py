@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -44,7 +44,7 @@ def write_table(frame: pd.DataFrame, path, *, fmt: str | None = None, sheet: str
     header = [str(c) for c in frame.columns]
 
     def rows(part: pd.DataFrame):  # faster than itertuples: each column becomes Python values in one go
-        return zip(*(part.iloc[:, i].tolist() for i in range(part.shape[1])))
+        return zip(*(part.iloc[:, i].tolist() for i in range(part.shape[1])), strict=True)
 
     if fmt == "parquet":
         return write_flat.write_parquet(header, rows(frame), path, len(frame), on_progress)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
     lengths = set(map(len, data))
     width = max(len(header), max(lengths, default=0))
     if len(lengths) == 1:  # calamine's grids are rectangular: the fast transpose
-        columns = list(zip(*data))
+        columns = list(zip(*data, strict=True))
     else:  # ragged CSV records
         columns = list(zip_longest(*data, fillvalue=None))
     columns += [(None,) * len(data) for _ in range(width - len(columns))]
@@ -88,7 +89,7 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
     keep = range(left, right + 1)
     names = unique_names([header_text(header[i]) for i in keep])
     convert = parse_text_column if parse_text else (lambda v: v)
-    return pd.DataFrame({name: make_column(convert(columns[i])) for name, i in zip(names, keep)},
+    return pd.DataFrame({name: make_column(convert(columns[i])) for name, i in zip(names, keep, strict=True)},
                         columns=names)
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from batchgrid.core.util.errors import InputError
 
-from ..errors import InputError
 from . import excel, sniff, textfile
 from .frame import EmptySheet, HeaderBeyondData, frame_from_grid, header_text, unique_names
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ..errors import InputError
+from batchgrid.core.util.errors import InputError
 
 # Kinds this package reads.
 XLSX, XLSB, XLS, ODS, CSV, PARQUET = "xlsx", "xlsb", "xls", "ods", "csv", "parquet"

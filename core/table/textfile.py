@@ -14,7 +14,8 @@ import csv
 from itertools import islice
 from pathlib import Path
 
-from ..errors import InputError
+from batchgrid.core.util.errors import InputError
+
 from .frame import Grid
 from .sniff import utf16_without_bom
 

@@ -8,8 +8,9 @@ type; a column mixing kinds (text and numbers, lists) is stored as text.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from .atomic import ExportError, atomic_path
 from .cells import as_text, csv_value, is_missing, plain
@@ -38,8 +39,8 @@ def write_parquet(header: Sequence[str], rows: Iterable[Sequence[Any]], path: Pa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = list(zip(*rows)) or [()] * len(header)
-    arrays = {name: _one_type(values) for name, values in zip(unique_names(list(header)), columns)}
+    columns = list(zip(*rows, strict=True)) or [()] * len(header)
+    arrays = {name: _one_type(values) for name, values in zip(unique_names(list(header)), columns, strict=True)}
     try:
         table = pa.table(arrays)
     except (pa.ArrowException, TypeError, ValueError) as exc:

@@ -22,9 +22,10 @@ import random
 import statistics
 import time
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import Engine, RowSource
-from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine
+from batchgrid.core.table import Table
+from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.steps.base import INT, OUTPUT, SOURCE, Param, Step, register
 
 LATENCIES: dict[tuple[int, int], float] = {}  # (row, step) -> seconds, shared by both contenders
@@ -73,7 +74,7 @@ async def batchgrid_text(records: list[dict], concurrency: int) -> float:
         {"type": "change_case", "source": "clean", "output": "upper", "case": "upper"},
         {"type": "template", "template": "Review: {upper}", "output": "line"},
     ]})
-    engine = Engine(p.steps, RowSource.from_records(records), max_concurrency=concurrency)
+    engine = Engine(p.steps, Table.from_records(records), max_concurrency=concurrency)
     finished = 0
 
     def count(event):  # a listener, as every front end has one
@@ -122,7 +123,7 @@ async def batchgrid_io(n: int, concurrency: int) -> tuple[float, float]:
         {"type": "bench_simulated_call", "source": "review", "stage": 0, "output": "a"},
         {"type": "bench_simulated_call", "source": "a", "stage": 1, "output": "b"},
     ]})
-    engine = Engine(p.steps, RowSource.from_records(text_rows(n)), max_concurrency=concurrency)
+    engine = Engine(p.steps, Table.from_records(text_rows(n)), max_concurrency=concurrency)
     first = []
     t = time.perf_counter()
     engine.subscribe(lambda e: isinstance(e, ev.RowDone) and not first and first.append(time.perf_counter() - t))
@@ -148,7 +149,7 @@ async def langchain_io(n: int, concurrency: int) -> float:
 async def batchgrid_http(base_url: str, n: int, concurrency: int) -> float:
     p = Pipeline.from_dict({"version": 1, "steps": [
         {"type": "http", "url": base_url + "/slow?ms=0&id={id}", "extract": {"slept": "$.slept_ms"}}]})
-    engine = Engine(p.steps, RowSource.from_records([{"id": i} for i in range(n)]), max_concurrency=concurrency)
+    engine = Engine(p.steps, Table.from_records([{"id": i} for i in range(n)]), max_concurrency=concurrency)
     t = time.perf_counter()
     await engine.run()
     elapsed = time.perf_counter() - t

@@ -33,10 +33,10 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import qasync  # noqa: E402
 
-from batchgrid.core.engine import RowSource  # noqa: E402
-from batchgrid.core.job import Job  # noqa: E402
-from batchgrid.core.journal import Journal  # noqa: E402
-from batchgrid.core.pipeline import Pipeline  # noqa: E402
+from batchgrid.core.table import Table  # noqa: E402
+from batchgrid.core.run.job import Job  # noqa: E402
+from batchgrid.core.run.journal import Journal  # noqa: E402
+from batchgrid.core.pipeline.file import Pipeline  # noqa: E402
 from batchgrid.gui.main_window import MainWindow  # noqa: E402
 from batchgrid.gui.settings import AppSettings  # noqa: E402
 
@@ -62,7 +62,7 @@ def make_sheet(path: Path, n: int) -> None:
     frame.to_parquet(path, index=False)
 
 
-def headless(rows: RowSource, data: Path) -> float:
+def headless(rows: Table, data: Path) -> float:
     journal = Journal(data / "headless.sqlite")
     job = Job(Pipeline.from_dict(PIPELINE), rows, input_path=data / "sheet.parquet", journal=journal)
     engine = job.start()
@@ -165,7 +165,7 @@ def main() -> None:
         Pipeline.from_dict(PIPELINE).save(pipeline)
         import batchgrid.core.table as table
 
-        rows = RowSource.from_frame(table.read_table(sheet))
+        rows = Table.from_frame(table.read_table(sheet))
         base = headless(rows, data)
 
         loop = qasync.QEventLoop(app)

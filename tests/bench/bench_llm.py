@@ -70,12 +70,13 @@ async def bare_sdk(base_url: str, rows: int, concurrency: int, raw: bool, lean: 
 
 
 async def engine_run(base_url: str, rows: int, concurrency: int, stream: bool, data_dir: Path) -> float:
-    from batchgrid.core.engine import Engine, RowSource, RunResources
+    from batchgrid.core.run.engine import Engine, RunResources
+    from batchgrid.core.table import Table
     from batchgrid.core.steps import new_step
 
     providers = {"bench": {"preset": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "model": "gpt-4o-mini"}}
     records = [{"text": f"row {i}"} for i in range(rows)]
-    engine = Engine([new_step("llm", prompt="{text}", stream=stream)], RowSource.from_records(records),
+    engine = Engine([new_step("llm", prompt="{text}", stream=stream)], Table.from_records(records),
                     max_concurrency=concurrency,
                     resources=RunResources(providers=providers, data_dir=data_dir, use_cache=True))
     partials = 0

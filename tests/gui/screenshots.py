@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from batchgrid.core import events as ev  # noqa: E402
+from batchgrid.core.run import events as ev  # noqa: E402
 from batchgrid.gui.examples import offline_example  # noqa: E402
 from batchgrid.gui.main_window import MainWindow  # noqa: E402
 from batchgrid.gui.settings import AppSettings  # noqa: E402

@@ -5,14 +5,14 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView
 
-from batchgrid.core import events as ev
-from batchgrid.core.engine import RowSource
+from batchgrid.core.run import events as ev
+from batchgrid.core.table import Table
 from batchgrid.gui.results_model import RawRole, ResultsModel, sort_key, tsv_cell
 from batchgrid.gui.results_view import ResultsView
 
 
-def make_rows(n: int) -> RowSource:
-    return RowSource(["id", "review", "score"],
+def make_rows(n: int) -> Table:
+    return Table(["id", "review", "score"],
                      [list(range(n)), [f"text {i}" if i % 7 else None for i in range(n)],
                       [float(n - i) if i % 5 else None for i in range(n)]])
 
@@ -119,7 +119,7 @@ def test_retrying_rows_say_when_they_retry():
 
 def test_sorting_works_on_the_data_with_blanks_last_either_way_and_mixed_types():
     model = ResultsModel()
-    rows = RowSource(["v"], [[3, None, "b", 1.5, "A", 10]])
+    rows = Table(["v"], [[3, None, "b", 1.5, "A", 10]])
     model.set_table(rows, [])
     model.sort(0, Qt.SortOrder.AscendingOrder)
     assert [model.data(model.index(r, 0), RawRole) for r in range(6)] == [1.5, 3, 10, "A", "b", None]
@@ -151,7 +151,7 @@ def test_status_filter_follows_rows_as_they_change():
 
 def test_copy_gives_headers_and_tab_separated_cells_that_excel_pastes():
     model = ResultsModel()
-    rows = RowSource(["name", "note"], [["Ann", "Bob"], ['say "hi"', "two\nlines"]])
+    rows = Table(["name", "note"], [["Ann", "Bob"], ['say "hi"', "two\nlines"]])
     model.set_table(rows, ["out"])
     model.on_event(done(0, out=3.0))
     model.flush()
@@ -175,7 +175,7 @@ def test_view_has_fixed_row_heights_and_copies_the_selection_to_the_clipboard(qt
 
 def test_a_run_column_named_like_an_input_column_is_renamed_as_in_the_export():
     model = ResultsModel()
-    model.set_table(RowSource(["status", "x"], [["open", "closed"], [1, 2]]), ["y"])
+    model.set_table(Table(["status", "x"], [["open", "closed"], [1, 2]]), ["y"])
     assert model.headers[:4] == ["status", "x", "y", "run status"]
     assert cell(model, 0, "status") == "open"
     assert cell(model, 0, "run status") == "not run"

@@ -15,8 +15,8 @@ import pandas as pd
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from batchgrid.core import events as ev
-from batchgrid.core.results import NOT_RUN
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.results import NOT_RUN
 from batchgrid.gui.main_window import MainWindow
 
 from conftest import EXAMPLES
@@ -527,7 +527,7 @@ sys.exit(main(["--example"]))
 
 
 def test_progress_line_says_counts_speed_eta_tokens_cost_and_the_projected_cost():
-    from batchgrid.core.engine import Progress
+    from batchgrid.core.run.engine import Progress
     from batchgrid.gui.run_bar import progress_text
 
     p = Progress(total=200, selected=100, done=8, failed=2, running=4, clock_start=10.0, clock_end=12.0,

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from batchgrid.core.pipeline.file import Pipeline
+from batchgrid.core.pipeline.model_checks import setup_problems
+from batchgrid.core.table import Table
+from batchgrid.core.util.errors import PipelineError, SetupError, UntrustedCodeError
 
 from . import events as ev
-from .engine import Engine, RetryPolicy, RowSource, RunResources
-from .errors import PipelineError, SetupError, UntrustedCodeError
+from .engine import Engine, RetryPolicy, RunResources
 from .journal import Journal, row_hash
-from .pipeline import Pipeline
-from .providers import setup_problems
 from .results import ResultSet
 
 # What a run tries: every row afresh; the rows the last run did not finish; the rows that
@@ -47,7 +50,7 @@ class ResumeInfo:
 
 
 class Job:
-    def __init__(self, pipeline: Pipeline, rows: RowSource, *, input_path: str | Path | None = None,
+    def __init__(self, pipeline: Pipeline, rows: Table, *, input_path: str | Path | None = None,
                  sheet: str | None = None, journal: Journal | None = None, trusted: bool = False,
                  data_dir: Path | None = None, use_cache: bool = True):
         self.pipeline = pipeline

@@ -19,17 +19,20 @@ How it keeps the contract (../shared/DESIGN.md, "Engine contract"):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from batchgrid.core.steps.base import Step, all_writes
+from batchgrid.core.steps.context import RunResources
+from batchgrid.core.table.columnar import Table
+from batchgrid.core.util.errors import BatchgridError, RetryableError, StepError
 
 from . import events as ev
-from .errors import BatchgridError, RetryableError, StepError
-from .steps.base import Step
+from .budget import install_budget
 
 log = logging.getLogger(__name__)
 
@@ -52,85 +55,6 @@ class RetryPolicy:
         if retry_after is not None:
             wait = max(wait, retry_after * random.uniform(1.0, 1.1))
         return wait
-
-
-class RowSource:
-    """Rows of an input table, produced one at a time as plain dicts (blank cells are None)."""
-
-    def __init__(self, columns: Sequence[str], column_values: Sequence[Sequence[Any]]):
-        self.columns = list(columns)
-        self._values = column_values
-        self._len = len(column_values[0]) if column_values else 0
-
-    @classmethod
-    def from_frame(cls, frame) -> "RowSource":
-        import pandas as pd
-
-        columns = [str(c) for c in frame.columns]
-        values = []
-        for c in frame.columns:
-            series = frame[c]
-            # Blank cells become None: a step sees "no value", never a float NaN.
-            values.append([None if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else v
-                           for v in series.tolist()])
-        return cls(columns, values)
-
-    @classmethod
-    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> "RowSource":
-        columns = list(dict.fromkeys(k for r in records for k in r))
-        return cls(columns, [[r.get(c) for r in records] for c in columns])
-
-    def __len__(self) -> int:
-        return self._len
-
-    def row(self, index: int) -> dict[str, Any]:
-        return {c: v[index] for c, v in zip(self.columns, self._values)}
-
-    def column(self, name: str) -> Sequence[Any]:
-        """One column's values, in row order (for sorting and filtering without a dict per row)."""
-        return self._values[self.columns.index(name)]
-
-    def values(self, index: int) -> list[Any]:
-        """One row's values in column order (no dict: for exports and tables)."""
-        return [v[index] for v in self._values]
-
-
-@dataclass
-class RunResources:
-    """What steps share during one run: clients, caches, where relative paths start."""
-
-    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in steps start here
-    trusted: bool = False                             # the user trusts this pipeline's code steps
-    providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the pipeline's provider profiles
-    settings: dict[str, Any] = field(default_factory=dict)              # the pipeline's run settings
-    data_dir: Path | None = None                      # where the journal and response cache live
-    use_cache: bool = True                            # answer repeated paid requests from the cache
-    extras: dict[str, Any] = field(default_factory=dict)  # shared per-run objects (clients, caches); closed at the end
-    _http: Any = None
-
-    def http_client(self):
-        """One pooled HTTP client (core.http) for the run (its own retries are off: retries are ours)."""
-        if self._http is None:
-            from .http import http
-
-            self._http = http.AsyncClient(timeout=http.Timeout(60.0, connect=10.0),
-                                          limits=http.Limits(max_connections=None, max_keepalive_connections=100),
-                                          follow_redirects=True)
-        return self._http
-
-    def resolve(self, path: str) -> Path:
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
-
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-        for extra in self.extras.values():
-            close = getattr(extra, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
 
 
 @dataclass
@@ -179,9 +103,9 @@ class Progress:
 class RowContext:
     """One row's view of the run, handed to async steps: external calls, streaming, usage."""
 
-    __slots__ = ("engine", "index", "step", "attempts", "tokens_in", "tokens_out", "cost", "cached", "details")
+    __slots__ = ("attempts", "cached", "cost", "details", "engine", "index", "step", "tokens_in", "tokens_out")
 
-    def __init__(self, engine: "Engine", index: int):
+    def __init__(self, engine: Engine, index: int):
         self.engine = engine
         self.index = index
         self.step = ""
@@ -251,6 +175,10 @@ class RowContext:
     def resources(self) -> RunResources:
         return self.engine.resources
 
+    @property
+    def max_concurrency(self) -> int:
+        return self.engine.max_concurrency
+
     async def run_steps(self, steps: Sequence[Step], row: dict[str, Any], label_prefix: str) -> dict[str, Any]:
         """Run nested steps (a parallel step's branch) on `row`; returns their outputs.
 
@@ -291,7 +219,7 @@ class Engine:
     def __init__(
         self,
         steps: Sequence[Step],
-        rows: RowSource,
+        rows: Table,
         *,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         retry_policy: RetryPolicy | None = None,
@@ -314,8 +242,9 @@ class Engine:
                 self.results[i] = r
         self.progress = Progress(total=len(rows), selected=len(self.selection))
         self.listeners: list[ev.Listener] = []
-        self.usage_hooks: list[Callable[["Engine"], None]] = []
+        self.usage_hooks: list[Callable[[Engine], None]] = []
         self.slots = asyncio.Semaphore(self.max_concurrency)
+        install_budget(self)  # pauses the run if the pipeline sets a budget and the cost would pass it
         self._plan = [(s, type(s).is_async(), f"{i + 1}. {s.label}") for i, s in enumerate(self.steps)]
         self._output_columns = [c for s in self.steps for c in all_writes(s)]
         self._unpaused = asyncio.Event()
@@ -515,13 +444,3 @@ async def prepare_step(step: Step, resources: RunResources) -> None:
         for child in branch:
             if child.enabled:
                 await prepare_step(child, resources)
-
-
-def all_writes(step: Step) -> list[str]:
-    """Every column a step writes, its branches' included."""
-    names = list(step.writes())
-    for branch in step.children().values():
-        for child in branch:
-            if child.enabled:
-                names.extend(all_writes(child))
-    return list(dict.fromkeys(names))

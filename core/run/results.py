@@ -6,11 +6,13 @@ results row is" is decided once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
+
+from batchgrid.core.table import Table
 
 from . import events as ev
-from .engine import RowSource
 
 NOT_RUN = "not run"
 
@@ -29,7 +31,7 @@ RUN_COLUMN_NAMES = tuple(name for name, _ in RUN_COLUMNS)
 
 @dataclass
 class ResultSet:
-    rows: RowSource
+    rows: Table
     output_columns: list[str]
     results: Sequence[ev.RowResult | None]
     run_info: dict[str, Any] = field(default_factory=dict)  # shown on the export's "Run" sheet

@@ -16,9 +16,12 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+
+from batchgrid.core.util.paths import default_data_dir
 
 from . import events as ev
 
@@ -51,12 +54,6 @@ CREATE TABLE IF NOT EXISTS rows (
     PRIMARY KEY (run_id, row_number)
 );
 """
-
-
-def default_data_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("batchgrid", appauthor=False))
 
 
 def _jsonable(value: Any) -> Any:
@@ -161,7 +158,7 @@ class Journal:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", records)
 
-    def recorder(self, run_id: str, input_hash: Callable[[int], str]) -> "Recorder":
+    def recorder(self, run_id: str, input_hash: Callable[[int], str]) -> Recorder:
         return Recorder(self, run_id, input_hash)
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from batchgrid.core.run import events as ev
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from . import events as ev
 
 
 class ProgressBar:
@@ -23,7 +22,7 @@ class ProgressBar:
         )
         self._task = None
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         self._progress.start()
         p = self.engine.progress
         self._task = self._progress.add_task("running", total=p.selected, detail="")

@@ -6,8 +6,9 @@ the GUI coalesces events into table updates on a timer, the CLI redraws a progre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # Row statuses, as the results table and the export show them.
 QUEUED = "queued"

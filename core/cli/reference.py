@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .pipeline import SETTINGS
-from .steps import step_types_by_group
+from batchgrid.core.pipeline.file import SETTINGS
+from batchgrid.core.steps import step_types_by_group
 
 
 def _default(value) -> str:

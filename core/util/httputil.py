@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Mapping
-
+from collections.abc import Mapping
 
 from .errors import RetryableError, StepError
 from .http import http

@@ -18,11 +18,11 @@ import signal
 import sys
 from pathlib import Path
 
-from . import events as ev
-from .errors import BatchgridError, PipelineError
-from .journal import Journal
-from .job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED, Job
-from .pipeline import Pipeline
+from batchgrid.core.pipeline.file import Pipeline
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED, Job
+from batchgrid.core.run.journal import Journal
+from batchgrid.core.util.errors import BatchgridError, PipelineError
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -96,8 +96,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def load_inputs(pipeline_path: str, input_path: str | None, sheet: str | None, limit: int | None = None):
-    from .engine import RowSource
-    from .table import read_table
+    from batchgrid.core.table import Table, read_table
 
     pipeline = Pipeline.load(pipeline_path)
     if input_path is None:
@@ -108,7 +107,7 @@ def load_inputs(pipeline_path: str, input_path: str | None, sheet: str | None, l
     if path.is_dir():
         raise CliError(f"{input_path}: is a folder, not a spreadsheet")
     frame = read_table(path, sheet=sheet, limit=limit)
-    return pipeline, RowSource.from_frame(frame)
+    return pipeline, Table.from_frame(frame)
 
 
 def check_command(args) -> int:
@@ -144,7 +143,7 @@ def run_command(args) -> int:
         reason, message = engine.outcome
         if reason == "failed":
             raise CliError(message)
-        from .table import export_results
+        from batchgrid.core.table import export_results
 
         export_results(job.result_set(), output)
     finally:
@@ -165,7 +164,7 @@ def run_command(args) -> int:
 
 def print_projected_cost(job, engine) -> None:
     """Before a run with model steps: what it will probably cost (nothing is sent to estimate)."""
-    from .providers import estimate_cost
+    from batchgrid.core.run.estimate import estimate_cost
 
     estimate = estimate_cost(job.pipeline, job.rows, data_dir=job.data_dir, use_cache=job.use_cache)
     if estimate.steps:
@@ -211,6 +210,3 @@ async def _run(engine, *, quiet: bool) -> bool:
         await engine.run()
     return interrupted
 
-
-if __name__ == "__main__":
-    sys.exit(main())

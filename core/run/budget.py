@@ -9,8 +9,9 @@ or stop.
 
 from __future__ import annotations
 
-from .. import events as ev
-from .prices import money
+from batchgrid.core.providers.prices import money
+
+from . import events as ev
 
 MIN_ROWS = 5  # finished rows before a projection is trusted
 

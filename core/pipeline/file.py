@@ -14,14 +14,19 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from . import template as tpl
-from .errors import PipelineError
-from .providers.profiles import provider_problems, validate_providers
-from .steps import REGISTRY, Step, base as b
+from batchgrid.core.providers.profiles import validate_providers
+from batchgrid.core.steps import REGISTRY, Step
+from batchgrid.core.steps import base as b
+from batchgrid.core.steps.base import all_writes, walk
+from batchgrid.core.util import template as tpl
+from batchgrid.core.util.errors import PipelineError
+
+from .model_checks import provider_problems
 
 CURRENT_VERSION = 1
 
@@ -60,7 +65,7 @@ class Pipeline:
 
     # ---- reading -----------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Pipeline":
+    def load(cls, path: str | os.PathLike) -> Pipeline:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8-sig")
@@ -81,7 +86,7 @@ class Pipeline:
         return pipeline
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Pipeline":
+    def from_dict(cls, data: Any) -> Pipeline:
         """Build a pipeline from parsed JSON, or raise PipelineError listing every problem."""
         problems: list[str] = []
         if not isinstance(data, dict):
@@ -144,8 +149,6 @@ class Pipeline:
         return any(s.runs_code for s in walk(self.steps) if s.enabled)
 
     def output_columns(self) -> list[str]:
-        from .engine import all_writes
-
         return list(dict.fromkeys(c for s in self.steps if s.enabled for c in all_writes(s)))
 
     # ---- writing -----------------------------------------------------------------
@@ -181,13 +184,6 @@ class Pipeline:
         """A hash of what decides the outputs: steps and providers (not concurrency)."""
         body = json.dumps({"steps": self.to_dict()["steps"], "providers": self.providers}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-def walk(steps: Iterable[Step]) -> Iterable[Step]:
-    for s in steps:
-        yield s
-        for branch in s.children().values():
-            yield from walk(branch)
 
 
 def build_step(raw: Any, where: str, problems: list[str]) -> Step | None:
@@ -327,8 +323,6 @@ def check_steps(steps: list[Step], where: str, columns: list[str], inputs: set[s
             for bname, bsteps in children.items():
                 # Branches run side by side: each sees what exists before the parallel step.
                 problems += check_steps(bsteps, f"{at}.branches.{bname}", list(available), inputs, written)
-                from .engine import all_writes
-
                 branch_outputs += [c for s in bsteps if s.enabled for c in all_writes(s)]
             new = branch_outputs
         else:

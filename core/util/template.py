@@ -17,8 +17,9 @@ import datetime as dt
 import json
 import os
 import re
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import StepError
 

@@ -10,14 +10,16 @@ and code steps do not run (their outputs are blank). Nothing is sent anywhere.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .cache import CACHE_FILE, ResponseCache, cache_key
-from .prices import PriceTable, money
-from .profiles import resolve_profile
-from .tokens import prompt_tokens
+from batchgrid.core.providers.cache import CACHE_FILE, ResponseCache, cache_key
+from batchgrid.core.providers.prices import PriceTable, money
+from batchgrid.core.providers.profiles import resolve_profile
+from batchgrid.core.providers.tokens import prompt_tokens
+from batchgrid.core.util.paths import default_data_dir
 
 DEFAULT_SAMPLE = 20
 
@@ -61,11 +63,9 @@ class CostEstimate:
 
 def estimate_cost(pipeline, rows, *, sample: int = DEFAULT_SAMPLE, data_dir: Path | None = None,
                   use_cache: bool = True) -> CostEstimate:
-    """Projected tokens and cost of running `pipeline` over all of `rows` (an engine RowSource),
+    """Projected tokens and cost of running `pipeline` over all of `rows` (an engine Table),
     from its first `sample` rows."""
     if data_dir is None:
-        from ..journal import default_data_dir
-
         data_dir = default_data_dir()
     prices = PriceTable.load(data_dir)
     cache = None
@@ -85,7 +85,7 @@ def estimate_cost(pipeline, rows, *, sample: int = DEFAULT_SAMPLE, data_dir: Pat
         if cache is not None:
             cache.close()
     scale = len(rows) / n if n else 0.0
-    for label, s in per_row.items():
+    for s in per_row.values():
         s.calls = round(s.calls * scale)
         s.tokens_in, s.tokens_out, s.cost = round(s.tokens_in * scale), round(s.tokens_out * scale), s.cost * scale
     for label, o in once.items():
@@ -141,7 +141,7 @@ class _Tally:
             profile = resolve_profile(step.config.get("provider") or "", self.providers)
             calls = planned(row, profile)
             once = step.once_calls(profile, self.base_dir) if self.first_row else []
-        except Exception as exc:  # noqa: BLE001 - an estimate reports problems, it never fails
+        except Exception as exc:
             self.estimate.problems.append(f"{label}: {exc}")
             return blank
         for path, request, _ in once:

@@ -1,0 +1,85 @@
+"""What a step sees while it runs: the typed contract between the engine and the steps.
+
+The engine (core/run) implements `StepContext`; steps depend only on this Protocol and on
+`RunResources`, never on the engine, so the layers stay one-way: run -> steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Step
+
+
+@dataclass
+class RunResources:
+    """What steps share during one run: clients, caches, where relative paths start."""
+
+    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in steps start here
+    trusted: bool = False                             # the user trusts this pipeline's code steps
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the pipeline's provider profiles
+    settings: dict[str, Any] = field(default_factory=dict)              # the pipeline's run settings
+    data_dir: Path | None = None                      # where the journal and response cache live
+    use_cache: bool = True                            # answer repeated paid requests from the cache
+    extras: dict[str, Any] = field(default_factory=dict)  # shared per-run objects (clients, caches); closed at the end
+    _http: Any = None
+
+    def http_client(self):
+        """One pooled HTTP client (core.http) for the run (its own retries are off: retries are ours)."""
+        if self._http is None:
+            from batchgrid.core.util.http import http
+
+            self._http = http.AsyncClient(timeout=http.Timeout(60.0, connect=10.0),
+                                          limits=http.Limits(max_connections=None, max_keepalive_connections=100),
+                                          follow_redirects=True)
+        return self._http
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        for extra in self.extras.values():
+            close = getattr(extra, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+
+class StepContext(Protocol):
+    """One row's view of the run, handed to a step's `run()`."""
+
+    index: int     # the row number in the input table
+    step: str      # the label of the step running now ("2. Summarise")
+    attempts: int  # attempts made so far in this row (1 + retries)
+
+    @property
+    def resources(self) -> RunResources: ...
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+    async def call(self, make_call: Callable[[], Awaitable[Any]], *, limiter: Any = None) -> Any:
+        """Make one external call under the run's budget, retrying transient failures."""
+        ...
+
+    def partial(self, column: str, text: str) -> None:
+        """Publish streamed output so the row's cell can grow as tokens arrive."""
+
+    def add_usage(self, tokens_in: int = 0, tokens_out: int = 0, cost: float = 0.0, cached: bool = False) -> None:
+        """Count a call's tokens and cost against this row and the run."""
+
+    def note(self, **details: Any) -> None:
+        """Attach details (request sent, raw reply) to this step's trace for the row inspector."""
+
+    async def run_steps(self, steps: Sequence[Step], row: dict[str, Any], label_prefix: str) -> dict[str, Any]:
+        """Run nested steps (a parallel step's branch) on `row`; returns their outputs."""
+        ...

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # events stay cheap to import: only the type is needed
+    from batchgrid.core.steps.tree import StepPath
 
 # Row statuses, as the results table and the export show them.
 QUEUED = "queued"
@@ -21,13 +24,22 @@ CANCELLED = "cancelled"
 
 @dataclass(slots=True)
 class StepTrace:
-    """What one step did in one row, for the row inspector."""
+    """What one step did in one row, for the row inspector.
+
+    `step` is the label the step ran under; `path` where it was in the pipeline that ran
+    (the inspector finds the step by it, so an edit after the run cannot mislead it).
+    """
 
     step: str
     seconds: float
     attempts: int = 1
     error: str = ""
     details: dict[str, Any] | None = None  # model steps: the request sent and the raw reply
+    path: StepPath = ()  # () : not known (a journal written before paths were kept)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, tuple):  # read back from JSON, a path is a list
+            self.path = tuple(self.path)
 
 
 @dataclass(slots=True)

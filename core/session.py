@@ -1,1 +1,253 @@
-"""The application layer: what every front end (window, CLI, tests) drives. Qt-free."""
+"""The application layer: one analyst's workspace, the only thing a front end drives.
+
+A session holds a sheet, the pipeline being edited, the journal and one result store, and
+offers everything the window, the CLI and the tests do: open a sheet, load / save / check a
+pipeline, estimate the cost, find what the journal kept for this sheet and pipeline, start /
+pause / resume / stop a run (all rows, remaining, failed or chosen rows), export.
+
+It is Qt-free and async: every file, SQLite, keyring and pandas operation runs in a worker
+thread, so a window on the same event loop stays live; the loop only awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchgrid.core import table as tables
+from batchgrid.core.pipeline import Pipeline, walk
+from batchgrid.core.run import events as ev
+from batchgrid.core.run.engine import Engine, Progress
+from batchgrid.core.run.estimate import CostEstimate, estimate_cost
+from batchgrid.core.run.job import ALL, Job, ResumeInfo
+from batchgrid.core.run.journal import Journal
+from batchgrid.core.run.store import ResultStore
+from batchgrid.core.table import Table
+from batchgrid.core.util.errors import BatchgridError
+from batchgrid.core.util.paths import default_data_dir
+
+PREVIEW_ROWS = 200  # rows shown at once while a big sheet is read
+
+
+@dataclass
+class Sheet:
+    """The sheet a session holds (or a first look at it, while the rest is read)."""
+
+    path: Path
+    name: str                 # the sheet within the workbook
+    names: list[str]          # every sheet of the workbook that can hold a table
+    table: Table
+    complete: bool            # False while only the first rows are read
+
+
+class Session:
+    def __init__(self, *, data_dir: Path | None = None, journal_path: Path | None = None,
+                 use_cache: bool = True, pipeline: Pipeline | None = None):
+        self.journal_path = Path(journal_path) if journal_path else None
+        self.data_dir = Path(data_dir) if data_dir else (self.journal_path.parent if self.journal_path
+                                                          else default_data_dir())
+        self.use_cache = use_cache
+        self.pipeline = pipeline or Pipeline()
+        self.sheet: Sheet | None = None
+        self.store = ResultStore()
+        self.journal: Journal | None = None
+        self.journal_problem = ""  # why the journal could not be opened (runs then cannot resume)
+        self.job: Job | None = None
+        self.engine: Engine | None = None
+        self.trusted = False       # the user trusts this pipeline's code steps
+        self.listeners: list[ev.Listener] = []  # hear every run's events (after the store)
+        self._run_task: asyncio.Task | None = None
+        self._open_generation = 0
+
+    # ---- the sheet --------------------------------------------------------------------------
+    @property
+    def table(self) -> Table | None:
+        return self.sheet.table if self.sheet else None
+
+    async def open_sheet(self, path: str | Path, sheet: str | None = None,
+                         on_preview: Callable[[Sheet], None] | None = None) -> Sheet | None:
+        """Read a sheet off the loop: its first rows at once (handed to `on_preview`), then all
+        of it. None if another open_sheet started meanwhile. Raises InputError and OSError
+        with one line for the user."""
+        if self.running:
+            raise BatchgridError("stop the run before opening another sheet")
+        path = Path(path)
+        self._open_generation += 1
+        generation = self._open_generation
+        first = await asyncio.to_thread(tables.preview, path, sheet=sheet, rows=PREVIEW_ROWS)
+        if generation != self._open_generation:
+            return None
+        shown = Sheet(path.resolve(), first.sheet, list(first.sheets), Table.from_frame(first.frame), first.complete)
+        if not first.complete:
+            if on_preview is not None:
+                self._set_sheet(shown)
+                on_preview(shown)
+            frame = await asyncio.to_thread(tables.read_table, path, sheet=first.sheet)
+            whole = await asyncio.to_thread(Table.from_frame, frame)
+            if generation != self._open_generation:
+                return None
+            shown = Sheet(shown.path, shown.name, shown.names, whole, True)
+        self._set_sheet(shown)
+        return shown
+
+    def _set_sheet(self, sheet: Sheet) -> None:
+        self.sheet = sheet
+        self.job = None
+        self.store.reset(sheet.table, self.output_columns())
+
+    # ---- the pipeline -----------------------------------------------------------------------
+    async def load_pipeline(self, path: str | Path) -> Pipeline:
+        """Read and check a pipeline file off the loop; it becomes this session's pipeline."""
+        pipeline = await asyncio.to_thread(Pipeline.load, path)
+        self.set_pipeline(pipeline)
+        return pipeline
+
+    def set_pipeline(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.job = None
+        self.trusted = False  # trust is given to one pipeline, not to whatever is opened next
+        self.pipeline_edited()
+
+    def pipeline_edited(self) -> None:
+        """The pipeline's shape may have changed: the table's output columns follow (between runs;
+        a run in flight keeps its own snapshot and columns)."""
+        if self.sheet is not None and not self.running and self.output_columns() != self.store.output_columns:
+            self.store.reset(self.sheet.table, self.output_columns(), self.store.results)
+
+    async def save_pipeline(self, path: str | Path | None = None) -> Path:
+        target = Path(path) if path else self.pipeline.path
+        if target is None:
+            raise BatchgridError("choose where to save the pipeline")
+        await asyncio.to_thread(self.pipeline.save, target)
+        return target
+
+    def output_columns(self) -> list[str]:
+        return self.pipeline.output_columns()
+
+    def problems(self) -> list:
+        """What stops the pipeline from running over this sheet (each located, one line)."""
+        return self.pipeline.problems(self.table.columns if self.table is not None else None)
+
+    def uses_models(self) -> bool:
+        return any(type(s).group == "Models" for s in walk(self.pipeline.steps) if s.enabled)
+
+    async def estimate(self) -> CostEstimate | None:
+        """The projected cost of running every row (nothing is sent); None without model steps."""
+        if self.table is None or not self.uses_models() or self.problems():
+            return None
+        snapshot = Pipeline.from_dict(self.pipeline.to_dict())  # the editor may change it meanwhile
+        snapshot.path = self.pipeline.path
+        return await asyncio.to_thread(estimate_cost, snapshot, self.table, data_dir=self.data_dir,
+                                       use_cache=self.use_cache)
+
+    # ---- what the journal holds -------------------------------------------------------------
+    async def _current_job(self) -> Job:
+        if self.table is None:
+            raise BatchgridError("open a spreadsheet first")
+        if self.job is None or self.job.pipeline is not self.pipeline or self.job.rows is not self.table:
+            if self.journal is None and not self.journal_problem:
+                try:
+                    self.journal = await asyncio.to_thread(Journal, self.journal_path)
+                except Exception as exc:  # runs still work, they just cannot be resumed
+                    self.journal_problem = f"the run journal cannot be opened ({exc}); runs will not be resumable"
+            assert self.sheet is not None
+            self.job = Job(self.pipeline, self.table, input_path=self.sheet.path, sheet=self.sheet.name,
+                           journal=self.journal, data_dir=self.data_dir, use_cache=self.use_cache)
+        self.job.trusted = self.trusted
+        return self.job
+
+    async def previous_run(self) -> ResumeInfo | None:
+        """The last run of this pipeline on this sheet, if the journal kept one; its finished rows
+        are put in the result store at once (hashing and decoding them runs off the loop)."""
+        if self.table is None or self.running or not self.pipeline.steps or self.problems():
+            return None
+        job = await self._current_job()
+        info = await asyncio.to_thread(job.resume_info)
+        if info is None:
+            return None
+        if await asyncio.to_thread(job.load_previous):
+            self.store.reset(self.table, self.output_columns(), job.results)
+        return info
+
+    # ---- running ----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._run_task is not None and not self._run_task.done()
+
+    @property
+    def paused(self) -> bool:
+        return self.engine is not None and self.running and self.engine.paused
+
+    @property
+    def progress(self) -> Progress | None:
+        return self.engine.progress if self.engine is not None else None
+
+    async def start(self, mode: str = ALL, *, rows: list[int] | None = None,
+                    max_concurrency: int | None = None) -> Engine:
+        """Start a run and return its engine (already running as a task). Raises before any row
+        runs if the pipeline is invalid, runs untrusted code or needs a key or server."""
+        if self.running:
+            raise BatchgridError("a run is already in progress")
+        job = await self._current_job()
+        # Job.start snapshots the pipeline, opens the journal's run and reads its rows: off the loop.
+        engine = await asyncio.to_thread(job.start, mode, rows=rows, max_concurrency=max_concurrency)
+        self.engine = engine
+        self.store.reset(job.rows, self.output_columns(), job.results)
+        self.store.run_starting(job.results, engine.selection)
+        engine.subscribe(self.store.on_event)
+        for listener in self.listeners:
+            engine.subscribe(listener)
+        self._run_task = asyncio.ensure_future(engine.run())
+        return engine
+
+    def pause(self) -> None:
+        if self.engine is not None and self.running:
+            self.engine.pause()
+
+    def resume(self) -> None:
+        if self.engine is not None and self.running:
+            self.engine.resume()
+
+    def stop(self) -> None:
+        if self.engine is not None and self.running:
+            self.engine.stop()
+
+    async def wait(self) -> tuple[str, str]:
+        """Until the current run has ended: (reason, message), reason one of finished, stopped, failed."""
+        if self._run_task is not None:
+            await asyncio.gather(self._run_task, return_exceptions=True)
+        outcome = self.engine.outcome if self.engine is not None else None
+        return outcome or ("finished", "")
+
+    def run_ended(self) -> list[int]:
+        """After a run: rows left queued or in flight show their last result (rows that changed)."""
+        return self.store.run_ended()
+
+    # ---- results ----------------------------------------------------------------------------
+    def run_info(self) -> dict[str, Any]:
+        return self.job.run_info() if self.job is not None else {}
+
+    async def export(self, path: str | Path, on_progress: Callable[..., None] | None = None) -> int:
+        """Write the results (xlsx report, csv or parquet) off the loop; the rows written."""
+        path = Path(path)
+        if path.suffix.lower() not in (".xlsx", ".csv", ".parquet"):
+            raise BatchgridError(f"{path.name}: export to a .xlsx, .csv or .parquet file")
+        if self.table is None:
+            raise BatchgridError("open a spreadsheet and run a pipeline before exporting")
+        results = self.store.result_set(self.run_info())
+        await asyncio.to_thread(tables.export_results, results, path, on_progress=on_progress)
+        return len(results)
+
+    async def close(self) -> None:
+        """Stop a run in flight, wait for its end (its last rows reach the journal), close the journal."""
+        self.stop()
+        await self.wait()
+        if self.journal is not None:
+            journal, self.journal = self.journal, None
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(journal.close)
+

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
+from batchgrid.core.util.display import display_text
 
 EXCEL_MAX_CHARS = 32_767           # Excel's limit for one cell; longer text corrupts the file
 EXCEL_MAX_EXACT_INT = 10**15       # Excel keeps 15 significant digits: longer ints become text
@@ -30,15 +31,8 @@ _JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # made once: json.dum
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters XML cannot hold
 
 
-def as_text(value: Any) -> str:
-    """Lists and dicts as readable JSON; anything else as str()."""
-    if isinstance(value, (list, tuple, dict, set, frozenset)):
-        if isinstance(value, (set, frozenset)):
-            value = sorted(value, key=str)
-        return _JSON.encode(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+# Lists and dicts as readable JSON, dates as dates: the one rule (core/util/display.py).
+as_text = display_text
 
 
 def cut_to_excel_limit(text: str) -> str:

@@ -13,14 +13,13 @@ Parsed once per template (cached), rendered per row with no regex work.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from .display import display_text
 from .errors import StepError
 
 LITERAL, COLUMN, ENV = 0, 1, 2
@@ -96,20 +95,8 @@ def placeholders(template: str, lenient: bool = False) -> list[str]:
     return list(dict.fromkeys(text for text, kind in parse(template, lenient) if kind == COLUMN))
 
 
-def as_text(value: Any) -> str:
-    """How a cell reads inside a template: blanks are empty, 3.0 reads 3."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if value != value:  # NaN: a blank cell from pandas
-            return ""
-        if value.is_integer():
-            return str(int(value))
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    if isinstance(value, dt.datetime) and not (value.hour or value.minute or value.second or value.microsecond):
-        return value.strftime("%Y-%m-%d")  # a date cell reads as a date, not "... 00:00:00"
-    return str(value)
+# How a cell reads inside a template: the one rule every front end and export uses.
+as_text = display_text
 
 
 def env_value(name: str) -> str:

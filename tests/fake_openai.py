@@ -36,6 +36,12 @@ restores the defaults and zeroes the counts.
     stream_delay       seconds between streamed chunks (default 0)
     cut_stream         {prompt substring: n}: the first n streams for a matching prompt break off
                        after their first word (the connection is closed)
+    stream_close       True: streams are sent as llama.cpp-style servers send them: "Connection: close",
+                       no Content-Length, no chunking; the body ends when the server closes the
+                       connection (default False: chunked, the connection kept)
+    drop_after_read    {prompt substring: n}: the first n requests whose prompt contains the substring
+                       are read in full, then the connection is closed with no answer (counted in
+                       `requests` and `dropped`): a server that crashed or restarted mid-request
     embedding_dim      length of embedding vectors (default 64)
     seed               seed of the random faults (default 0)
 
@@ -83,6 +89,9 @@ Counts (`server.stats`, read from any thread; `server.stats.snapshot()` gives a 
     embedded          Counter: embeddings requests per text
     disconnects       requests the client closed before the answer was complete (noticed at once:
                       the connection's close wakes the request, no polling)
+    dropped           requests the server read and then dropped (drop_after_read)
+    stream_events     SSE events sent so far (all streams), the [DONE] marker included
+    streams_ended     streams whose body was sent to its end
     log               list of (time.monotonic(), path, prompt, status) per finished request
     authorizations    set of Authorization / api-key header values seen
     last_headers      the headers of the last counted request (names in lower case)
@@ -118,6 +127,8 @@ DEFAULTS: dict[str, Any] = {
     "reply": None,
     "stream_delay": 0.0,
     "cut_stream": {},
+    "stream_close": False,
+    "drop_after_read": {},
     "embedding_dim": 64,
     "seed": 0,
 }
@@ -143,6 +154,9 @@ class Stats:
     in_flight: int = 0
     peak_in_flight: int = 0
     disconnects: int = 0
+    dropped: int = 0
+    stream_events: int = 0
+    streams_ended: int = 0
     by_path: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
     per_prompt: Counter = field(default_factory=Counter)
@@ -156,7 +170,8 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         return {
             "requests": self.requests, "connections": self.connections, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight,
-            "disconnects": self.disconnects, "by_path": dict(self.by_path),
+            "disconnects": self.disconnects, "dropped": self.dropped, "stream_events": self.stream_events,
+            "streams_ended": self.streams_ended, "by_path": dict(self.by_path),
             "statuses": {str(k): v for k, v in self.statuses.items()}, "per_prompt": dict(self.per_prompt),
             "faults_by_prompt": dict(self.faults_by_prompt), "embedding_batches": list(self.embedding_batches),
             "embedded": dict(self.embedded), "log": [list(e) for e in self.log],
@@ -197,6 +212,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task | None = None
         self.busy = False
+        self.stream_chunked = True  # the current stream's framing (False: the body ends with the connection)
+        self.close_after = False    # this answer ends the connection
 
     # ---- protocol callbacks -------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -277,16 +294,25 @@ class _Connection(asyncio.Protocol):
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self._write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
 
-    def start_stream(self) -> None:
+    def start_stream(self, close: bool = False) -> None:
+        """Chunked, or (close=True) as llama.cpp's server does: no length, the body ends when the connection does."""
+        self.stream_chunked = not close
+        framing = b"Connection: close\r\n" if close else b"Transfer-Encoding: chunked\r\n"
         self._write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                    b"Transfer-Encoding: chunked\r\n\r\n")
+                    + framing + b"\r\n")
 
     def stream_event(self, data: str) -> None:
         payload = f"data: {data}\n\n".encode()
-        self._write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self._write(b"%x\r\n%s\r\n" % (len(payload), payload) if self.stream_chunked else payload)
+        self.server.stats.stream_events += 1
 
     def end_stream(self) -> None:
-        self._write(b"0\r\n\r\n")
+        if self.stream_chunked:
+            self._write(b"0\r\n\r\n")
+        else:
+            self.close_after = True
+            self.transport.close()  # the end of the body
+        self.server.stats.streams_ended += 1
 
     async def pause(self, seconds: float) -> None:
         """Wait, but raise _Disconnected the moment the client goes away."""
@@ -315,7 +341,7 @@ class _Connection(asyncio.Protocol):
                 self.busy = True
                 await self.server._handle(self, request)
                 self.busy = False
-                if request.headers.get("connection", "").lower() == "close":
+                if self.close_after or request.headers.get("connection", "").lower() == "close":
                     return
         finally:
             if self.transport is not None:
@@ -465,6 +491,11 @@ class FakeOpenAI:
             prompt = _prompt_of(request)
             if request.path == "/v1/chat/completions":
                 stats.per_prompt[prompt] += 1
+            if self._drop(prompt, options):
+                stats.dropped += 1
+                conn.close_after = True
+                conn.transport.close()  # read in full, never answered
+                return
             status = await self._answer(conn, request, prompt, options)
         except _Disconnected:
             stats.disconnects += 1
@@ -552,6 +583,13 @@ class FakeOpenAI:
                 return True
         return False
 
+    def _drop(self, prompt: str, options: dict) -> bool:
+        for marker, count in options["drop_after_read"].items():
+            if marker in prompt and self._script_used["drop:" + marker] < count:
+                self._script_used["drop:" + marker] += 1
+                return True
+        return False
+
     def _check_model(self, conn: _Connection, model: Any, options: dict) -> bool:
         if options["models"] is not None and model not in options["models"]:
             conn.send(404, _error(f"The model `{model}` does not exist or you do not have access to it.",
@@ -577,7 +615,7 @@ class FakeOpenAI:
                                          "message": {"role": "assistant", "content": answer}}],
                             "usage": usage})
             return 200
-        conn.start_stream()
+        conn.start_stream(close=options["stream_close"])
 
         def chunk(delta: dict, finish: str | None = None) -> str:
             return json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,

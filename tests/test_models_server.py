@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
+import httpx2 as httpx
 import openai
 import pytest
 
@@ -127,3 +127,28 @@ async def test_plain_endpoints_take_a_prompt_for_scripts_and_slow_rows(fake_open
         await task
     assert (first.status_code, second.status_code) == (503, 200)
     assert fake_openai.stats.log[-1][2:] == ("slow", 200)
+
+
+async def test_streams_can_end_with_the_connection_instead_of_a_last_chunk(fake_openai):
+    fake_openai.configure(stream_close=True)
+    reader, writer = await asyncio.open_connection(fake_openai.host, fake_openai.port)
+    body = json.dumps(chat("one two", stream=True)).encode()
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    answer = await reader.read()  # to the end: the server closes the connection
+    writer.close()
+    head, _, events = answer.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
+    assert events.startswith(b"data: {") and events.endswith(b"data: [DONE]\n\n")
+    assert (fake_openai.stats.streams_ended, fake_openai.stats.stream_events) == (1, 6)  # role, "echo: one two" in 3 pieces, stop, DONE
+
+
+async def test_requests_can_be_read_and_then_dropped_unanswered(fake_openai):
+    fake_openai.configure(drop_after_read={"drop": 1})
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(fake_openai.base_url + "/chat/completions", json=chat("drop me"))
+        second = await http.post(fake_openai.base_url + "/chat/completions", json=chat("drop me"))
+    assert second.json()["choices"][0]["message"]["content"] == "echo: drop me"
+    assert (fake_openai.stats.requests, fake_openai.stats.dropped, fake_openai.stats.per_prompt["drop me"]) == (2, 1, 2)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import errno
 import re
 import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import openai
 from batchgrid.core.util.errors import RetryableError, StepError
 from batchgrid.core.util.httputil import retry_after_seconds
 
 from .profiles import Profile
+
+if TYPE_CHECKING:  # pragma: no cover  (openai is imported only when an error is mapped: see client.py)
+    import openai
 
 _KEYISH = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+)")
 
@@ -52,6 +56,8 @@ class ProviderFailure(StepError):
 
 def map_error(exc: BaseException, profile: Profile, model: str, secret: str | None = None) -> Exception:
     """The Batchgrid error for an SDK exception: RetryableError (the engine retries) or StepError."""
+    import openai
+
     who = f"provider {profile.name!r}"
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -88,12 +94,13 @@ def map_error(exc: BaseException, profile: Profile, model: str, secret: str | No
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
 
-def _causes(exc: BaseException):
+def _causes(exc: BaseException) -> Iterator[BaseException]:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _refused(exc: BaseException) -> bool:

@@ -29,14 +29,15 @@ class RunResources:
     extras: dict[str, Any] = field(default_factory=dict)  # shared per-run objects (clients, caches); closed at the end
     _http: Any = None
 
-    def http_client(self):
-        """One pooled HTTP client (core.http) for the run (its own retries are off: retries are ours)."""
+    def http_client(self, in_flight: int = 100):
+        """One pooled HTTP client (core/util/http.py) for the run's HTTP steps; it never re-sends a
+        request (retries are the engine's). The first caller's `in_flight` (the run's concurrency)
+        sizes how many idle connections it keeps alive."""
         if self._http is None:
-            from batchgrid.core.util.http import http
+            from batchgrid.core.util.http import http, pooled_client
 
-            self._http = http.AsyncClient(timeout=http.Timeout(60.0, connect=10.0),
-                                          limits=http.Limits(max_connections=None, max_keepalive_connections=100),
-                                          follow_redirects=True)
+            self._http = pooled_client(timeout=http.Timeout(60.0, connect=10.0), keep=in_flight,
+                                       follow_redirects=True)
         return self._http
 
     def resolve(self, path: str) -> Path:

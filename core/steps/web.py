@@ -89,7 +89,7 @@ class HttpRequest(Step):
 
     async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
         request = self._request(row)
-        client = ctx.resources.http_client()
+        client = ctx.resources.http_client(ctx.max_concurrency)
         what = f"{request['method']} {request['url']}"
 
         async def send() -> http.Response:

@@ -1,21 +1,33 @@
-"""The HTTP client library core uses: the one the installed openai SDK is built on.
+"""The HTTP client library core uses: httpx2, and the one place its clients are built.
 
-openai 1.x is built on httpx; later releases on httpx2, its successor, whose connection
-pool costs a tenth of the CPU per request at a hundred requests in flight (measured:
-2,000 requests at 100 in flight took 17 s of client time through httpx 0.28, 1.7 s through
-httpx2). The HTTP step and the model steps use the same one, so errors and timeouts are
-the same classes everywhere.
+Why httpx2: the openai SDK is built on it, so the HTTP step and the model steps share one
+library, one set of error and timeout classes, and one way of tuning a pool. It is
+well kept (the successor of httpx), streams response bodies as they arrive whatever their
+framing (chunked, or ended by the connection's close), and its pool is cheap at a hundred
+requests in flight (measured: 2,000 requests at 100 in flight cost 17 s of client CPU through
+httpx 0.28, 1.7 s through httpx2). Imported directly, never found through the SDK's classes,
+so importing this module does not import openai.
+
+A POST is never sent twice by this layer: httpx2 re-sends nothing on its own (its transport
+retries only failed connection attempts, and those default to 0), and the SDK's retries are
+off (client.py). A request that fails is one failed attempt of the engine's, which decides.
 """
 
 from __future__ import annotations
 
-import importlib
+import httpx2 as http
+
+__all__ = ["http", "pooled_client"]
 
 
-def _sdk_http_module():
-    import openai
-
-    return importlib.import_module(openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0])
-
-
-http = _sdk_http_module()
+def pooled_client(*, timeout: http.Timeout | float, keep: int, follow_redirects: bool = False) -> http.AsyncClient:
+    """A client for one run: no cap on connections (the engine's budget and the provider's limiter
+    decide how many requests are in flight; a pool cap would queue requests where they cannot be
+    seen), and up to `keep` idle connections kept alive, so that a run with `keep` requests in
+    flight reuses its connections instead of opening new ones after every wave of answers."""
+    # Idle connections expire after httpx2's 5 s, before most servers close theirs (a request sent
+    # on a connection the server is closing that very moment would fail).
+    limits = http.Limits(max_connections=None, max_keepalive_connections=max(1, keep))
+    # `limits`, not a transport of our own: the client then still honours the proxy settings
+    # of the environment (HTTPS_PROXY, NO_PROXY), and its transports keep retries=0.
+    return http.AsyncClient(limits=limits, timeout=timeout, follow_redirects=follow_redirects)

@@ -12,54 +12,45 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from batchgrid.core.pipeline.file import Pipeline, walk
-from batchgrid.core.run.engine import all_writes
+from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.steps import REGISTRY, Step, new_step
 from batchgrid.core.steps.base import BRANCHES
+from batchgrid.core.steps.tree import Problem, StepVisit, iter_steps, step_at
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 
-@dataclass
-class Problem:
-    """One of core's located problem strings, tied to the step (and parameter) it names."""
+@dataclass(frozen=True)
+class LocatedProblem:
+    """One of core's problems, tied to the step object its path names (and the field to show it on)."""
 
-    text: str            # core's own line, e.g. 'steps[2].template: unknown column "reveiw" ...'
-    message: str         # the part after the location
+    problem: Problem     # core's: message, step path, parameter
     step: Step | None    # None: about the pipeline as a whole
-    param: str = ""      # "" : about the step as a whole
+    param: str = ""      # the step's parameter to show it on; "": the step as a whole
+
+    @property
+    def text(self) -> str:
+        """Core's own line, e.g. 'steps[2].template: unknown column "reveiw" ...'."""
+        return str(self.problem)
+
+    @property
+    def message(self) -> str:
+        """What a step's card or field says (its place is shown by where it is drawn)."""
+        return self.problem.message if self.step is not None else str(self.problem)
 
 
-_HEAD = re.compile(r"steps\[(\d+)\]")
-_BRANCH = re.compile(r"\.branches\.(.+?)\[(\d+)\]")
-_PARAM = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def locate(text: str, steps: list[Step]) -> Problem:
-    """Turn 'steps[0].branches.fast[1].source: message' into the step and parameter it names."""
-    where, sep, message = text.partition(": ")
-    head = _HEAD.match(where)
-    if not sep or head is None or int(head.group(1)) >= len(steps):
-        return Problem(text, text, None)
-    step = steps[int(head.group(1))]
-    pos = head.end()
-    while (branch := _BRANCH.match(where, pos)) is not None:
-        children = step.children().get(branch.group(1), [])
-        index = int(branch.group(2))
-        if index >= len(children):
-            break
-        step, pos = children[index], branch.end()
-    name = _PARAM.match(where, pos)  # ".fields[1].type" is about the parameter "fields"
-    param = name.group(1) if name else ""
-    if param not in {p.name for p in step.params}:
-        param = ""  # e.g. "branches.x" with a missing branch: show it on the step
-    return Problem(text, message, step, param)
-
-
-def core_problems(pipeline: Pipeline, columns: list[str] | None) -> list[str]:
-    """What core says is wrong, each a located line: the pipeline on its own and, once a
-    sheet is open, its columns."""
-    return pipeline.problems(columns)
+def locate(problem: Problem, steps: list[Step]) -> LocatedProblem:
+    """The step a problem's path names, and the declared parameter its `param` starts with
+    ("paths.bad" or "fields[1].type" is shown on "paths" or "fields")."""
+    step = step_at(steps, problem.path) if problem.path is not None else None
+    if step is None:
+        return LocatedProblem(problem, None)
+    name = _NAME.match(problem.param)
+    param = name.group(0) if name and name.group(0) in {p.name for p in step.params} else ""
+    return LocatedProblem(problem, step, param)
 
 
 class PipelineDocument(QObject):
@@ -75,7 +66,7 @@ class PipelineDocument(QObject):
         super().__init__(parent)
         self.pipeline = Pipeline()
         self.columns: list[str] | None = None  # the open sheet's columns; None before a sheet
-        self.problems: list[Problem] = []
+        self.problems: list[LocatedProblem] = []
         self.undo_stack = QUndoStack(self)
         self.typing_session = 0  # edits typed in one go (until the field loses focus) undo together
 
@@ -93,56 +84,48 @@ class PipelineDocument(QObject):
         self.refresh_problems()
 
     def refresh_problems(self) -> None:
+        """What core says is wrong: the pipeline on its own and, once a sheet is open, its columns."""
         steps = self.pipeline.steps
-        self.problems = [locate(t, steps) for t in core_problems(self.pipeline, self.columns)]
+        self.problems = [locate(p, steps) for p in self.pipeline.problems(self.columns)]
         self.problemsChanged.emit()
 
-    def problems_for(self, step: Step, param: str | None = None) -> list[Problem]:
+    def problems_for(self, step: Step, param: str | None = None) -> list[LocatedProblem]:
         """Problems of `step` (of one parameter if given; '' = the step as a whole)."""
         return [p for p in self.problems if p.step is step and (param is None or p.param == param)]
 
-    def problems_within(self, step: Step) -> list[Problem]:
+    def problems_within(self, step: Step) -> list[LocatedProblem]:
         """Problems of a step and of every step nested in it (a card shows them all)."""
-        inside = set(map(id, walk([step])))
+        inside = {id(v.step) for v in iter_steps([step])}
         return [p for p in self.problems if p.step is not None and id(p.step) in inside]
 
     # ---- where things are ----------------------------------------------------------
+    def visit_of(self, step: Step) -> StepVisit | None:
+        """Where `step` is in the pipeline and what it may read, or None if it is not in it."""
+        return next((v for v in iter_steps(self.pipeline.steps, self.columns or ()) if v.step is step), None)
+
     def container_of(self, step: Step) -> list[Step] | None:
         """The list of steps that holds `step` (the pipeline's, or a branch's)."""
-        def search(steps: list[Step]) -> list[Step] | None:
-            for s in steps:
-                if s is step:
-                    return steps
-                for branch in s.children().values():
-                    found = search(branch)
-                    if found is not None:
-                        return found
+        visit = self.visit_of(step)
+        if visit is None:
             return None
-
-        return search(self.pipeline.steps)
+        if len(visit.path) == 1:
+            return self.pipeline.steps
+        owner = step_at(self.pipeline.steps, visit.path[:-2])
+        return owner.children()[visit.path[-2]] if owner is not None else None
 
     def parent_of(self, container: list[Step]) -> tuple[Step | None, str]:
         """The parallel step and branch name owning `container`, or (None, '') at top level."""
-        for s in walk(self.pipeline.steps):
-            for name, branch in s.children().items():
+        for visit in iter_steps(self.pipeline.steps):
+            for name, branch in visit.step.children().items():
                 if branch is container:
-                    return s, name
+                    return visit.step, name
         return None, ""
 
     def columns_before(self, step: Step) -> list[str]:
         """What `step` may read: the sheet's columns plus what enabled earlier steps write
         (inside a branch: what exists before its parallel step, plus the branch's earlier steps)."""
-        container = self.container_of(step)
-        if container is None:
-            return list(self.columns or [])
-        owner, _ = self.parent_of(container)
-        available = self.columns_before(owner) if owner is not None else list(self.columns or [])
-        for s in container:
-            if s is step:
-                break
-            if s.enabled:
-                available += [c for c in all_writes(s) if c not in available]
-        return available
+        visit = self.visit_of(step)
+        return list(visit.available) if visit is not None else list(self.columns or [])
 
     def provider_names(self) -> list[str]:
         return list(self.pipeline.providers)

@@ -69,7 +69,7 @@ def one_line(exc: BaseException) -> str:
     """A readable one-line message for any error that reaches the window."""
     if isinstance(exc, PipelineError):
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        return (exc.problems[0] if exc.problems else "the pipeline is invalid") + more
+        return (exc.messages()[0] if exc.problems else "the pipeline is invalid") + more
     if isinstance(exc, BatchgridError):
         return " ".join(str(exc).split())
     if isinstance(exc, MemoryError):
@@ -658,7 +658,7 @@ class MainWindow(QMainWindow):
             pipeline = Pipeline.load(path)
         except PipelineError as exc:
             n = len(exc.problems)
-            self.show_message(f"Could not open {Path(path).name}: " + ("\n".join(exc.problems[:8]) if n > 1
+            self.show_message(f"Could not open {Path(path).name}: " + ("\n".join(exc.messages()[:8]) if n > 1
                                                                        else one_line(exc)))
             return False
         except Exception as exc:

@@ -105,10 +105,10 @@ def test_a_literal_token_in_a_header_is_refused():
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict({"version": 1, "steps": [{"type": "http", "url": "http://x",
                                                       "headers": {"Authorization": "Bearer abcdefghijklmnopqrstuvwxyz012345"}}]})
-    assert "steps[0].headers.Authorization: looks like an API key or token" in info.value.problems[0]
+    assert "steps[0].headers.Authorization: looks like an API key or token" in info.value.messages()[0]
 
 
 def test_bad_json_path_is_reported_where_it_is():
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict({"version": 1, "steps": [{"type": "http", "url": "http://x", "extract": {"a": "$.[["}}]})
-    assert info.value.problems[0].startswith("steps[0].extract.a: not a valid JSON path")
+    assert info.value.messages()[0].startswith("steps[0].extract.a: not a valid JSON path")

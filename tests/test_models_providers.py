@@ -64,13 +64,13 @@ def test_the_providers_section_is_checked_with_locations():
 def test_a_pipeline_with_a_bad_profile_does_not_load():
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict({"version": 1, "providers": {"x": {"preset": "nope"}}, "steps": []})
-    assert info.value.problems[0].startswith("providers.x.preset: 'nope' is not one of")
+    assert info.value.messages()[0].startswith("providers.x.preset: 'nope' is not one of")
 
 
 def test_a_key_in_a_profile_is_refused():
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict({"version": 1, "providers": {"x": {"api_key": "sk-abcdefghijklmnopqrstuvwx"}}, "steps": []})
-    assert "pipeline files never hold keys" in info.value.problems[0]
+    assert "pipeline files never hold keys" in info.value.messages()[0]
 
 
 def test_steps_must_name_an_existing_profile_and_have_a_model():
@@ -82,7 +82,7 @@ def test_steps_must_name_an_existing_profile_and_have_a_model():
                   {"type": "parallel", "branches": {"b": [{"type": "embed", "source": "a"}]}},
                   {"type": "llm", "prompt": "{a}", "model": "llama3.1", "output": "x3"}],
     })
-    assert pipeline.problems(["a"]) == [
+    assert [str(p) for p in pipeline.problems(["a"])] == [
         "steps[0].provider: no provider profile named 'locla'; profiles are: local",
         "steps[1].model: missing; provider 'local' has no default model, so name the model here or set "
         "providers.local.model",
@@ -96,7 +96,7 @@ def test_the_new_run_settings_are_declared_and_checked():
     assert pipeline.settings["use_cache"] is False and pipeline.settings["budget"] == 2.5
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict({"version": 1, "settings": {"budget": -1}, "steps": []})
-    assert info.value.problems == ["settings.budget: must be at least 0"]
+    assert info.value.messages() == ["settings.budget: must be at least 0"]
 
 
 # ---- keys ---------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_structured_fields_are_checked_when_the_pipeline_loads():
                                     "fields": [{"name": "x", "type": "date"}, {"name": "x"}, {"type": "string"}]}]}
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict(bad)
-    assert info.value.problems == [
+    assert info.value.messages() == [
         "steps[0].fields[0].type: 'date' is not one of: string, number, integer, boolean, list",
         "steps[0].fields[1]: the field 'x' is listed twice",
         "steps[0].fields[2]: each field needs a \"name\" (text)",
@@ -127,7 +127,7 @@ def test_classify_labels_are_checked_when_the_pipeline_loads():
         try:
             Pipeline.from_dict(data)
         except PipelineError as exc:
-            return exc.problems
+            return exc.messages()
         return []
 
     assert problems([]) == ["steps[0].labels: must not be empty"]
@@ -248,5 +248,5 @@ async def test_a_missing_reference_column_is_a_clear_error(models, tmp_path):
 def test_similar_needs_exactly_one_kind_of_reference():
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict({"version": 1, "steps": [{"type": "similar", "source": "a"}]})
-    assert info.value.problems == ["steps[0].references: give either a list of references or a reference file, "
+    assert info.value.messages() == ["steps[0].references: give either a list of references or a reference file, "
                                    "not neither"]

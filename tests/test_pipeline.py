@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from batchgrid.core.util.errors import PipelineError
 from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.steps import REGISTRY, step_types_by_group
 from batchgrid.core.steps.base import GROUPS, PARAM_KINDS
+from batchgrid.core.util.errors import BatchgridError, PipelineError
 
 
 def problems_of(data) -> list[str]:
+    """The lines the CLI prints for a file with `data`."""
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict(data)
-    return info.value.problems
+    return info.value.messages()
+
+
+def lines(problems) -> list[str]:
+    return [str(p) for p in problems]
 
 
 def test_unknown_column_is_reported_with_where_and_what_exists():
@@ -24,7 +28,7 @@ def test_unknown_column_is_reported_with_where_and_what_exists():
         {"type": "template", "template": "x"},
         {"type": "template", "template": "Summarise: {reveiw}", "output": "prompt"},
     ]})
-    assert p.problems(["id", "review", "rating"]) == [
+    assert lines(p.problems(["id", "review", "rating"])) == [
         'steps[2].template: unknown column "reveiw" (did you mean "review"?); columns are: id, review, rating, '
         'review_trimmed, text'
     ]
@@ -35,7 +39,7 @@ def test_later_steps_can_read_earlier_outputs_but_not_later_ones():
         {"type": "template", "template": "{b}", "output": "a"},
         {"type": "template", "template": "{a}", "output": "b"},
     ]})
-    problems = p.problems(["x"])
+    problems = lines(p.problems(["x"]))
     assert len(problems) == 1 and problems[0].startswith('steps[0].template: unknown column "b"')
 
 
@@ -44,7 +48,7 @@ def test_disabled_steps_are_not_checked_and_their_outputs_do_not_exist():
         {"type": "template", "template": "{nope}", "output": "a", "enabled": False},
         {"type": "template", "template": "{a}", "output": "b"},
     ]})
-    assert p.problems(["x"])[0].startswith('steps[1].template: unknown column "a"')
+    assert lines(p.problems(["x"]))[0].startswith('steps[1].template: unknown column "a"')
 
 
 def test_every_problem_is_listed_not_just_the_first():
@@ -72,7 +76,7 @@ def test_outputs_may_not_overwrite_inputs_or_each_other():
         {"type": "template", "template": "{a}", "output": "same"},
         {"type": "template", "template": "{a}", "output": "same"},
     ]})
-    assert p.problems(["a"]) == [
+    assert lines(p.problems(["a"])) == [
         'steps[0]: output "a" would overwrite an input column; choose another name',
         'steps[2]: output "same" is already written by steps[1]; choose another name',
     ]
@@ -83,7 +87,7 @@ def test_parallel_branches_are_checked_inside_and_see_only_what_came_before():
         "one": [{"type": "template", "template": "{a}", "output": "x"}],
         "two": [{"type": "template", "template": "{x}", "output": "y"}],  # x is a sibling's: not visible
     }}, {"type": "template", "template": "{x} {y}", "output": "both"}]})
-    assert p.problems(["a"]) == ['steps[0].branches.two[0].template: unknown column "x"; columns are: a']
+    assert lines(p.problems(["a"])) == ['steps[0].branches.two[0].template: unknown column "x"; columns are: a']
     assert p.output_columns() == ["x", "y", "both"]
 
 
@@ -134,7 +138,7 @@ def test_bad_files_say_what_is_wrong(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(PipelineError) as info:
         Pipeline.load(path)
-    assert info.value.problems[0] == message
+    assert info.value.messages()[0] == message
 
 
 def test_missing_file(tmp_path):
@@ -191,8 +195,78 @@ def test_a_pipeline_being_edited_is_checked_as_its_file_would_be():
     p.settings["max_concurrency"] = 0
     p.steps[0].config["collapse_inner"] = "yes"
     p.steps[1].children()["x"][0].config["pattern"] = "(unclosed"
-    problems = p.problems(["a"])
+    problems = lines(p.problems(["a"]))
     assert "settings.max_concurrency: must be at least 1" in problems
     assert 'steps[0].collapse_inner: must be true or false, not "yes"' in problems
     assert any(x.startswith("steps[1].branches.x[0].pattern: ") for x in problems), problems
-    assert p.check() == [x for x in problems]
+    assert lines(p.check()) == problems
+
+
+def test_problems_are_data_located_by_path_and_parameter():
+    """A branch named with "." and "[" is still located exactly: the path is data, not text."""
+    p = Pipeline.from_dict({"version": 1, "steps": [
+        {"type": "trim", "source": "a"},
+        {"type": "parallel", "branches": {"a.b[0]": [{"type": "template", "template": "{a}", "output": "t"},
+                                                     {"type": "trim", "source": "nope"}]}},
+    ]})
+    (problem,) = p.problems(["a"])
+    assert (problem.path, problem.param) == ((1, "a.b[0]", 1), "source")
+    assert problem.message.startswith('unknown column "nope"')
+    assert str(problem).startswith('steps[1].branches.a.b[0][1].source: unknown column "nope"')
+    p.steps[0].config["collapse_inner"] = "yes"
+    (problem,) = p.check()
+    assert (problem.path, problem.param) == ((0,), "collapse_inner")
+
+
+def test_problems_of_a_file_say_which_step_or_which_pipeline_field():
+    with pytest.raises(PipelineError) as info:
+        Pipeline.from_dict({"version": 2, "settings": {"budget": -1},
+                            "providers": {"o": {"preset": "nope"}, "k": {"api_key": "x"}},
+                            "steps": [{"type": "parallel", "branches": {"x": [
+                                {"type": "trim", "source": 5},
+                                {"type": "http", "url": "http://h/", "headers": {"Authorization": "Bearer abcdefghijklmnopqrstu"}},
+                            ]}}]})
+    located = {(p.path, p.param) for p in info.value.problems}
+    assert (None, "version") in located and (None, "settings.budget") in located
+    assert (None, "providers.o.preset") in located and (None, "providers.k.api_key") in located
+    assert ((0, "x", 0), "source") in located
+    assert ((0, "x", 1), "headers.Authorization") in located
+    # the CLI's lines are unchanged
+    assert "settings.budget: must be at least 0" in info.value.messages()
+    assert str(info.value).startswith(str(info.value.problems[0]) + " (and ")
+
+
+def test_output_clashes_name_the_step_that_wrote_first():
+    p = Pipeline.from_dict({"version": 1, "steps": [
+        {"type": "template", "template": "{a}", "output": "same"},
+        {"type": "parallel", "branches": {"x": [{"type": "template", "template": "{a}", "output": "same"}]}},
+    ]})
+    (problem,) = p.problems(["a"])
+    assert (problem.path, problem.param) == ((1, "x", 0), "")
+    assert str(problem) == 'steps[1].branches.x[0]: output "same" is already written by steps[0]; choose another name'
+
+
+def test_a_failed_save_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    import resource
+    import signal
+
+    path = tmp_path / "p.json"
+    old = Pipeline.from_dict({"version": 1, "steps": [{"type": "trim", "source": "a"}]})
+    old.save(path)
+    before = path.read_bytes()
+    big = Pipeline.from_dict({"version": 1, "description": "x" * 200_000, "steps": []})
+    # A file-size limit makes the write fail half-way, as a full disk would.
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, limits[1]))
+    try:
+        with pytest.raises(BatchgridError) as info:
+            big.save(path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert "p.json" in str(info.value) and "\n" not in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["p.json"]
+    big.save(path)  # and a save that can finish replaces the file
+    assert Pipeline.load(path).description == "x" * 200_000

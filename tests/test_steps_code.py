@@ -170,18 +170,18 @@ async def test_dict_outputs_must_match():
 def test_syntax_errors_are_located_with_a_line_number():
     with pytest.raises(PipelineError) as info:
         load({"type": "python", "code": "x = 1\ny = = 2\nresult = y"})
-    (problem,) = info.value.problems
+    (problem,) = info.value.messages()
     assert problem.startswith("steps[0].code: line 2: ") and problem.endswith(": y = = 2")
     with pytest.raises(PipelineError) as info:
         load({"type": "python", "code": "len(review"})
-    assert info.value.problems[0].startswith("steps[0].code: line 1: ")
+    assert info.value.messages()[0].startswith("steps[0].code: line 1: ")
     with pytest.raises(PipelineError) as info:
         load({"type": "python", "code": "x = len(review)"})
-    assert info.value.problems == [
+    assert info.value.messages() == [
         "steps[0].code: these lines never set result; write result = ... (or give a single expression)"]
     with pytest.raises(PipelineError) as info:
         load({"type": "python", "code": ""})
-    assert info.value.problems == ["steps[0].code: must not be empty"]
+    assert info.value.messages() == ["steps[0].code: must not be empty"]
 
 
 async def test_prepare_compiles_and_reports_a_syntax_error_edited_after_loading():
@@ -192,7 +192,7 @@ async def test_prepare_compiles_and_reports_a_syntax_error_edited_after_loading(
 
 def test_output_names_are_validated_against_the_table():
     pipeline = load({"type": "python", "code": "1", "outputs": ["id", "score"]})
-    assert pipeline.problems(["id"]) == ['steps[0]: output "id" would overwrite an input column; choose another name']
+    assert [str(p) for p in pipeline.problems(["id"])] == ['steps[0]: output "id" would overwrite an input column; choose another name']
     assert load({"type": "python", "code": "1", "output": "flag"}).output_columns() == ["flag"]
 
 

@@ -22,7 +22,7 @@ def load(*steps):
 def problems_of(*steps):
     with pytest.raises(PipelineError) as info:
         load(*steps)
-    return info.value.problems
+    return info.value.messages()
 
 
 async def run(steps, records, base_dir, max_concurrency=4):
@@ -250,7 +250,7 @@ async def test_lookup_missing_sheet_is_one_line(prices_xlsx):
 
 def test_lookup_validation(prices_csv):
     pipeline = load({"type": "lookup", "file": "prices.csv", "file_key": "sku", "key": "skuu", "columns": ["name"]})
-    assert pipeline.problems(["sku", "qty"]) == [
+    assert [str(p) for p in pipeline.problems(["sku", "qty"])] == [
         'steps[0].key: unknown column "skuu" (did you mean "sku"?); columns are: sku, qty']
     problems = problems_of({"type": "lookup", "file": "prices.csv", "key": "sku", "columns": [],
                             "match": "fuzzy"})
@@ -263,7 +263,7 @@ def test_lookup_validation(prices_csv):
 
 def test_lookup_output_clashing_with_an_input_is_reported():
     pipeline = load({"type": "lookup", "file": "p.csv", "file_key": "sku", "key": "sku", "columns": ["sku", "name"]})
-    assert pipeline.problems(["sku"]) == ['steps[0]: output "sku" would overwrite an input column; choose another name']
+    assert [str(p) for p in pipeline.problems(["sku"])] == ['steps[0]: output "sku" would overwrite an input column; choose another name']
     prefixed = load({"type": "lookup", "file": "p.csv", "file_key": "sku", "key": "sku", "columns": ["sku"],
                      "prefix": "found_"})
     assert prefixed.problems(["sku"]) == []

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 def one_line(exc: BaseException) -> str:
     if isinstance(exc, PipelineError) and len(exc.problems) > 1:
         # Every problem is worth seeing; each is its own line, each stands alone.
-        return "the pipeline has problems:\n  " + "\n  ".join(exc.problems)
+        return "the pipeline has problems:\n  " + "\n  ".join(exc.messages())
     return " ".join(str(exc).split())
 
 

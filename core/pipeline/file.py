@@ -22,7 +22,9 @@ from typing import Any
 from batchgrid.core.providers.profiles import validate_providers
 from batchgrid.core.steps import REGISTRY, Step
 from batchgrid.core.steps import base as b
-from batchgrid.core.steps.base import all_writes, walk
+from batchgrid.core.steps.base import all_writes, walk  # noqa: F401  (walk: re-exported for gui/main_window)
+from batchgrid.core.steps.tree import Problem, StepPath, format_path, iter_steps
+from batchgrid.core.table.atomic import atomic_path
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import PipelineError
 
@@ -70,17 +72,18 @@ class Pipeline:
         try:
             text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
-            raise PipelineError([f"{path}: no such pipeline file"]) from None
+            raise PipelineError([Problem(f"{path}: no such pipeline file")]) from None
         except IsADirectoryError:
-            raise PipelineError([f"{path}: is a folder, not a pipeline file"]) from None
+            raise PipelineError([Problem(f"{path}: is a folder, not a pipeline file")]) from None
         except UnicodeDecodeError:
-            raise PipelineError([f"{path}: not a text file (a pipeline file is JSON)"]) from None
+            raise PipelineError([Problem(f"{path}: not a text file (a pipeline file is JSON)")]) from None
         except OSError as exc:
-            raise PipelineError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
+            raise PipelineError([Problem(f"{path}: cannot be read ({exc.strerror or exc})")]) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PipelineError([f"{path.name}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+            raise PipelineError([Problem(f"{path.name}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
+                                         f"{exc.msg}")]) from None
         pipeline = cls.from_dict(data)
         pipeline.path = path.resolve()
         return pipeline
@@ -88,54 +91,55 @@ class Pipeline:
     @classmethod
     def from_dict(cls, data: Any) -> Pipeline:
         """Build a pipeline from parsed JSON, or raise PipelineError listing every problem."""
-        problems: list[str] = []
+        problems: list[Problem] = []
         if not isinstance(data, dict):
-            raise PipelineError(["the pipeline must be a JSON object with \"version\" and \"steps\""])
+            raise PipelineError([Problem('the pipeline must be a JSON object with "version" and "steps"')])
         problems += find_secrets(data)
         version = data.get("version")
         if version is None:
-            problems.append('version: missing; add "version": 1')
+            problems.append(Problem('missing; add "version": 1', None, "version"))
         elif version != CURRENT_VERSION:
-            problems.append(f"version: {version!r} is not supported; this Batchgrid reads version {CURRENT_VERSION}")
+            problems.append(Problem(f"{version!r} is not supported; this Batchgrid reads version {CURRENT_VERSION}",
+                                    None, "version"))
         known = {"version", "name", "description", "settings", "providers", "steps"}
         for key in data:
             if key not in known:
-                problems.append(f"{key}: unknown top-level field{_suggest(key, known)}")
+                problems.append(Problem(f"unknown top-level field{_suggest(key, known)}", None, str(key)))
         settings = data.get("settings", {})
         if not isinstance(settings, dict):
-            problems.append("settings: must be an object")
+            problems.append(Problem("must be an object", None, "settings"))
             settings = {}
-        problems += check_values(SETTINGS, settings, "settings")
+        problems += check_values(SETTINGS, settings, None, "settings.")
         providers = data.get("providers", {})
-        provider_errors = validate_providers(providers)
+        provider_errors = [_provider_problem(text) for text in validate_providers(providers)]
         problems += provider_errors
         if provider_errors:
             providers = {}
         raw_steps = data.get("steps")
         if raw_steps is None:
-            problems.append("steps: missing; a pipeline needs a list of steps")
+            problems.append(Problem("missing; a pipeline needs a list of steps", None, "steps"))
             raw_steps = []
-        steps = build_steps(raw_steps, "steps", problems)
+        steps = build_steps(raw_steps, problems)
         if problems:
             raise PipelineError(problems)
         return cls(steps=steps, settings=dict(settings), providers=copy.deepcopy(providers),
                    name=str(data.get("name", "")), description=str(data.get("description", "")))
 
     # ---- checking ----------------------------------------------------------------
-    def check(self) -> list[str]:
+    def check(self) -> list[Problem]:
         """Problems of the pipeline on its own, as loading its file would find them: values of
         the wrong type or range, step-specific checks, secrets. (For a pipeline being edited.)"""
         problems = find_secrets(self.to_dict())
-        problems += check_values(SETTINGS, self.settings, "settings")
-        problems += check_configs(self.steps, "steps")
+        problems += check_values(SETTINGS, self.settings, None, "settings.")
+        problems += check_configs(self.steps)
         return problems
 
-    def problems(self, columns: Iterable[str] | None = None) -> list[str]:
+    def problems(self, columns: Iterable[str] | None = None) -> list[Problem]:
         """Every problem running this pipeline over a table with `columns` would hit
         (without columns: those of the pipeline on its own)."""
         problems = self.check()
         if columns is not None:
-            problems += check_steps(self.steps, "steps", list(columns), set(columns), {})
+            problems += check_columns(self.steps, list(columns))
         problems += provider_problems(self.steps, self.providers)
         return list(dict.fromkeys(problems))
 
@@ -146,7 +150,7 @@ class Pipeline:
 
     @property
     def runs_code(self) -> bool:
-        return any(s.runs_code for s in walk(self.steps) if s.enabled)
+        return any(v.step.runs_code for v in iter_steps(self.steps, enabled_only=True))
 
     def output_columns(self) -> list[str]:
         return list(dict.fromkeys(c for s in self.steps if s.enabled for c in all_writes(s)))
@@ -175,9 +179,9 @@ class Pipeline:
         if secrets:
             raise PipelineError(secrets)
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
+        text = self.to_json()
+        with atomic_path(path) as temp:  # a failed save keeps the old file and leaves no temporary one
+            temp.write_text(text, encoding="utf-8")
         self.path = path.resolve()
 
     def fingerprint(self) -> str:
@@ -186,17 +190,17 @@ class Pipeline:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def build_step(raw: Any, where: str, problems: list[str]) -> Step | None:
+def build_step(raw: Any, path: StepPath, problems: list[Problem]) -> Step | None:
     if not isinstance(raw, dict):
-        problems.append(f"{where}: a step must be an object with a \"type\"")
+        problems.append(Problem('a step must be an object with a "type"', path))
         return None
     kind = raw.get("type")
     if not isinstance(kind, str) or kind not in REGISTRY:
         known = sorted(REGISTRY)
         if kind is None:
-            problems.append(f"{where}.type: missing; step types are: {', '.join(known)}")
+            problems.append(Problem(f"missing; step types are: {', '.join(known)}", path, "type"))
         else:
-            problems.append(f"{where}.type: unknown step type {kind!r}{_suggest(str(kind), known)}")
+            problems.append(Problem(f"unknown step type {kind!r}{_suggest(str(kind), known)}", path, "type"))
         return None
     cls = REGISTRY[kind]
     names = {p.name for p in cls.params}
@@ -205,63 +209,69 @@ def build_step(raw: Any, where: str, problems: list[str]) -> Step | None:
         if key in ("type", "name", "enabled"):
             continue
         if key not in names:
-            problems.append(f"{where}.{key}: unknown parameter for a {kind} step{_suggest(key, names)}; "
-                            f"parameters are: {', '.join(p.name for p in cls.params)}")
+            problems.append(Problem(f"unknown parameter for a {kind} step{_suggest(key, names)}; "
+                                    f"parameters are: {', '.join(p.name for p in cls.params)}", path, key))
             continue
         config[key] = value
     before = len(problems)
-    problems += check_values(cls.params, config, where)
+    problems += check_values(cls.params, config, path)
     name = raw.get("name", "")
     if not isinstance(name, str):
-        problems.append(f"{where}.name: must be text")
+        problems.append(Problem("must be text", path, "name"))
         name = ""
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
-        problems.append(f"{where}.enabled: must be true or false")
+        problems.append(Problem("must be true or false", path, "enabled"))
         enabled = True
     branches = {}
     for p in cls.params:
         if p.kind == b.BRANCHES and isinstance(config.get(p.name), dict):
             for bname, bsteps in config[p.name].items():
-                branches[bname] = build_steps(bsteps, f"{where}.{p.name}.{bname}", problems)
+                branches[bname] = build_steps(bsteps, problems, (*path, bname), (path, f"{p.name}.{bname}"))
             config[p.name] = branches
     if len(problems) > before:
         return None
     step = cls(config, name=name, enabled=enabled)
-    for param, message in step.check():
-        problems.append(f"{where}.{param}: {message}" if param else f"{where}: {message}")
+    problems += [Problem(message, path, param) for param, message in step.check()]
     return step
 
 
-def build_steps(raw_steps: Any, where: str, problems: list[str]) -> list[Step]:
+def build_steps(raw_steps: Any, problems: list[Problem], prefix: StepPath = (),
+                where: tuple[StepPath | None, str] = (None, "steps")) -> list[Step]:
+    """Steps from a file's list; `prefix` is the path of the list's steps (a branch's: the
+    parallel step's path and the branch name), `where` the list itself, for its own problems."""
     if not isinstance(raw_steps, list):
-        problems.append(f"{where}: must be a list of steps")
+        problems.append(Problem("must be a list of steps", *where))
         return []
     steps = []
     for i, raw in enumerate(raw_steps):
-        step = build_step(raw, f"{where}[{i}]", problems)
+        step = build_step(raw, (*prefix, i), problems)
         if step is not None:
             steps.append(step)
     return steps
 
 
-_TYPES = {
+_TYPES: dict[str, type | tuple[type, ...]] = {
     b.TEXT: str, b.MULTILINE: str, b.TEMPLATE: str, b.SOURCE: str, b.COLUMN: str, b.OUTPUT: str,
     b.FILE: str, b.CODE: str, b.CHOICE: str, b.PROVIDER: str, b.BOOL: bool, b.INT: int,
     b.FLOAT: (int, float), b.COLUMNS: list, b.STRINGS: list, b.MAPPING: dict, b.BRANCHES: dict,
 }
-_TYPE_WORDS = {str: "text", bool: "true or false", int: "a whole number", (int, float): "a number",
+_TYPE_WORDS: dict[type | tuple[type, ...], str] = {str: "text", bool: "true or false", int: "a whole number", (int, float): "a number",
                list: "a list", dict: "an object"}
 
 
-def check_values(params: Iterable[b.Param], config: dict[str, Any], where: str) -> list[str]:
-    """Type, range and choice checks for declared parameters."""
+def check_values(params: Iterable[b.Param], config: dict[str, Any], path: StepPath | None,
+                 prefix: str = "") -> list[Problem]:
+    """Type, range and choice checks for declared parameters: a step's (at `path`), or the
+    pipeline's settings (path None, `prefix` "settings.")."""
     problems = []
     for p in params:
-        at = f"{where}.{p.name}"
+        def problem(message: str, p: b.Param = p) -> Problem:
+            return Problem(message, path, prefix + p.name)
+
         if p.name not in config:
             if p.required:
-                problems.append(f"{at}: missing; {p.help or 'this parameter is required'}")
+                problems.append(problem(f"missing; {p.help or 'this parameter is required'}"))
             continue
         value = config[p.name]
         if value is None and not p.required:
@@ -270,84 +280,73 @@ def check_values(params: Iterable[b.Param], config: dict[str, Any], where: str) 
         if expected is not None:
             ok = isinstance(value, expected) and not (expected in (int, (int, float)) and isinstance(value, bool))
             if not ok:
-                problems.append(f"{at}: must be {_TYPE_WORDS[expected]}, not {json.dumps(value)[:60]}")
+                problems.append(problem(f"must be {_TYPE_WORDS[expected]}, not {json.dumps(value)[:60]}"))
                 continue
         if p.required and value in ("", [], {}):
-            problems.append(f"{at}: must not be empty")
+            problems.append(problem("must not be empty"))
         if p.kind in (b.COLUMNS, b.STRINGS) and not all(isinstance(v, str) for v in value):
-            problems.append(f"{at}: must be a list of text")
+            problems.append(problem("must be a list of text"))
         if p.kind == b.MAPPING and not all(isinstance(v, str) for v in value.values()):
-            problems.append(f"{at}: every value must be text")
+            problems.append(problem("every value must be text"))
         if p.kind == b.CHOICE and value not in p.choices:
-            problems.append(f"{at}: {value!r} is not one of: {', '.join(p.choices)}")
+            problems.append(problem(f"{value!r} is not one of: {', '.join(p.choices)}"))
         if p.kind in (b.INT, b.FLOAT):
             if p.minimum is not None and value < p.minimum:
-                problems.append(f"{at}: must be at least {p.minimum:g}")
+                problems.append(problem(f"must be at least {p.minimum:g}"))
             if p.maximum is not None and value > p.maximum:
-                problems.append(f"{at}: must be at most {p.maximum:g}")
+                problems.append(problem(f"must be at most {p.maximum:g}"))
         if p.kind == b.TEMPLATE or (p.kind == b.SOURCE and b.is_template(value)):
             try:
                 tpl.parse(value)
             except tpl.TemplateSyntaxError as exc:
-                problems.append(f"{at}: {exc}")
+                problems.append(problem(str(exc)))
     return problems
 
 
-def check_configs(steps: list[Step], where: str) -> list[str]:
+def check_configs(steps: list[Step]) -> list[Problem]:
     """Each step's values against its declarations, and its own checks, with where they are."""
-    problems: list[str] = []
-    for i, step in enumerate(steps):
-        at = f"{where}[{i}]"
+    problems: list[Problem] = []
+    for visit in iter_steps(steps):
+        step = visit.step
         config = {p.name: step.config[p.name] for p in step.params
                   if p.name in step.config and (step.config[p.name] is not None or p.required)}
-        problems += check_values(step.params, config, at)
-        problems += [f"{at}.{param}: {message}" if param else f"{at}: {message}" for param, message in step.check()]
-        for bname, bsteps in step.children().items():
-            problems += check_configs(bsteps, f"{at}.branches.{bname}")
+        problems += check_values(step.params, config, visit.path)
+        problems += [Problem(message, visit.path, param) for param, message in step.check()]
     return problems
 
 
-def check_steps(steps: list[Step], where: str, columns: list[str], inputs: set[str],
-                written: dict[str, str], ordered: bool = True) -> list[str]:
-    """Column checks: each step reads only what exists before it; no output is written twice."""
-    problems: list[str] = []
-    available = list(columns)
-    for i, step in enumerate(steps):
-        at = f"{where}[{i}]"
-        if not step.enabled:
-            continue
-        problems += _check_reads(step, at, available)
-        children = step.children()
-        if children:
-            branch_outputs: list[str] = []
-            for bname, bsteps in children.items():
-                # Branches run side by side: each sees what exists before the parallel step.
-                problems += check_steps(bsteps, f"{at}.branches.{bname}", list(available), inputs, written)
-                branch_outputs += [c for s in bsteps if s.enabled for c in all_writes(s)]
-            new = branch_outputs
-        else:
-            new = step.writes()
-            for out in new:
-                if out in inputs:
-                    problems.append(f'{at}: output "{out}" would overwrite an input column; choose another name')
-                elif out in written:
-                    problems.append(f'{at}: output "{out}" is already written by {written[out]}; choose another name')
-                elif not out.strip():
-                    problems.append(f"{at}: an output column name is empty")
-                else:
-                    written[out] = at
-        available += [c for c in new if c not in available]
+def check_columns(steps: list[Step], columns: list[str]) -> list[Problem]:
+    """Column checks: each step reads only what exists before it; no output is written twice.
+    (Branches run side by side: each sees what existed before its parallel step.)"""
+    problems: list[Problem] = []
+    inputs = set(columns)
+    written: dict[str, StepPath] = {}
+    for visit in iter_steps(steps, columns, enabled_only=True):
+        step, path = visit.step, visit.path
+        problems += _check_reads(step, path, visit.available)
+        if step.children():
+            continue  # a parallel step's outputs are its branches' steps' outputs, checked there
+        for out in step.writes():
+            if out in inputs:
+                problems.append(Problem(f'output "{out}" would overwrite an input column; choose another name', path))
+            elif out in written:
+                problems.append(Problem(f'output "{out}" is already written by {format_path(written[out])}; '
+                                        "choose another name", path))
+            elif not out.strip():
+                problems.append(Problem("an output column name is empty", path))
+            else:
+                written[out] = path
     return problems
 
 
-def _check_reads(step: Step, at: str, available: list[str]) -> list[str]:
+def _check_reads(step: Step, path: StepPath, available: tuple[str, ...]) -> list[Problem]:
     problems = []
     have = set(available)
     shown = ", ".join(available) if len(available) <= 30 else ", ".join(available[:30]) + ", …"
     for param, name in step.column_refs():
         if name not in have:
-            problems.append(f'{at}.{param}: unknown column "{name}"{_suggest(name, available)}'
-                            f"; columns are: {shown or '(none)'}")
+            problems.append(Problem(f'unknown column "{name}"{_suggest(name, available)}'
+                                    f"; columns are: {shown or '(none)'}", path, param))
     return problems
 
 
@@ -356,21 +355,67 @@ def _suggest(word: str, options: Iterable[str], prefix: str = " (did you mean") 
     return f'{prefix} "{match[0]}"?)' if match else ""
 
 
-def find_secrets(data: Any, where: str = "") -> list[str]:
-    """Places in a pipeline that hold what looks like a key or password."""
+def _provider_problem(text: str) -> Problem:
+    """Providers are a leaf that knows no `Problem`; their lines start with the field they are
+    about ("providers.local.rpm: ..."), which becomes the problem's `param` (same line back)."""
+    where, sep, message = text.partition(": ")
+    return Problem(message, None, where) if sep else Problem(text)
+
+
+_KEY_IN_FILE = ('pipeline files never hold keys or passwords; name the environment variable instead '
+                '(for example "api_key_env": "OPENAI_API_KEY")')
+_VALUE_IN_FILE = ("looks like an API key or token; pipeline files never hold secrets; "
+                  "write ${ENV_VAR} and set that environment variable instead")
+
+
+def find_secrets(data: Any) -> list[Problem]:
+    """Places in a pipeline (its parsed file) that hold what looks like a key or password:
+    in a step, located by its path; elsewhere by the field's dotted name."""
+    if not isinstance(data, dict):
+        return _secrets_in(data, None, "")
+    found = []
+    for key, value in data.items():
+        if key == "steps" and isinstance(value, list):
+            found += _step_secrets(value, ())
+        else:
+            found += _secrets_in({key: value}, None, "")
+    return found
+
+
+def _step_secrets(raw_steps: list[Any], prefix: StepPath) -> list[Problem]:
+    found = []
+    for i, raw in enumerate(raw_steps):
+        path = (*prefix, i)
+        if not isinstance(raw, dict):
+            found += _secrets_in(raw, path, "")
+            continue
+        kind = raw.get("type")
+        cls = REGISTRY.get(kind) if isinstance(kind, str) else None
+        branch_params = {p.name for p in cls.params if p.kind == b.BRANCHES} if cls else set()
+        for key, value in raw.items():
+            if key in branch_params and isinstance(value, dict):
+                for bname, bsteps in value.items():
+                    if isinstance(bsteps, list):
+                        found += _step_secrets(bsteps, (*path, bname))
+                    else:
+                        found += _secrets_in(bsteps, path, f"{key}.{bname}")
+            else:
+                found += _secrets_in({key: value}, path, "")
+    return found
+
+
+def _secrets_in(data: Any, path: StepPath | None, where: str) -> list[Problem]:
     found = []
     if isinstance(data, dict):
         for key, value in data.items():
             at = f"{where}.{key}" if where else str(key)
             if isinstance(key, str) and _SECRET_KEYS.match(key) and isinstance(value, str) and value.strip():
-                found.append(f"{at}: pipeline files never hold keys or passwords; name the environment "
-                             f"variable instead (for example \"api_key_env\": \"OPENAI_API_KEY\")")
+                found.append(Problem(_KEY_IN_FILE, path, at))
             else:
-                found += find_secrets(value, at)
+                found += _secrets_in(value, path, at)
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            found += find_secrets(value, f"{where}[{i}]")
+            found += _secrets_in(value, path, f"{where}[{i}]")
     elif isinstance(data, str) and _SECRET_VALUES.search(data):
-        found.append(f"{where}: looks like an API key or token; pipeline files never hold secrets; "
-                     "write ${ENV_VAR} and set that environment variable instead")
+        found.append(Problem(_VALUE_IN_FILE, path, where))
     return found

@@ -6,27 +6,26 @@ They walk the step tree, so they live here, above the steps; providers know noth
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchgrid.core.providers.profiles import DEFAULT_PROVIDER, api_key, default_profile_name, resolve_profile
-from batchgrid.core.steps.base import walk
+from batchgrid.core.steps.base import Step
+from batchgrid.core.steps.tree import Problem, iter_steps
 from batchgrid.core.util.errors import StepError
 
 
-def provider_problems(steps: Iterable[Any], providers: Mapping[str, Any], where: str = "steps") -> list[str]:
+def provider_problems(steps: Sequence[Step], providers: Mapping[str, Any]) -> list[Problem]:
     """Steps that name a provider profile the pipeline does not have, or have no model to use."""
     problems = []
-    for i, step in enumerate(steps):
-        at = f"{where}[{i}]"
-        for bname, branch in step.children().items():
-            problems += provider_problems(branch, providers, f"{at}.branches.{bname}")
+    for visit in iter_steps(steps):
+        step, path = visit.step, visit.path
         if not step.enabled or "provider" not in step.config:
             continue
         name = step.config.get("provider") or ""
         if name and name not in providers and not (name == DEFAULT_PROVIDER and not providers):
             known = ", ".join(providers) or f"none; leave it blank for {DEFAULT_PROVIDER}"
-            problems.append(f"{at}.provider: no provider profile named {name!r}; profiles are: {known}")
+            problems.append(Problem(f"no provider profile named {name!r}; profiles are: {known}", path, "provider"))
             continue
         if not step.config.get("model") and isinstance(providers, dict):
             try:
@@ -37,12 +36,13 @@ def provider_problems(steps: Iterable[Any], providers: Mapping[str, Any], where:
             default = profile.embedding_model if needed == "embedding" else profile.model
             if not default:
                 field_name = "embedding_model" if needed == "embedding" else "model"
-                problems.append(f"{at}.model: missing; provider {profile.name!r} has no default {field_name}, "
-                                f"so name the model here or set providers.{profile.name}.{field_name}")
+                problems.append(Problem(f"missing; provider {profile.name!r} has no default {field_name}, "
+                                        f"so name the model here or set providers.{profile.name}.{field_name}",
+                                        path, "model"))
     return problems
 
 
-def setup_problems(steps: Iterable[Any], providers: Mapping[str, Any],
+def setup_problems(steps: Sequence[Step], providers: Mapping[str, Any],
                    environ: Mapping[str, str] | None = None) -> list[str]:
     """What the user must set up before model steps can run (a key, a server), one line each.
 
@@ -50,10 +50,9 @@ def setup_problems(steps: Iterable[Any], providers: Mapping[str, Any],
     failing every row. Keyring entries are not read here (reading one may block)."""
     problems: list[str] = []
     seen: set[str] = set()
-    for step in walk(steps):
+    for visit in iter_steps(steps, enabled_only=True):
+        step = visit.step
         names = [step.config.get(p.name) or "" for p in step.params if p.kind == "provider"]
-        if not step.enabled or not names:
-            continue
         for name in names:
             name = name or default_profile_name(providers)
             if name in seen:

@@ -1,50 +1,18 @@
-"""One walk of the step tree for everyone, and problems located by path instead of by text.
-
-A `StepPath` names one step in a pipeline: `(2,)` is the third top-level step; `(0, "x", 1)`
-is the second step of branch "x" of the first step. The window shows problems and traces
-by path; the CLI prints `str(problem)`, which keeps the familiar text
-`steps[0].branches.x[1].source: unknown column "reveiw"`.
+"""One walk of the step tree for everyone: `iter_steps` yields each step with its path and the
+columns it can read; `step_at` finds the step a path names. Problems and paths themselves
+are plain data in core/util/problems.py (re-exported here).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, Union
+
+from batchgrid.core.util.problems import Problem, StepPath, format_path
 
 from .base import Step, all_writes
 
-StepPath = tuple[Union[int, str], ...]
-
-
-def format_path(path: StepPath, root: str = "steps") -> str:
-    """`(0, "x", 1)` -> `steps[0].branches.x[1]`."""
-    text = root
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".branches.{part}"
-    return text
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something that stops a pipeline from running, located by data, not by text.
-
-    `path` is the step it is about (None for the pipeline's own fields); `param` the
-    parameter of that step, or for a pipeline field its dotted name ("settings.budget").
-    """
-
-    message: str
-    path: StepPath | None = None
-    param: str = ""
-
-    def where(self) -> str:
-        if self.path is None:
-            return self.param
-        base = format_path(self.path)
-        return f"{base}.{self.param}" if self.param else base
-
-    def __str__(self) -> str:
-        where = self.where()
-        return f"{where}: {self.message}" if where else self.message
+__all__ = ["Problem", "StepPath", "StepVisit", "format_path", "iter_steps", "step_at"]
 
 
 @dataclass(frozen=True)

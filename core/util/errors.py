@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from .problems import Problem
+
 
 class BatchgridError(Exception):
     """Base for every error Batchgrid reports to the user as one readable line."""
@@ -33,13 +37,18 @@ class RetryableError(BatchgridError):
 
 
 class PipelineError(BatchgridError):
-    """The pipeline is invalid. `problems` lists every problem, each with where it is."""
+    """The pipeline is invalid. `problems` lists every problem, each with where it is (data:
+    a step path and a parameter); `messages()` gives them as the CLI prints them, one a line.
+    `str(error)` is the first line, and how many more there are."""
 
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        first = self.problems[0] if self.problems else "the pipeline is invalid"
+    def __init__(self, problems: Iterable[Problem | str]):
+        self.problems = [p if isinstance(p, Problem) else Problem(str(p)) for p in problems]
+        first = str(self.problems[0]) if self.problems else "the pipeline is invalid"
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         super().__init__(first + more)
+
+    def messages(self) -> list[str]:
+        return [str(p) for p in self.problems]
 
 
 class UntrustedCodeError(BatchgridError):

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from batchgrid.core.steps import REGISTRY, Step
 from batchgrid.core.steps import base as b
 from batchgrid.gui import fields as f
-from batchgrid.gui.document import PipelineDocument, locate
+from batchgrid.gui.document import PipelineDocument
 from batchgrid.gui.palette import DescriptionRole, TypeRole
 from batchgrid.gui.step_form import BranchesEditor, StepForm
 from batchgrid.gui.step_list import ProblemRole, StepCardDelegate
@@ -303,12 +303,44 @@ def test_located_problems_find_their_step_and_parameter():
     outer = doc.add_step("parallel")
     doc.set_param(outer, "branches", {"x": []})
     inner = doc.add_step("trim", outer.children()["x"])
-    problem = locate('steps[0].branches.x[0].source: unknown column "q"', doc.pipeline.steps)
-    assert problem.step is inner and problem.param == "source" and problem.message == 'unknown column "q"'
-    whole = locate("steps[0]: output clash", doc.pipeline.steps)
-    assert whole.step is outer and whole.param == ""
-    top = locate("version: missing", doc.pipeline.steps)
-    assert top.step is None and top.message == "version: missing"
+    doc.set_param(inner, "source", "q")
+    (problem,) = doc.problems
+    assert problem.step is inner and problem.param == "source" and problem.message.startswith('unknown column "q"')
+    assert problem.text.startswith('steps[0].branches.x[0].source: unknown column "q"')
+    assert doc.problems_within(outer) == [problem] and doc.problems_for(inner, "source") == [problem]
+    doc.pipeline.settings["budget"] = -1
+    doc.refresh_problems()
+    top = next(p for p in doc.problems if p.step is None)
+    assert top.text == "settings.budget: must be at least 0"
+
+
+def test_a_problem_in_a_branch_named_with_dots_and_brackets_lands_on_its_step_and_field(qtbot, loaded):
+    """Located by path, not by reading "steps[0].branches.a.b[0][0].source" back."""
+    w = loaded
+    parallel = palette_add(qtbot, w, "parallel")
+    w.doc.set_param(parallel, "branches", {"a.b[0]": [], "other": []})
+    w.form_panel.show_step(parallel)
+    editor = w.form_panel.form.branches
+    assert editor.current_branch() == "a.b[0]"
+    editor.add_step("length")
+    editor.add_step("trim")
+    length, trim = parallel.children()["a.b[0]"]
+    w.doc.set_param(length, "source", "review")
+    w.doc.set_param(trim, "source", "nope")
+    # the branch's card for that step says so, and only that card
+    cards = editor.cards.model()
+    assert 'unknown column "nope"' in cards.data(cards.index(1), ProblemRole)
+    assert cards.data(cards.index(0), ProblemRole) == ""
+    # the parallel step's own form shows nothing against its "branches" field
+    assert not w.form_panel.form.problem_labels["branches"].isVisibleTo(w.form_panel.form)
+    # the step's form shows it on its "source" field
+    editor.openStep.emit(trim)
+    form = w.form_panel.form
+    assert form.step is trim
+    assert 'unknown column "nope"' in form.problem_labels["source"].text()
+    assert form.problem_labels["source"].isVisibleTo(form)
+    assert form.fields["source"].main_widget().property("problem") is True
+    assert not form.step_problems.isVisibleTo(form)
 
 
 def test_concurrency_spin_box_is_the_pipelines_setting_and_undoable(loaded):
@@ -322,10 +354,13 @@ def test_concurrency_spin_box_is_the_pipelines_setting_and_undoable(loaded):
 
 def test_a_problem_inside_a_parameter_is_shown_on_that_parameter():
     doc = PipelineDocument()
-    step = doc.add_step("trim")
-    problem = locate("steps[0].source[2].x: bad part", doc.pipeline.steps)
-    assert problem.step is step and problem.param == "source" and problem.message == "bad part"
-    assert locate("steps[0].nope: what", doc.pipeline.steps).param == ""
+    doc.set_columns(["order"])
+    step = doc.add_step("json_path")
+    doc.set_param(step, "source", "order")
+    doc.set_param(step, "paths", {"ok": "$.a", "bad": "$.items[?"})
+    (problem,) = doc.problems
+    assert problem.text.startswith("steps[0].paths.bad: not a valid JSON path")  # about one entry ...
+    assert problem.step is step and problem.param == "paths"  # ... shown on the parameter
 
 
 def test_delete_key_on_the_cards_deletes_the_selected_step(qtbot, loaded):

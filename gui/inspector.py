@@ -1,5 +1,11 @@
 """The row inspector: what each step of the selected row read, wrote, how long it took, and why
-it failed; for model steps, the request sent and the raw reply (never a key)."""
+it failed; for model steps, the request sent and the raw reply (never a key).
+
+Each trace names the step that made it by its path in the pipeline that ran. The pipeline may
+have been edited since: a trace is shown against a step only if its path still names a step
+with the label it ran under; otherwise it is shown under that label alone, never against
+another step.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from batchgrid.core.run import events as ev
-from batchgrid.core.run.engine import all_writes
 from batchgrid.core.steps import Step
+from batchgrid.core.steps.base import all_writes
+from batchgrid.core.steps.tree import step_at
+from batchgrid.core.util.display import display_text
+from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import QTextBrowser
 
-from .results_model import plain_text
-
-_SECRET_KEY = re.compile(r"(authorization|api[_-]?key|x-api-key|token|secret|password)", re.I)
-_BEARER = re.compile(r"(Bearer\s+)\S+", re.I)
+# Keys whose values are credentials: headers and settings such as Authorization, X-Api-Key,
+# api_key, client_secret, X-Auth-Token, access_token. A key that merely mentions tokens
+# (tokens_in, max_tokens) is a count, not a secret.
+_SECRET_KEY = re.compile(r"authorization|api[_-]?key|secret|passw(or)?d|cookie|(^|[_-])token$", re.I)
+_KEYISH = re.compile(r"(Bearer\s+)\S+|\bsk-[A-Za-z0-9_\-]{8,}", re.I)
 VALUE_LIMIT = 2000
 
 
@@ -29,8 +39,19 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        return _BEARER.sub(r"\1•••", value)
+        return _KEYISH.sub(lambda m: (m.group(1) or "") + "•••", value)
     return value
+
+
+def step_of(trace: ev.StepTrace, steps: Sequence[Step]) -> Step | None:
+    """The step that made `trace`, found by its path; None if the pipeline no longer has a step
+    there that ran under the trace's label (a step was inserted, deleted, moved or renamed)."""
+    step = step_at(steps, trace.path) if trace.path else None
+    if step is None:
+        return None
+    # The engine labels a step "<n>. <its label>", after its branch's prefix ("2. Parallel › x › ").
+    same = trace.step == step.label or trace.step.endswith(f". {step.label}")
+    return step if same else None
 
 
 def shown(value: Any) -> str:
@@ -39,7 +60,7 @@ def shown(value: Any) -> str:
     if isinstance(value, (dict, list)):
         text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
     else:
-        text = plain_text(value)
+        text = display_text(value)
     if len(text) > VALUE_LIMIT:
         text = text[:VALUE_LIMIT] + f" … ({len(text):,} characters)"
     return html.escape(text).replace("\n", "<br>")
@@ -61,7 +82,7 @@ STYLE = """
  .blank { color: #9aa3ad; }
  .step { margin-top: 10px; font-weight: bold; }
  .meta { color: #5b6672; }
- pre { background: #f5f7fa; padding: 6px; }
+ pre { background: #f5f7fa; padding: 6px; white-space: pre-wrap; }
 </style>
 """
 
@@ -70,6 +91,9 @@ class RowInspector(QTextBrowser):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setOpenLinks(False)
+        # Long lines (a request's prompt, a reply without spaces) wrap inside the panel.
+        self.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.clear_row()
 
     def clear_row(self) -> None:
@@ -77,7 +101,8 @@ class RowInspector(QTextBrowser):
 
     def show_row(self, number: int, inputs: dict[str, Any], result: ev.RowResult | None, status: str,
                  steps: Sequence[Step], note: str = "") -> None:
-        """`number` is 0-based; `steps` are the pipeline's steps, in order."""
+        """`number` is 0-based; `steps` are the pipeline's steps as they are now (perhaps edited
+        since the run: each trace is matched to its step by path)."""
         parts = [STYLE, f'<h3>Row {number + 1} · <span class="status-{status}">{html.escape(status)}</span></h3>']
         if note:
             parts.append(f'<p class="meta">{html.escape(note)}</p>')
@@ -97,10 +122,8 @@ class RowInspector(QTextBrowser):
         parts.append("<p class='step'>Input</p>" + pairs_table(list(inputs.items())))
         if result is not None:
             values = {**inputs, **result.outputs}
-            enabled = [s for s in steps if s.enabled]
-            for k, trace in enumerate(result.trace):
-                step = enabled[k] if k < len(enabled) else None
-                parts.append(self._step_html(trace, step, values))
+            for trace in result.trace:
+                parts.append(self._step_html(trace, step_of(trace, steps), values))
             if not result.trace and result.status != ev.ERROR:
                 parts.append("<p class='blank'>No step details were kept for this row.</p>")
         else:
@@ -117,6 +140,9 @@ class RowInspector(QTextBrowser):
             parts.append("<p class='meta'>read</p>" + pairs_table(reads))
             if not trace.error:
                 parts.append("<p class='meta'>wrote</p>" + pairs_table(writes))
+        elif trace.path:
+            parts.append("<p class='blank'>This step has changed since the run (or is gone), "
+                         "so what it read and wrote is not shown.</p>")
         if trace.error:
             parts.append(f"<p class='error'>{shown(trace.error)}</p>")
         for key, value in redact(trace.details or {}).items():

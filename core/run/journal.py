@@ -151,7 +151,7 @@ class Journal:
             (run_id, r.index, h, r.status, dumps(r.outputs), r.error, r.error_type, r.failed_step, r.attempts,
              r.latency, r.tokens_in, r.tokens_out, r.cost, r.cached,
              dumps([{"step": t.step, "seconds": t.seconds, "attempts": t.attempts, "error": t.error,
-                     "details": t.details} for t in r.trace]), now)
+                     "details": t.details, "path": list(t.path)} for t in r.trace]), now)
             for h, r in items
         ]
         with self._db:  # one transaction: a group commit

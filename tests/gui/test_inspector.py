@@ -7,6 +7,9 @@ import pytest
 from batchgrid.core.run import events as ev
 from batchgrid.gui.document import PipelineDocument
 from batchgrid.gui.inspector import RowInspector
+from conftest import EXAMPLES
+from PySide6.QtCore import Qt
+from qt_async import next_signal, run
 
 INPUTS = {"review": "good", "product": "pen"}
 
@@ -137,11 +140,6 @@ def test_a_long_request_stays_inside_the_panel(inspector, doc):
 
 def test_after_a_run_and_an_edit_the_window_inspector_keeps_traces_on_their_steps(qtbot, window, qloop):
     """Through the window: run a real pipeline, select a row, insert a step before, look again."""
-    from PySide6.QtCore import Qt
-    from qt_async import next_signal, run
-
-    from conftest import EXAMPLES
-
     w = window
     assert run(qloop, w.load_sheet(EXAMPLES / "reviews.xlsx"))
     case = w.doc.add_step("change_case")

@@ -55,13 +55,13 @@ class ChatReply:
 
 def make_client(profile: Profile, key: str | None, *, in_flight: int = 100) -> openai.AsyncOpenAI:
     """The SDK client for a provider: its retries off (max_retries=0: the engine retries, and
-    counts every attempt), its pool keeping up to `in_flight` idle connections alive."""
+    counts every attempt), its pool sized for `in_flight` requests at once."""
     import openai
 
     # Always an explicit key: never let the SDK pick OPENAI_API_KEY up for some other server.
     api_key = key or "no-key"
     headers = {name: tpl.render(value, {}) for name, value in profile.headers.items()}  # "${TOKEN}": the environment
-    http_client = pooled_client(timeout=profile.timeout, keep=in_flight, follow_redirects=True)
+    http_client = pooled_client(timeout=profile.timeout, in_flight=in_flight, follow_redirects=True)
     if profile.is_azure:
         return openai.AsyncAzureOpenAI(azure_endpoint=profile.base_url, api_version=profile.api_version,
                                        api_key=api_key, max_retries=0, timeout=profile.timeout,

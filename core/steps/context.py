@@ -32,11 +32,11 @@ class RunResources:
     def http_client(self, in_flight: int = 100):
         """One pooled HTTP client (core/util/http.py) for the run's HTTP steps; it never re-sends a
         request (retries are the engine's). The first caller's `in_flight` (the run's concurrency)
-        sizes how many idle connections it keeps alive."""
+        sizes its pool."""
         if self._http is None:
             from batchgrid.core.util.http import http, pooled_client
 
-            self._http = pooled_client(timeout=http.Timeout(60.0, connect=10.0), keep=in_flight,
+            self._http = pooled_client(timeout=http.Timeout(60.0, connect=10.0), in_flight=in_flight,
                                        follow_redirects=True)
         return self._http
 

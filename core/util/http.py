@@ -17,17 +17,25 @@ from __future__ import annotations
 
 import httpx2 as http
 
-__all__ = ["http", "pooled_client"]
+__all__ = ["MAX_IDLE", "http", "pooled_client"]
 
 
-def pooled_client(*, timeout: http.Timeout | float, keep: int, follow_redirects: bool = False) -> http.AsyncClient:
-    """A client for one run: no cap on connections (the engine's budget and the provider's limiter
-    decide how many requests are in flight; a pool cap would queue requests where they cannot be
-    seen), and up to `keep` idle connections kept alive, so that a run with `keep` requests in
-    flight reuses its connections instead of opening new ones after every wave of answers."""
+MAX_IDLE = 100  # idle connections kept alive, at most (see pooled_client)
+
+
+def pooled_client(*, timeout: http.Timeout | float, in_flight: int, follow_redirects: bool = False) -> http.AsyncClient:
+    """A client for one run with up to `in_flight` requests at once.
+
+    No cap on connections: the engine's budget and the provider's limiter decide how many
+    requests are in flight, and a pool cap would queue requests where they cannot be seen.
+    Idle connections kept: as many as requests in flight, up to MAX_IDLE. Fewer would reopen
+    connections after every wave of answers; more costs CPU, because httpx2's pool checks
+    every idle connection's socket each time a request starts or ends (measured, 3,000
+    requests at 500 in flight: 2.0 ms of CPU per request keeping 500, 1.6 ms keeping 100).
+    """
     # Idle connections expire after httpx2's 5 s, before most servers close theirs (a request sent
     # on a connection the server is closing that very moment would fail).
-    limits = http.Limits(max_connections=None, max_keepalive_connections=max(1, keep))
+    limits = http.Limits(max_connections=None, max_keepalive_connections=max(1, min(in_flight, MAX_IDLE)))
     # `limits`, not a transport of our own: the client then still honours the proxy settings
     # of the environment (HTTPS_PROXY, NO_PROXY), and its transports keep retries=0.
     return http.AsyncClient(limits=limits, timeout=timeout, follow_redirects=follow_redirects)

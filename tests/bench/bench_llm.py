@@ -1,132 +1,112 @@
-"""Benchmark: 2,000 LLM rows over HTTP at max concurrency 100 against the fake OpenAI server
-with 50 ms latency, as a ratio to the lower bound rows x latency / concurrency (= 1.0 s).
+"""Benchmark: the LLM step through the engine against the bare openai SDK client, same server, same run.
 
-    python tests/bench/bench_llm.py [--rows 2000] [--concurrency 100] [--latency 0.05]
+    python tests/bench/bench_llm.py [--regime cpu|remote|both] [--repeat 3]
 
-The server runs in its own process (it would otherwise share this one's interpreter lock).
-Measured in the same run, for reference: the bare openai SDK doing the same requests with
-only a semaphore (no engine, no cache, no events): typed calls, raw JSON posts, and raw
-JSON posts over Batchgrid's keep-alive transport (what the engine's runs are built on).
-Target: the LLM step through the engine <= 1.15x the lower bound.
+Regimes (tests/bench/regimes.py): 50 ms replies at 100 in flight (2,000 rows: the client's CPU
+time decides) and 800 ms replies at 500 in flight (3,000 rows: a remote API). The server,
+tests/fake_openai.py, runs in its own process.
+
+Contenders, each timed from creating its client to closing it (connections included):
+    bare SDK, chat.completions.create   openai.AsyncOpenAI with its default settings, typed calls,
+                                        a semaphore for the concurrency: the reference
+    bare SDK, raw JSON post             the same client, `post(..., cast_to=object)` as the LLM step does
+    LLM step                            the engine running one LLM step (cache on, as by default),
+                                        not streaming, then streaming
+Reported: wall time (x the lower bound rows x latency / in flight, x the reference) and this
+process's CPU time per request (x the reference's). Target: the LLM step <= 1.10x the bare SDK
+client's wall time in both regimes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/, for fake_openai and models_support
+from regimes import REGIMES, Regime, Server, compare, report
 
 KEY_ENV = "BATCHGRID_BENCH_KEY"
-REPEAT = 5  # best of: the run least disturbed by the rest of the machine
+REFERENCE = "bare SDK, chat.completions.create"
+TARGET = 1.10
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def body(i: int) -> dict:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"row {i}"}]}
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(HERE.parent / "fake_openai.py"), "--port", str(port),
-                               "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
-    server.stdout.readline()  # "listening on ..."
-    return server, f"http://127.0.0.1:{port}/v1"
-
-
-async def bare_sdk(base_url: str, rows: int, concurrency: int, raw: bool, lean: bool = False) -> float:
+async def bare_sdk(base_url: str, regime: Regime, raw: bool, aiohttp: bool = False) -> None:
     import openai
 
-    from batchgrid.core.providers import transport
-
-    http_client = transport.http.AsyncClient(transport=transport.KeepAliveTransport()) if lean else None
-    client = openai.AsyncOpenAI(api_key="x", base_url=base_url, max_retries=0, http_client=http_client)
-    gate = asyncio.Semaphore(concurrency)
+    http_client = openai.DefaultAioHttpClient() if aiohttp else None
+    client = openai.AsyncOpenAI(api_key="sk-bench", base_url=base_url, http_client=http_client)  # the SDK's defaults
+    gate = asyncio.Semaphore(regime.in_flight)
 
     async def one(i: int) -> None:
-        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"row {i}"}]}
         async with gate:
             if raw:
-                await client.post("/chat/completions", body=body, cast_to=object)
+                data = await client.post("/chat/completions", body=body(i), cast_to=object)
+                assert data["choices"][0]["message"]["content"] == f"echo: row {i}"
             else:
-                await client.chat.completions.create(**body)
+                reply = await client.chat.completions.create(**body(i))
+                assert reply.choices[0].message.content == f"echo: row {i}"
 
-    await asyncio.gather(*(one(i) for i in range(concurrency)))  # warm the connections
-    start = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(rows)))
-    elapsed = time.perf_counter() - start
+    await asyncio.gather(*(one(i) for i in range(regime.requests)))
     await client.close()
-    return elapsed
 
 
-async def engine_run(base_url: str, rows: int, concurrency: int, stream: bool, data_dir: Path) -> float:
+async def llm_step(base_url: str, regime: Regime, stream: bool, rows: int | None = None) -> None:
     from batchgrid.core.run.engine import Engine, RunResources
-    from batchgrid.core.table import Table
     from batchgrid.core.steps import new_step
+    from batchgrid.core.table import Table
 
+    rows = rows or regime.requests
     providers = {"bench": {"preset": "openai", "base_url": base_url, "api_key_env": KEY_ENV, "model": "gpt-4o-mini"}}
-    records = [{"text": f"row {i}"} for i in range(rows)]
-    engine = Engine([new_step("llm", prompt="{text}", stream=stream)], Table.from_records(records),
-                    max_concurrency=concurrency,
-                    resources=RunResources(providers=providers, data_dir=data_dir, use_cache=True))
-    partials = 0
-
-    def count(event) -> None:
-        nonlocal partials
-        partials += type(event).__name__ == "RowPartial"
-
-    engine.subscribe(count)
-    gc.collect()
-    start = time.perf_counter()
+    engine = Engine([new_step("llm", prompt="{text}", stream=stream)],
+                    Table.from_records([{"text": f"row {i}"} for i in range(rows)]), max_concurrency=regime.in_flight,
+                    resources=RunResources(providers=providers, data_dir=Path(tempfile.mkdtemp()), use_cache=True))
     progress = await engine.run()
-    elapsed = time.perf_counter() - start
     wrong = [r.index for r in engine.results if r.outputs.get("answer") != f"echo: row {r.index}"]
     assert progress.done == rows and not wrong, f"{progress.failed} failed, {len(wrong)} wrong answers"
-    assert partials >= rows * stream
-    return elapsed
+
+
+async def run_regime(regime: Regime, repeat: int) -> dict[str, float]:
+    print(regime.describe())
+    with Server(regime.latency) as server:
+        await llm_step(server.base_url, regime, False, rows=regime.in_flight)  # warm up: imports, the server
+        contenders = {
+            REFERENCE: lambda: bare_sdk(server.base_url, regime, raw=False),
+            "bare SDK, raw JSON post": lambda: bare_sdk(server.base_url, regime, raw=True),
+            "LLM step, not streaming": lambda: llm_step(server.base_url, regime, False),
+            "LLM step, streaming": lambda: llm_step(server.base_url, regime, True),
+        }
+        if aiohttp_installed():  # for comparison only (pip install 'openai[aiohttp]')
+            contenders["bare SDK, raw JSON post, aiohttp client"] = \
+                lambda: bare_sdk(server.base_url, regime, raw=True, aiohttp=True)
+        results = await compare(contenders, repeat)
+    report(regime, results, REFERENCE)
+    ratios = {label: results[label].wall / results[REFERENCE].wall for label in results if label.startswith("LLM")}
+    verdict = "met" if max(ratios.values()) <= TARGET else "NOT met"
+    print(f"  target: the LLM step <= {TARGET:.2f}x the bare SDK client: {verdict} "
+          f"({', '.join(f'{r:.2f}x' for r in ratios.values())})")
+    return ratios
+
+
+def aiohttp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("aiohttp") is not None
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--regime", choices=[*REGIMES, "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     os.environ[KEY_ENV] = "sk-bench"
-    bound = args.rows * args.latency / args.concurrency
-    server, base_url = start_server(args.latency)
-    try:
-        print(f"{args.rows} LLM rows, max concurrency {args.concurrency}, server latency {args.latency * 1000:.0f} ms; "
-              f"lower bound {bound:.3f} s")
-        await engine_run(base_url, args.concurrency, args.concurrency, False, Path(tempfile.mkdtemp()))  # warm up
-        results = {}
-        for label, make in [
-            ("bare SDK, chat.completions.create", lambda: bare_sdk(base_url, args.rows, args.concurrency, False)),
-            ("bare SDK, raw JSON post", lambda: bare_sdk(base_url, args.rows, args.concurrency, True)),
-            ("bare SDK, raw JSON post, keep-alive transport",
-             lambda: bare_sdk(base_url, args.rows, args.concurrency, True, lean=True)),
-            ("LLM step, engine, cache on, not streaming",
-             lambda: engine_run(base_url, args.rows, args.concurrency, False, Path(tempfile.mkdtemp()))),
-            ("LLM step, engine, cache on, streaming",
-             lambda: engine_run(base_url, args.rows, args.concurrency, True, Path(tempfile.mkdtemp()))),
-        ]:
-            results[label] = min([await make() for _ in range(REPEAT)])
-            print(f"  {label:48s} {results[label]:6.3f} s  {results[label] / bound:5.2f}x the lower bound")
-        best = results["LLM step, engine, cache on, not streaming"]
-        print(f"target <= 1.15x: {'met' if best / bound <= 1.15 else 'NOT met'} ({best / bound:.2f}x)")
-    finally:
-        server.terminate()
-        server.wait()
+    for name in REGIMES if args.regime == "both" else [args.regime]:
+        await run_regime(REGIMES[name], args.repeat)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,17 @@ async def test_streams_ended_by_the_connection_work_for_many_rows(models):
     assert models.server.stats.streams_ended == 20
 
 
+async def test_a_stream_cut_short_by_the_connection_is_retried_not_taken_as_the_answer(models):
+    """When the connection's close is what ends the body, a server that dies mid-answer looks like
+    a complete body: the answer's own end (a finish reason, or [DONE]) tells them apart."""
+    models.server.configure(stream_close=True, cut_stream={"row 0": 1})
+    run = await models.run([{**LLM, "stream": True}], prompts(1))
+    assert run.outputs("answer") == ["echo: row 0"]
+    assert run.results[0].attempts == 2 == models.server.stats.per_prompt["row 0"]
+    assert run.of(ev.RowRetrying)[0].reason == \
+        "the answer from provider 'test' broke off (the stream ended without a finish reason)"
+
+
 async def test_a_post_dropped_on_a_kept_connection_is_not_sent_again_behind_the_engines_back(models):
     """The first row leaves a keep-alive connection in the pool; the server reads the second
     row's request on it and drops the connection. The HTTP layer must not re-send it (the

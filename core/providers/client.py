@@ -148,9 +148,12 @@ class Provider:
         body = {**request, "stream": True, "stream_options": {"include_usage": True}}
         stream = await self.client.post(CHAT, body=body, cast_to=object, stream=True,
                                         stream_cls=_sdk().AsyncStream[object])
-        text, finish, usage = "", "", None
+        text, finish, usage, done = "", "", None, False
         try:
             async for chunk in sse_data(stream.response):
+                if chunk is DONE:
+                    done = True
+                    continue
                 for choice in chunk.get("choices") or ():
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
@@ -160,6 +163,11 @@ class Provider:
                 usage = chunk.get("usage") or usage
         finally:
             await stream.close()  # on stop too: the connection closes, the server stops billing
+        if not (finish or done):
+            # A body that ends with the connection (llama.cpp) looks complete even when the server
+            # died mid-answer: only the answer's own end tells. Another attempt, not half an answer.
+            raise RetryableError(f"the answer from provider {self.name!r} broke off "
+                                 "(the stream ended without a finish reason)")
         return _reply(text, usage, finish, request)
 
     def _note(self, ctx, request: dict[str, Any], reply: ChatReply, cost: float) -> None:
@@ -201,8 +209,11 @@ def embedding_request(model: str, texts: str | list[str], dimensions: int | None
 
 
 # ---- reading replies ---------------------------------------------------------------------
+DONE: dict[str, Any] = {"[DONE]": True}  # yielded by sse_data for the stream's [DONE] marker
+
+
 async def sse_data(response) -> Any:
-    """The JSON events of a server-sent-events body, read to its very end.
+    """The JSON events of a server-sent-events body, read to its very end; DONE for [DONE].
 
     Read here rather than by the SDK's stream class, which stops at [DONE] and leaves its
     inner generators for the garbage collector: finalizing those costs a system call each
@@ -214,12 +225,12 @@ async def sse_data(response) -> Any:
             if line.startswith("data:"):
                 data.append(line[5:].lstrip(" "))
             elif not line and data:
-                event = _sse_event("\n".join(data))
+                event = _sse_event_or_done("\n".join(data))
                 data = []
                 if event is not None:
                     yield event
         if data:
-            event = _sse_event("\n".join(data))
+            event = _sse_event_or_done("\n".join(data))
             if event is not None:
                 yield event
     except http.TimeoutException:  # as the SDK would say it
@@ -233,6 +244,10 @@ def _sdk():
     import openai
 
     return openai
+
+
+def _sse_event_or_done(text: str) -> dict | None:
+    return DONE if text.startswith("[DONE]") else _sse_event(text)
 
 
 def _sse_event(text: str) -> dict | None:

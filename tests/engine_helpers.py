@@ -104,3 +104,42 @@ class BlockingSleep(Step):
 
 
 BlockingSleep = _register(BlockingSleep)
+
+
+# Binding that blocks in a worker thread until the test opens the gate, as reading a large
+# lookup file from a slow disk does. `BIND_ENTERED` is set once the thread is blocked.
+BIND_GATE = threading.Event()
+BIND_ENTERED = threading.Event()
+
+
+def _read_slowly() -> None:
+    BIND_ENTERED.set()
+    BIND_GATE.wait()
+
+
+class SlowBind(Step):
+    type = "test_slow_bind"
+    title = "Slow preparation (test)"
+    group = "Data"
+    description = "test step"
+    params = (Param("output", OUTPUT, "bound"),)
+
+    async def bind(self, resources):
+        await asyncio.to_thread(_read_slowly)
+        return await super().bind(resources)
+
+    def apply(self, row):
+        return {self.output_name(): True}
+
+
+SlowBind = _register(SlowBind)
+
+
+async def wait_until(condition, timeout: float = 5.0) -> bool:
+    """Poll `condition()` from the test's loop until it holds; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return True

@@ -95,6 +95,34 @@ async def test_requests_already_in_the_cache_are_not_counted(models):
     assert after.cost == 0 and after.steps[0].cached == 10
 
 
+async def test_an_estimate_after_a_run_is_the_estimate_before_it(models, tmp_path):
+    """The estimate never sees what a run loaded (a lookup table) and changes nothing itself."""
+    import copy
+
+    from batchgrid.core.steps.base import walk
+
+    (tmp_path / "notes.csv").write_text("id,note\n" + "".join(f"{i},{'long note ' * 20}\n" for i in range(10)),
+                                        encoding="utf-8")
+    pipeline = Pipeline.from_dict({"version": 1, "providers": models.providers(), "steps": [
+        {"type": "lookup", "file": str(tmp_path / "notes.csv"), "file_key": "id", "key": "id", "columns": ["note"]},
+        {"type": "llm", "prompt": "{text} {note}", "stream": False}]})
+    records = [{"id": i, "text": f"row {i}"} for i in range(10)]
+    rows = Table.from_records(records)
+
+    def declarations():
+        return [copy.deepcopy(vars(s)) for s in walk(pipeline.steps)]
+
+    before_state = declarations()
+    before = estimate_cost(pipeline, rows, data_dir=models.data_dir, use_cache=False)
+    assert declarations() == before_state  # the estimate changed nothing
+    run = models.engine(pipeline.steps, records, use_cache=False)  # the run binds these very declarations
+    await run.engine.run()
+    assert run.statuses() == ["done"] * 10
+    after = estimate_cost(pipeline, rows, data_dir=models.data_dir, use_cache=False)
+    assert (after.tokens_in, after.tokens_out, after.cost) == (before.tokens_in, before.tokens_out, before.cost)
+    assert declarations() == before_state
+
+
 def test_an_estimate_reports_what_it_cannot_price():
     pipeline = Pipeline.from_dict({"version": 1, "providers": {"o": {"preset": "ollama"}},
                                    "steps": [{"type": "llm", "prompt": "{text}"}]})

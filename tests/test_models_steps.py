@@ -12,6 +12,7 @@ from batchgrid.core.run import events as ev
 from batchgrid.core.util.errors import PipelineError
 from batchgrid.core.pipeline.file import Pipeline
 from fake_openai import embed_text
+from engine_helpers import wait_until
 from models_support import prompts
 
 FIELDS = [{"name": "name", "type": "string", "description": "who"}, {"name": "words", "type": "integer"},
@@ -194,6 +195,50 @@ async def test_stop_while_a_knowledge_base_is_embedded_closes_its_requests(model
     assert models.server.stats.in_flight == 0
 
 
+def gathered(run) -> int:
+    """Texts waiting in the run's open embedding batches (not yet sent)."""
+    batchers = run.engine.resources.models._batchers.values()
+    return sum(len(b._open.texts) for b in batchers if b._open is not None)
+
+
+async def test_a_batch_whose_rows_were_all_stopped_is_never_sent(models, monkeypatch):
+    from batchgrid.core.providers import batcher
+
+    monkeypatch.setattr(batcher, "DEFAULT_LINGER", 0.2)  # rows gather for 0.2 s before their batch goes
+    models.server.configure(rate_500=1.0)  # a request sent anyway would fail and be retried ("retrying")
+    run = models.engine([{"type": "embed", "source": "text"}], prompts(5), max_concurrency=5)
+    task = asyncio.ensure_future(run.engine.run())
+    assert await wait_until(lambda: gathered(run) == 5)  # every row waits in the open batch
+    run.engine.stop()
+    await task
+    assert run.statuses() == ["cancelled"] * 5
+    # Well past the linger: nothing reached the server, and nothing was said after the run's end.
+    assert not await models.server.wait_for(lambda s: s.requests > 0, timeout=1.0)
+    assert isinstance(run.events[-1], ev.RunFinished) and run.of(ev.RowRetrying) == []
+
+
+async def test_a_batch_whose_rows_were_all_cancelled_is_not_sent(models, monkeypatch):
+    """Branch b fails the row, which cancels branch a while it waits in the open batch. The run
+    goes on (paused, a row still to come): the batch must not be sent for nobody."""
+    from batchgrid.core.providers import batcher
+
+    monkeypatch.setattr(batcher, "DEFAULT_LINGER", 0.2)
+    models.server.configure(rate_500=1.0)  # a request sent anyway would fail and be retried ("retrying")
+    step = {"type": "parallel", "branches": {
+        "a": [{"type": "embed", "source": "text"}],
+        "b": [{"type": "test_slow_call", "source": "text", "seconds": 0.02}, {"type": "test_slow_call", "source": "b"}]}}
+    steps = Pipeline.from_dict({"version": 1, "steps": [step]}).steps
+    run = models.engine(steps, [{"text": "hello", "b": "boom"}] * 2, max_concurrency=1)
+    run.engine.subscribe(lambda event: isinstance(event, ev.RowFailed) and run.engine.pause())
+    task = asyncio.ensure_future(run.engine.run())
+    assert await wait_until(lambda: run.engine.paused)
+    assert run.statuses() == ["error", "not run"]
+    assert not await models.server.wait_for(lambda s: s.requests > 0, timeout=1.0)  # well past the linger
+    assert isinstance(run.events[-1], ev.RunPaused)  # no "retrying" for the failed row
+    run.engine.stop()
+    await task
+
+
 # ---- similar / retrieve ---------------------------------------------------------------------------
 PASSAGES = ["Cats purr when they are content.", "The stock market fell sharply today.",
             "Rain is expected over the weekend.", "Dogs bark at strangers."]
@@ -224,6 +269,32 @@ async def test_retrieved_passages_feed_a_later_llm_step(models, tmp_path):
     assert any(s.startswith("Context:\n" + PASSAGES[0]) for s in seen)
     # The knowledge base was embedded once, not once per row.
     assert all(models.server.stats.embedded[p] == 1 for p in PASSAGES)
+
+
+async def test_the_knowledge_base_is_charged_to_the_run_not_to_a_row(models):
+    references = [f"passage number {i}" for i in range(10)]  # the server counts 3 tokens each
+    step = {"type": "similar", "source": "text", "references": references}
+    run = await models.run([step], prompts(4))  # "row i": 2 tokens each
+    assert run.statuses() == ["done"] * 4
+    assert [r.tokens_in for r in run.results] == [2, 2, 2, 2]
+    row_cost = run.results[0].cost
+    assert row_cost > 0 and all(r.cost == row_cost for r in run.results)
+    p = run.engine.progress
+    assert (p.tokens_in, p.shared_tokens_in) == (8 + 30, 30)
+    assert p.cost == pytest.approx(4 * row_cost + p.shared_cost) and p.shared_cost == pytest.approx(15 * row_cost)
+
+
+async def test_the_run_info_counts_the_knowledge_base_once(models):
+    from batchgrid.core.run.job import Job
+    from batchgrid.core.table import Table
+
+    pipeline = Pipeline.from_dict({"version": 1, "providers": models.providers(), "steps": [
+        {"type": "similar", "source": "text", "references": [f"passage number {i}" for i in range(10)]}]})
+    job = Job(pipeline, Table.from_records(prompts(4)), data_dir=models.data_dir)
+    await job.start().run()
+    info = job.run_info()
+    assert info["tokens in"] == 4 * 2 + 10 * 3
+    assert info["cost"] == round(job.engine.progress.cost, 6) > 0
 
 
 async def test_similar_reads_vectors_from_an_embed_step(models):

@@ -82,7 +82,6 @@ async def test_an_unreadable_sheet_says_why_in_one_line(tmp_path):
     assert "\n" not in str(caught.value) and "report.xlsx" in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="Job.start snapshots the pipeline: landing with the bound-steps change")
 async def test_editing_the_pipeline_during_a_run_does_not_change_the_run(tmp_path):
     session = Session(journal_path=tmp_path / "j.sqlite")
     await session.open_sheet(write_sheet(tmp_path / "in.csv", 40))

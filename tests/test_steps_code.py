@@ -20,9 +20,8 @@ def load(*steps):
 
 
 async def prepared(**config):
-    step = new_step("python", **config)
-    await step.prepare(TRUSTED)
-    return step
+    """The step bound for a trusted run: what the engine calls for every row."""
+    return await new_step("python", **config).bind(TRUSTED)
 
 
 async def run(steps, records, trusted):
@@ -45,13 +44,13 @@ def test_declaration():
 
 # ---- trust --------------------------------------------------------------------------
 
-async def test_prepare_refuses_without_trust_and_explains_trust():
+async def test_bind_refuses_without_trust_and_explains_trust():
     step = new_step("python", code="len(review) > 100")
     with pytest.raises(UntrustedCodeError) as info:
-        await step.prepare(RunResources(trusted=False))
+        await step.bind(RunResources(trusted=False))
     message = str(info.value)
     assert "--trust" in message and "Python expression" in message and "\n" not in message
-    with pytest.raises(UntrustedCodeError):  # nor can it be run without a trusted prepare
+    with pytest.raises(UntrustedCodeError):  # nor can the declaration run it unbound
         step.apply({"review": "x"})
 
 
@@ -64,18 +63,20 @@ async def test_engine_run_without_trust_runs_no_row():
 
 
 async def test_trust_is_checked_on_every_run():
-    step = await prepared(code="1")
+    step = new_step("python", code="1")
+    trusted_run = await step.bind(TRUSTED)
     with pytest.raises(UntrustedCodeError):
-        await step.prepare(RunResources(trusted=False))
+        await step.bind(RunResources(trusted=False))
     with pytest.raises(UntrustedCodeError):
         step.apply({})
+    assert trusted_run.apply({}) == {"result": 1}  # a binding belongs to its own run
 
 
 # ---- expressions and blocks -----------------------------------------------------------
 
 async def test_expression_over_columns():
     step = await prepared(code="len(review) > 10")
-    assert step.writes() == ["result"]
+    assert step.step.writes() == ["result"]
     assert step.apply({"review": "short"}) == {"result": False}
     assert step.apply({"review": "much longer than ten"}) == {"result": True}
 
@@ -98,7 +99,7 @@ async def test_block_of_statements_sets_result_with_modules():
         "          'data': json.dumps({'w': words[:1]})}\n"
     )
     step = await prepared(code=code, outputs=["n", "root", "weekday", "data"])
-    assert step.writes() == ["n", "root", "weekday", "data"]
+    assert step.step.writes() == ["n", "root", "weekday", "data"]
     assert step.apply({"review": "one two three four", "day": "2024-03-09"}) == {
         "n": 4, "root": 2.0, "weekday": "Saturday", "data": '{"w": ["one"]}'}
 
@@ -184,10 +185,10 @@ def test_syntax_errors_are_located_with_a_line_number():
     assert info.value.messages() == ["steps[0].code: must not be empty"]
 
 
-async def test_prepare_compiles_and_reports_a_syntax_error_edited_after_loading():
+async def test_bind_compiles_and_reports_a_syntax_error_edited_after_loading():
     step = new_step("python", code="1 +")
     with pytest.raises(StepError, match=r'the step "Python expression" has a syntax error at line 1'):
-        await step.prepare(TRUSTED)
+        await step.bind(TRUSTED)
 
 
 def test_output_names_are_validated_against_the_table():

@@ -226,7 +226,7 @@ async def test_lookup_xlsx_sheet_with_numeric_keys(prices_xlsx):
 async def test_lookup_missing_file_fails_fast_naming_it(tmp_path):
     step = lookup_step(file="nowhere.csv")
     with pytest.raises(InputError) as info:
-        await step.prepare(RunResources(base_dir=tmp_path))
+        await step.bind(RunResources(base_dir=tmp_path))
     assert str(info.value) == f"lookup file {tmp_path / 'nowhere.csv'} does not exist"
     results, finished = await run([step], [{"sku": "A1"}], tmp_path)
     assert finished.reason == "failed" and "nowhere.csv does not exist" in finished.message
@@ -236,7 +236,7 @@ async def test_lookup_missing_file_fails_fast_naming_it(tmp_path):
 async def test_lookup_missing_columns_fail_fast_listing_the_file_columns(prices_csv):
     step = lookup_step(file_key="SKU", columns=["name", "cost"])
     with pytest.raises(InputError) as info:
-        await step.prepare(RunResources(base_dir=prices_csv.parent))
+        await step.bind(RunResources(base_dir=prices_csv.parent))
     assert str(info.value) == ('lookup file prices.csv has no column "SKU", "cost"; '
                                "its columns are: sku, name, price")
 
@@ -244,7 +244,7 @@ async def test_lookup_missing_columns_fail_fast_listing_the_file_columns(prices_
 async def test_lookup_missing_sheet_is_one_line(prices_xlsx):
     step = new_step("lookup", file="book.xlsx", sheet="Nope", file_key="code", key="id", columns=["label"])
     with pytest.raises(InputError) as info:
-        await step.prepare(RunResources(base_dir=prices_xlsx.parent))
+        await step.bind(RunResources(base_dir=prices_xlsx.parent))
     assert "book.xlsx" in str(info.value) and "\n" not in str(info.value)
 
 

@@ -9,7 +9,7 @@ llama.cpp, OpenRouter and the like; their limits, errors, prices, the response c
     batcher    native batching for embeddings
     cache      the response cache (SQLite)
     prices     the editable price table
-    run        what one run's model steps share (in RunResources.extras)
+    run        what one run's model steps share (RunResources.models; the engine closes it)
 """
 
 from .cache import ResponseCache, cache_key

@@ -2,13 +2,15 @@
 
 Rows ask for one vector each and wait only for their own. Texts asked for within a few
 milliseconds of each other are gathered, up to the batch size, and sent as ONE request
-that holds one engine slot (through `RowContext.call` of the row that closed the batch,
-so it retries like any call). A batch goes as soon as it is full, or when the first text
-in it has waited `linger` seconds: rows keep flowing independently.
+that holds one engine slot (through the `call` of a row still waiting for it, so it
+retries like any call). A batch goes as soon as it is full, or when the first text in it
+has waited `linger` seconds: rows keep flowing independently.
 
 Each text is cached on its own (endpoint, model, dimensions, text), so a later run or a
 knowledge base seen before costs nothing. Identical texts in one batch are sent once.
-A batch whose rows have all been cancelled (stop) is cancelled too: no request keeps running.
+A batch whose rows have all been cancelled (stop, a failed sibling branch) is dropped: never
+sent if it was still gathering, cancelled if it was on the wire. `aclose()` does the same
+for every batch at the end of the run.
 """
 
 from __future__ import annotations
@@ -25,45 +27,50 @@ DEFAULT_LINGER = 0.005
 
 
 class _Batch:
-    __slots__ = ("futures", "keys", "task", "texts", "waiting")
+    __slots__ = ("contexts", "futures", "keys", "task", "texts")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.texts: list[str] = []
         self.keys: list[str | None] = []
         self.futures: list[asyncio.Future] = []
-        self.waiting = 0
+        self.contexts: list[Any] = []  # the context of each text's row; None once that row is cancelled
         self.task: asyncio.Task | None = None
+
+    def waiting(self) -> Any:
+        """The context of a row still waiting for this batch, or None if none is."""
+        return next((c for c in self.contexts if c is not None), None)
 
 
 class EmbeddingBatcher:
     def __init__(self, provider: Provider, model: str, *, dimensions: int | None = None,
-                 batch_size: int = 100, linger: float = DEFAULT_LINGER):
+                 batch_size: int = 100, linger: float | None = None):
         self.provider = provider
         self.model = model
         self.dimensions = dimensions
         self.batch_size = max(1, batch_size)
-        self.linger = linger
+        self.linger = DEFAULT_LINGER if linger is None else linger
         self._open: _Batch | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._in_flight: set[asyncio.Task] = set()
 
     async def embed(self, ctx, text: str) -> np.ndarray:
         """The vector of `text`, answered from the cache or from a shared batch request."""
         provider = self.provider
-        key = provider.embedding_key(self.model, text, self.dimensions) if provider.cache is not None else None
-        if key is not None:
-            hit = provider.cache.get(key)
+        cache = provider.cache
+        key = provider.embedding_key(self.model, text, self.dimensions) if cache is not None else None
+        if cache is not None and key is not None:
+            hit = cache.get(key)
             if hit is not None:
                 ctx.add_usage(hit["tokens"], 0, 0.0, cached=True)
                 return _decode(hit["vector"])
         batch = self._join(ctx, text, key)
-        future = batch.futures[-1]
-        batch.waiting += 1
+        place = len(batch.futures) - 1
         try:
-            vector, tokens, batch_size = await asyncio.shield(future)
+            vector, tokens, batch_size = await asyncio.shield(batch.futures[place])
         except asyncio.CancelledError:
-            batch.waiting -= 1
-            if batch.waiting == 0 and batch.task is not None:
-                batch.task.cancel()  # nobody wants this batch any more
+            batch.contexts[place] = None
+            if batch.waiting() is None:
+                self._drop(batch)  # nobody wants this batch any more
             raise
         ctx.add_usage(tokens, 0, provider.cost(self.model, tokens, 0))
         ctx.note(provider=provider.name, model=self.model, batch_size=batch_size, cached=False)
@@ -73,22 +80,47 @@ class EmbeddingBatcher:
         batch = self._open
         if batch is None:
             batch = self._open = _Batch()
-            self._timer = asyncio.get_running_loop().call_later(self.linger, self._send, ctx)
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._send)
         batch.texts.append(text)
         batch.keys.append(key)
+        batch.contexts.append(ctx)
         batch.futures.append(asyncio.get_running_loop().create_future())
         if len(batch.texts) >= self.batch_size:
-            self._send(ctx)
+            self._send()
         return batch
 
-    def _send(self, ctx) -> None:
+    def _close_open_batch(self) -> _Batch | None:
         batch, self._open = self._open, None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if batch is None or not batch.texts:
+        return batch
+
+    def _send(self) -> None:
+        batch = self._close_open_batch()
+        ctx = batch.waiting() if batch is not None else None
+        if batch is None or ctx is None:
             return
+        # The request is made through a waiting row's context: its retries show on that row.
         batch.task = asyncio.ensure_future(self._request(ctx, batch))
+        self._in_flight.add(batch.task)
+        batch.task.add_done_callback(self._in_flight.discard)
+
+    def _drop(self, batch: _Batch) -> None:
+        if batch is self._open:
+            self._close_open_batch()  # still gathering: it is never sent
+        elif batch.task is not None:
+            batch.task.cancel()       # on the wire: the request is cancelled
+
+    async def aclose(self) -> None:
+        """The run is over: a gathering batch is never sent, requests in flight are cancelled."""
+        batch = self._close_open_batch()
+        for future in batch.futures if batch is not None else ():
+            future.cancel()
+        tasks = list(self._in_flight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _request(self, ctx, batch: _Batch) -> None:
         unique = list(dict.fromkeys(batch.texts))
@@ -99,16 +131,21 @@ class EmbeddingBatcher:
                 f.cancel()
             raise
         except Exception as exc:
-            for f in batch.futures:
-                if not f.done():
+            for row_ctx, f in zip(batch.contexts, batch.futures, strict=True):
+                if f.done():
+                    continue
+                if row_ctx is None:
+                    f.cancel()  # that row was cancelled: nobody would read the error
+                else:
                     f.set_exception(exc)
             return
         by_text = dict(zip(unique, vectors, strict=True))
         chars = sum(len(t) for t in batch.texts) or 1
+        cache = self.provider.cache
         for text, key, future in zip(batch.texts, batch.keys, batch.futures, strict=True):
             share = round(tokens * len(text) / chars)  # each row pays for its own text
-            if key is not None:
-                self.provider.cache.put(key, {"vector": _encode(by_text[text]), "tokens": share})
+            if cache is not None and key is not None:
+                cache.put(key, {"vector": _encode(by_text[text]), "tokens": share})
             if not future.done():
                 future.set_result((by_text[text], share, len(batch.texts)))
 

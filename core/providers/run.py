@@ -1,13 +1,16 @@
 """What the model steps of one run share: providers by name, the response cache, prices,
 embedding batchers and work done once per run (knowledge bases).
 
-It lives in `RunResources.extras`, so the engine closes it (clients, cache) when the run ends.
+A run's resources hold one (`RunResources.models`); the engine closes it when the run ends,
+which cancels work still going on (a batch no row waits for, a knowledge base being
+embedded) and closes the clients and the cache. A later run on the same resources starts
+afresh: nothing of the closed run is reused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,44 +22,42 @@ from .client import Provider
 from .prices import PriceTable
 from .profiles import api_key, default_profile_name, resolve_profile
 
-EXTRAS_KEY = "models"
-
-
-def data_folder(resources) -> Path:
-    if resources.data_dir is not None:
-        return Path(resources.data_dir)
-    return default_data_dir()
+DEFAULT_CEILING = 8
 
 
 class RunProviders:
-    def __init__(self, resources, max_concurrency: int):
-        self.resources = resources
-        self.max_concurrency = max_concurrency
-        folder = data_folder(resources)
-        self.cache = ResponseCache.in_folder(folder) if resources.use_cache else None
-        self.prices = PriceTable.load(folder)
+    def __init__(self, profiles: Mapping[str, dict[str, Any]] | None = None, *, data_dir: Path | None = None,
+                 use_cache: bool = True, ceiling: int = DEFAULT_CEILING):
+        self.profiles: Mapping[str, dict[str, Any]] = profiles if profiles is not None else {}
+        self.data_dir = data_dir      # where the cache and the user's price table live (None: the default)
+        self.use_cache = use_cache
+        self.ceiling = ceiling        # the run's max concurrency: a provider's own window never passes it
+        self.cache: ResponseCache | None = None
+        self.prices: PriceTable | None = None
         self._batchers: dict[tuple, EmbeddingBatcher] = {}
         self._once: dict[Any, asyncio.Future] = {}
-        self.closed = False
 
-    @classmethod
-    def of(cls, ctx) -> RunProviders:
-        """The run's shared model state, made by the first model call of the run."""
-        extras = ctx.resources.extras
-        hub = extras.get(EXTRAS_KEY)
-        if hub is None or hub.closed:  # closed: the resources are being used for another run
-            hub = extras[EXTRAS_KEY] = cls(ctx.resources, ctx.max_concurrency)
-        return hub
+    def folder(self) -> Path:
+        return Path(self.data_dir) if self.data_dir is not None else default_data_dir()
 
     async def provider(self, name: str) -> Provider:
-        name = name or default_profile_name(self.resources.providers)
+        name = name or default_profile_name(self.profiles)
         return await self.once(("provider", name), lambda: self._create(name))
 
     async def _create(self, name: str) -> Provider:
-        profile = resolve_profile(name, self.resources.providers)
+        profile = resolve_profile(name, self.profiles)
+        await self.once("files", lambda: asyncio.to_thread(self._open_files))
         # A keyring may block while it asks the desktop: keep the loop (and the window) free.
         key = await asyncio.to_thread(api_key, profile) if profile.keyring_service else api_key(profile)
-        return Provider(profile, key, ceiling=self.max_concurrency, cache=self.cache, prices=self.prices)
+        assert self.prices is not None  # read by _open_files
+        return Provider(profile, key, ceiling=self.ceiling, cache=self.cache, prices=self.prices)
+
+    def _open_files(self) -> None:
+        """The response cache (SQLite) and the price table: files, so read in a worker thread."""
+        folder = self.folder()
+        self.prices = PriceTable.load(folder)
+        if self.use_cache:
+            self.cache = ResponseCache.in_folder(folder)
 
     def batcher(self, provider: Provider, model: str, dimensions: int | None, batch_size: int | None) -> EmbeddingBatcher:
         size = batch_size or provider.profile.batch_size
@@ -76,13 +77,19 @@ class RunProviders:
         return await asyncio.shield(future)
 
     async def aclose(self) -> None:
-        self.closed = True
-        pending = [f for f in self._once.values() if not f.done()]
+        """End of the run: nothing it started keeps going, and nothing of it is reused."""
+        once, self._once = self._once, {}
+        batchers, self._batchers = self._batchers, {}
+        pending = [f for f in once.values() if not f.done()]
         for future in pending:  # a knowledge base still being embedded when the run stopped
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for future in self._once.values():
+        for batcher in batchers.values():  # batches gathering or in flight: never sent, or cancelled
+            await batcher.aclose()
+        for future in once.values():
             if not future.cancelled() and future.exception() is None and isinstance(future.result(), Provider):
                 await future.result().aclose()
         if self.cache is not None:
             self.cache.close()
+            self.cache = None
+        self.prices = None

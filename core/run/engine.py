@@ -10,8 +10,13 @@ How it keeps the contract (../shared/DESIGN.md, "Engine contract"):
   `max_concurrency` slots only while a request is on the wire. Branches share the slots,
   so a 3-branch step never turns N rows into 3N requests; retries wait outside a slot.
 - Results are stored by row number; a row's failure is caught in that row.
-- Stop cancels the workers: whatever they await (an HTTP request) is cancelled at once.
-  Pause lets rows in flight finish and starts no new ones.
+- The steps it is given are declarations. The run first binds them (`core/steps/plan.py`):
+  loaded files, compiled code and knowledge vectors live on the bound plan, never on the
+  steps, so editing the pipeline during a run changes nothing in it (a `Job` hands the
+  engine its own snapshot of the pipeline as well).
+- Stop cancels the workers, or the binding still going on: whatever they await (an HTTP
+  request, a file read in a worker thread) is given up at once. Pause lets rows in flight
+  finish and starts no new ones.
 - A worker that only runs cheap steps yields to the loop every few milliseconds, so a
   window on the same loop stays responsive.
 """
@@ -28,11 +33,13 @@ from typing import Any
 
 from batchgrid.core.steps.base import Step, all_writes
 from batchgrid.core.steps.context import RunResources
+from batchgrid.core.steps.plan import PlannedStep, bind_steps
+from batchgrid.core.steps.tree import StepPath
 from batchgrid.core.table.columnar import Table
 from batchgrid.core.util.errors import BatchgridError, RetryableError, StepError
 
 from . import events as ev
-from .budget import install_budget
+from .budget import BudgetGuard
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,11 @@ class Progress:
     cost: float = 0.0
     cached: int = 0
     retries: int = 0
+    # Of the totals above, what work shared by every row cost (a knowledge base embedded
+    # once): the run's, in no row's result.
+    shared_tokens_in: int = 0
+    shared_tokens_out: int = 0
+    shared_cost: float = 0.0
 
     @property
     def elapsed(self) -> float:
@@ -101,14 +113,17 @@ class Progress:
 
 
 class RowContext:
-    """One row's view of the run, handed to async steps: external calls, streaming, usage."""
+    """One row's view of the run, handed to async steps: external calls, streaming, usage.
+    It implements core/steps/context.py's `StepContext`."""
 
-    __slots__ = ("attempts", "cached", "cost", "details", "engine", "index", "step", "tokens_in", "tokens_out")
+    __slots__ = ("attempts", "cached", "cost", "details", "engine", "index", "path", "step", "tokens_in",
+                 "tokens_out")
 
     def __init__(self, engine: Engine, index: int):
         self.engine = engine
         self.index = index
         self.step = ""
+        self.path: StepPath = ()  # the step running now
         self.attempts = 1
         self.tokens_in = 0
         self.tokens_out = 0
@@ -143,9 +158,11 @@ class RowContext:
                     limiter.rate_limited(delay)
                 self.attempts += 1
                 engine.progress.retries += 1
-                engine.publish(ev.RowRetrying(self.index, self.step, attempt + 1, policy.max_attempts,
-                                              delay, str(exc)))
+                self._retrying(attempt + 1, policy.max_attempts, delay, str(exc))
                 await asyncio.sleep(delay)
+
+    def _retrying(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
+        self.engine.publish(ev.RowRetrying(self.index, self.step, attempt, max_attempts, delay, reason))
 
     def partial(self, column: str, text: str) -> None:
         """Publish streamed output so the row's cell can grow as tokens arrive."""
@@ -162,8 +179,8 @@ class RowContext:
         if cached:
             self.cached += 1
             p.cached += 1
-        for hook in self.engine.usage_hooks:
-            hook(self.engine)
+        if self.engine.budget is not None:
+            self.engine.budget.check()
 
     def note(self, **details: Any) -> None:
         """Attach details (request sent, raw reply) to this step's trace for the row inspector."""
@@ -179,21 +196,49 @@ class RowContext:
     def max_concurrency(self) -> int:
         return self.engine.max_concurrency
 
-    async def run_steps(self, steps: Sequence[Step], row: dict[str, Any], label_prefix: str) -> dict[str, Any]:
-        """Run nested steps (a parallel step's branch) on `row`; returns their outputs.
+    async def run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any]) -> dict[str, Any]:
+        """Run a bound branch of the step running now (a parallel step's) on `row`; returns
+        its outputs.
 
         Each branch gets its own context (branches run at once, each in its own step);
         its attempts and usage are added to the row's when it ends.
         """
         branch = RowContext(self.engine, self.index)
         try:
-            return await self.engine._run_steps(steps, row, branch, label_prefix, None)
+            return await self.engine._run_steps(plan, row, branch, None, self.step, self.path)
         finally:
             self.attempts += branch.attempts - 1
             self.tokens_in += branch.tokens_in
             self.tokens_out += branch.tokens_out
             self.cost += branch.cost
             self.cached += branch.cached
+
+
+class SharedContext(RowContext):
+    """The run's own context, for work every row shares (a knowledge base embedded while the
+    steps are bound): its calls take the run's slots and retry like a row's, its usage is
+    charged to the run (Progress totals and `shared_*`), and it publishes no row events."""
+
+    __slots__ = ()
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine, -1)
+
+    def _retrying(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
+        log.info("shared work: retrying (%d/%d) in %.1f s: %s", attempt, max_attempts, delay, reason)
+
+    def partial(self, column: str, text: str) -> None:
+        pass  # no row's cell to grow
+
+    def add_usage(self, tokens_in: int = 0, tokens_out: int = 0, cost: float = 0.0, cached: bool = False) -> None:
+        p = self.engine.progress
+        p.shared_tokens_in += tokens_in
+        p.shared_tokens_out += tokens_out
+        p.shared_cost += cost
+        super().add_usage(tokens_in, tokens_out, cost, cached)
+
+    async def run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("shared work runs no steps")
 
 
 class StepFailed(Exception):
@@ -242,10 +287,15 @@ class Engine:
                 self.results[i] = r
         self.progress = Progress(total=len(rows), selected=len(self.selection))
         self.listeners: list[ev.Listener] = []
-        self.usage_hooks: list[Callable[[Engine], None]] = []
         self.slots = asyncio.Semaphore(self.max_concurrency)
-        install_budget(self)  # pauses the run if the pipeline sets a budget and the cost would pass it
-        self._plan = [(s, type(s).is_async(), f"{i + 1}. {s.label}") for i, s in enumerate(self.steps)]
+        # A provider's own window of requests in flight never goes above the run's slots.
+        self.resources.models.ceiling = self.max_concurrency
+        # Pauses the run if the pipeline sets a budget (dollars) and the cost would pass it.
+        budget = self.resources.settings.get("budget")
+        self.budget = BudgetGuard(budget, self.progress, self.pause) if budget is not None else None
+        self._steps = list(steps)  # all of them: a step's number and path are its place in this list
+        self._plan: list[PlannedStep] = []  # bound when the run starts
+        self._binding: asyncio.Future | None = None
         self._output_columns = [c for s in self.steps for c in all_writes(s)]
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -271,6 +321,8 @@ class Engine:
         """Cancel everything in flight now; finished rows stay as they are."""
         self._stopping = True
         self._unpaused.set()
+        if self._binding is not None:
+            self._binding.cancel()  # a file read in a worker thread is left to end on its own
         for task in self._workers:
             task.cancel()
 
@@ -304,16 +356,8 @@ class Engine:
         reason, message = "finished", ""
         try:
             self.publish(ev.RunStarted(len(self.rows), len(self.selection)))
-            for step in self.steps:
-                await prepare_step(step, self.resources)
-            todo = iter(self.selection)
-            count = min(self.max_concurrency, len(self.selection))
-            self._workers = [asyncio.ensure_future(self._worker(todo)) for _ in range(count)]
-            if self._stopping:  # stop() before the workers existed
-                for task in self._workers:
-                    task.cancel()
-            results = await asyncio.gather(*self._workers, return_exceptions=True)
-            crashed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+            self._plan = await self._bind()
+            crashed = [] if self._stopping else await self._run_rows()
             if self._stopping:
                 reason = "stopped"
             elif crashed:  # a bug in the engine itself, never a row's failure
@@ -332,10 +376,40 @@ class Engine:
             p.finished_at = time.time()
             p.running = 0
             self._running = False
+            self.resources.shared = None
             await self.resources.aclose()
             self.outcome = (reason, message)
             self.publish(ev.RunFinished(reason, p, message))
         return p
+
+    async def _bind(self) -> list[PlannedStep]:
+        """Bind the steps for this run (load files, compile code, embed knowledge bases).
+        Done in a task that `stop()` cancels: a stop never waits for a preparation."""
+        self.resources.shared = SharedContext(self)
+        self._binding = asyncio.ensure_future(bind_steps(self._steps, self.resources))
+        if self._stopping:  # stop() before the run began
+            self._binding.cancel()
+        try:
+            return await self._binding
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopping and not (task is not None and task.cancelling()):
+                return []  # stopped while binding: no row runs
+            raise
+        finally:
+            self._binding = None
+
+    async def _run_rows(self) -> list[BaseException]:
+        """Every selected row through the plan, by a fixed pool of workers; returns the errors
+        that crashed a worker (a bug in the engine itself)."""
+        todo = iter(self.selection)
+        count = min(self.max_concurrency, len(self.selection))
+        self._workers = [asyncio.ensure_future(self._worker(todo)) for _ in range(count)]
+        if self._stopping:  # stop() while the workers were being created
+            for task in self._workers:
+                task.cancel()
+        results = await asyncio.gather(*self._workers, return_exceptions=True)
+        return [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
 
     async def _worker(self, todo) -> None:
         for index in todo:
@@ -374,7 +448,7 @@ class Engine:
         status = ev.DONE
         error = error_type = failed_step = ""
         try:
-            await self._run_steps(self._plan, row, ctx, "", trace)
+            await self._run_steps(self._plan, row, ctx, trace)
         except StepFailed as failure:
             status = ev.ERROR
             error_type, error = describe_error(failure.error)
@@ -390,6 +464,7 @@ class Engine:
                                   time.perf_counter() - t0, ctx.tokens_in, ctx.tokens_out, ctx.cost,
                                   ctx.cached, trace)
             self.results[index] = result
+            event: ev.RowFinished
             if status == ev.DONE:
                 p.done += 1
                 event = ev.RowDone(index, result)
@@ -399,48 +474,50 @@ class Engine:
             else:
                 p.cancelled += 1
                 event = ev.RowCancelled(index, result)
+            if self.budget is not None and status != ev.CANCELLED:
+                self.budget.row_finished(result.cost)
             self.publish(event)
 
-    async def _run_steps(self, plan, row: dict[str, Any], ctx: RowContext, prefix: str,
-                         trace: list[ev.StepTrace] | None) -> dict[str, Any]:
-        """Run steps in order on `row`, merging each step's outputs into it."""
-        if plan and isinstance(plan[0], Step):  # nested steps (a branch): plan them here
-            plan = [(s, type(s).is_async(), f"{prefix}{i + 1}. {s.label}") for i, s in enumerate(plan) if s.enabled]
+    async def _run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any], ctx: RowContext,
+                         trace: list[ev.StepTrace] | None, parent: str = "",
+                         parent_path: StepPath = ()) -> dict[str, Any]:
+        """Run bound steps in order on `row`, merging each step's outputs into it. A branch's
+        plan (of a parallel step) runs under its `parent` step's label and path."""
         produced: dict[str, Any] = {}
-        for step, is_async, label in plan:
+        for path, label, is_async, call, _ in plan:
+            if parent:
+                label = f"{parent} › {label}"
+                path = parent_path + path
             t = time.perf_counter()
             attempts_before = ctx.attempts
             try:
                 if is_async:
                     ctx.step = label
+                    ctx.path = path
                     ctx.details = None
-                    out = await step.run(row, ctx)
+                    out = await call(row, ctx)
                 else:
-                    out = step.apply(row)
-            except StepFailed:
+                    out = call(row)
+            except StepFailed as failure:  # a step of a branch of this (parallel) step failed
+                if trace is not None:
+                    trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
+                                              describe_error(failure.error)[1], None, path))
                 raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the row fails here; the run carries on
                 if trace is not None:
-                    trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
-                                              describe_error(exc)[1], ctx.details if is_async else None))
+                    details = ctx.details if is_async else None
                     raw = getattr(exc, "raw", None)
                     if raw is not None:
-                        trace[-1].details = {**(trace[-1].details or {}), "raw": raw}
+                        details = {**(details or {}), "raw": raw}
+                    trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
+                                              describe_error(exc)[1], details, path))
                 raise StepFailed(label, exc) from exc
             if out:
                 row.update(out)
                 produced.update(out)
             if trace is not None:
                 trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
-                                          "", ctx.details if is_async else None))
+                                          "", ctx.details if is_async else None, path))
         return produced
-
-
-async def prepare_step(step: Step, resources: RunResources) -> None:
-    await step.prepare(resources)
-    for branch in step.children().values():
-        for child in branch:
-            if child.enabled:
-                await prepare_step(child, resources)

@@ -3,10 +3,14 @@
 Both front ends drive runs through this: the CLI and the window only choose what to run
 and show what happens. It checks the pipeline and trust before any row runs, wires the
 journal, and keeps the latest result of every row.
+
+Each run works on its own copy of the pipeline, taken when it starts: the user may go on
+editing `job.pipeline` while it runs, and the edits apply to the next run.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections.abc import Iterable
@@ -16,6 +20,7 @@ from typing import Any
 
 from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.pipeline.model_checks import setup_problems
+from batchgrid.core.providers.prices import money
 from batchgrid.core.table import Table
 from batchgrid.core.util.errors import PipelineError, SetupError, UntrustedCodeError
 
@@ -62,6 +67,7 @@ class Job:
         self.data_dir = data_dir or (journal.path.parent if journal else None)
         self.use_cache = use_cache
         self.results: list[ev.RowResult | None] = [None] * len(rows)
+        self.run_pipeline: Pipeline | None = None  # the copy the latest run works on
         self.run_id: str | None = None
         self._run_fingerprint = ""  # the pipeline's fingerprint when the current results were made
         self.engine: Engine | None = None
@@ -106,16 +112,17 @@ class Job:
             raise ValueError(f"unknown mode {mode!r}")
         if self.engine is not None and self.engine.running:
             raise RuntimeError("a run is already in progress")
-        problems = self.problems()
+        pipeline = copy.deepcopy(self.pipeline)  # the run's own: later edits never reach it
+        problems = pipeline.problems(self.rows.columns)
         if problems:
             raise PipelineError(problems)
-        if self.pipeline.runs_code and not self.trusted:
+        if pipeline.runs_code and not self.trusted:
             raise UntrustedCodeError(UNTRUSTED_MESSAGE)
-        setup = self.setup_problems()
+        setup = setup_problems(pipeline.steps, pipeline.providers)
         if setup:
             raise SetupError(setup)
         wanted = set(range(len(self.rows))) if rows is None else {i for i in rows if 0 <= i < len(self.rows)}
-        if self._run_fingerprint and self._run_fingerprint != self.pipeline.fingerprint():
+        if self._run_fingerprint and self._run_fingerprint != pipeline.fingerprint():
             # The pipeline was edited since these results were made: they are stale, so this run
             # starts afresh (the response cache still answers the model calls that did not change).
             self.run_id = None
@@ -134,24 +141,28 @@ class Job:
             if mode in (RETRY_FAILED, RESUME_AND_RETRY):
                 rerun.add(ev.ERROR)
             keep_unfinished = mode != RETRY_FAILED
-            selection = {i for i in wanted if (self.results[i] is None and keep_unfinished)
-                         or (self.results[i] is not None and self.results[i].status in rerun)}
+            selection = set()
+            for i in wanted:
+                result = self.results[i]
+                if (result is None and keep_unfinished) or (result is not None and result.status in rerun):
+                    selection.add(i)
 
-        settings = self.pipeline.settings
+        settings = pipeline.settings
         resources = RunResources(
-            base_dir=self.pipeline.path.parent if self.pipeline.path else Path.cwd(),
-            trusted=self.trusted, providers=self.pipeline.providers, settings=settings,
+            base_dir=pipeline.path.parent if pipeline.path else Path.cwd(),
+            trusted=self.trusted, providers=pipeline.providers, settings=settings,
             data_dir=self.data_dir, use_cache=self.use_cache and settings.get("use_cache", True),
         )
         policy = RetryPolicy(settings["max_attempts"], settings["retry_base_delay"], settings["retry_max_delay"])
         previous = {i: r for i, r in enumerate(self.results) if r is not None and i not in selection}
-        engine = Engine(self.pipeline.steps, self.rows,
+        engine = Engine(pipeline.steps, self.rows,
                         max_concurrency=max_concurrency or settings["max_concurrency"],
                         retry_policy=policy, resources=resources, only=selection, previous=previous)
         self.results = engine.results  # the engine fills the job's results as rows finish
         if self.journal is not None and self.run_id is not None:
             engine.subscribe(self.journal.recorder(self.run_id, self.input_hash))
         self.engine = engine
+        self.run_pipeline = pipeline
         self.started_at = time.time()
         return engine
 
@@ -181,8 +192,13 @@ class Job:
                 self.results[index] = result
 
     # ---- after a run ---------------------------------------------------------------
+    def results_pipeline(self) -> Pipeline:
+        """The pipeline the results were made with: the latest run's copy (the pipeline may
+        have been edited since), or the pipeline itself before any run."""
+        return self.run_pipeline or self.pipeline
+
     def result_set(self) -> ResultSet:
-        return ResultSet(self.rows, self.pipeline.output_columns(), self.results, self.run_info())
+        return ResultSet(self.rows, self.results_pipeline().output_columns(), self.results, self.run_info())
 
     def run_info(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -190,13 +206,14 @@ class Job:
             key = "not run" if r is None else r.status
             counts[key] = counts.get(key, 0) + 1
         p = self.engine.progress if self.engine else None
+        pipeline = self.results_pipeline()
         info: dict[str, Any] = {
-            "pipeline": self.pipeline.name or (self.pipeline.path.name if self.pipeline.path else "(unsaved)"),
-            "pipeline file": str(self.pipeline.path or ""),
+            "pipeline": pipeline.name or (pipeline.path.name if pipeline.path else "(unsaved)"),
+            "pipeline file": str(pipeline.path or ""),
             "input file": str(self.input_path or ""),
             "sheet": self.sheet or "",
             "rows": len(self.rows),
-            "max concurrency": self.engine.max_concurrency if self.engine else self.pipeline.settings["max_concurrency"],
+            "max concurrency": self.engine.max_concurrency if self.engine else pipeline.settings["max_concurrency"],
         }
         info.update({f"rows {k}": v for k, v in sorted(counts.items())})
         if p is not None:
@@ -204,10 +221,13 @@ class Job:
                 "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.started_at)) if p.started_at else "",
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.finished_at)) if p.finished_at else "",
                 "elapsed (s)": round(p.elapsed, 3),
-                "tokens in": sum(r.tokens_in for r in self.results if r),
-                "tokens out": sum(r.tokens_out for r in self.results if r),
-                "cost": round(sum(r.cost for r in self.results if r), 6),
+                # The rows' own usage, plus what the latest run spent on work every row shared.
+                "tokens in": sum(r.tokens_in for r in self.results if r) + p.shared_tokens_in,
+                "tokens out": sum(r.tokens_out for r in self.results if r) + p.shared_tokens_out,
+                "cost": round(sum(r.cost for r in self.results if r) + p.shared_cost, 6),
                 "retries": p.retries,
             })
-        info["steps"] = self.pipeline.to_json()
+            if p.shared_tokens_in or p.shared_cost:
+                info["shared work (tokens, cost)"] = f"{p.shared_tokens_in + p.shared_tokens_out:,}, {money(p.shared_cost)}"
+        info["steps"] = pipeline.to_json()
         return info

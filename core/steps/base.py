@@ -3,6 +3,12 @@
 The declarations are the single source of truth: the pipeline file is validated from
 them, the GUI builds each step's form from them, and the README's step reference is
 generated from them. A new step is one class with `@register`; nothing else changes.
+
+A `Step` is a declaration only: what the pipeline file says. A run binds each step
+(`await step.bind(resources)`) to a `BoundStep`, which holds whatever that run needs
+(a loaded lookup table, compiled code, knowledge vectors) and is what the engine calls
+for every row. Nothing of a run is ever stored on the declaration, so the user can edit
+the pipeline while it runs and an estimate never sees a finished run's state.
 """
 
 from __future__ import annotations
@@ -150,15 +156,18 @@ class Step:
         return {}
 
     # ---- running -----------------------------------------------------------------
-    async def prepare(self, resources: RunResources) -> None:
-        """Once per run, before any row: load files, compile patterns, open clients."""
+    async def bind(self, resources: RunResources) -> BoundStep:
+        """Once per run, before any row: this step made ready for the run. Steps with per-run
+        state (files to load, code to compile, vectors to embed) return their own BoundStep;
+        the others are bound as they are and the engine calls their `apply` or `run`."""
+        return BoundStep(self)
 
     def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Turn a row into this step's outputs. Cheap steps implement only this."""
         raise NotImplementedError
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
-        """Async steps (HTTP, models, parallel) override this; it gets the row's context."""
+        """Async steps (HTTP, models) override this; it gets the row's context."""
         if self.blocking:
             return await asyncio.to_thread(self.apply, row)
         return self.apply(row)
@@ -195,6 +204,25 @@ class Step:
             elif value != p.default or p.required:  # a required value is always written, default or not
                 out[p.name] = value
         return out
+
+
+class BoundStep:
+    """One step made ready for one run: what the engine calls for every row.
+
+    The engine awaits `run(row, ctx)` when `is_async`, else calls `apply(row)` in the loop.
+    This base class binds a step that needs nothing per run: it calls the declaration's own
+    `apply` / `run`. Steps with per-run state subclass it and keep that state here.
+    """
+
+    def __init__(self, step: Step, *, is_async: bool | None = None):
+        self.step = step
+        self.is_async = type(step).is_async() if is_async is None else is_async
+
+    def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return self.step.apply(row)
+
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
+        return await self.step.run(row, ctx)
 
 
 def is_template(value: Any) -> bool:

@@ -5,7 +5,7 @@ datetime modules, which keeps everyday expressions tidy, but Python cannot be co
 that way: code from a pipeline file can do anything the user can (`import` works, since
 the standard library itself imports lazily, e.g. `date.strftime`). The protection is
 trust: a pipeline with a code step runs only when the user says they trust it
-(`--trust` on the command line, a confirmation in the window), and `prepare` refuses
+(`--trust` on the command line, a confirmation in the window), and `bind` refuses
 otherwise, whoever runs the engine.
 """
 
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from batchgrid.core.util.errors import StepError, UntrustedCodeError
 
-from .base import BOOL, CODE, OUTPUT, STRINGS, Param, Step, register
+from .base import BOOL, CODE, OUTPUT, STRINGS, BoundStep, Param, Step, register
 from .text import shown
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .context import RunResources
+    from .context import RunResources, StepContext
 
 FILENAME = "<python step>"
 
@@ -102,10 +102,6 @@ class PythonCode(Step):
               "window stays responsive.", label="Slow code (run in a thread)"),
     )
 
-    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs):
-        super().__init__(config, **kwargs)
-        self._compiled: tuple[CodeType, bool] | None = None  # set by prepare(), only when trusted
-
     def default_output(self, param_name: str) -> str:
         return "result"
 
@@ -124,28 +120,39 @@ class PythonCode(Step):
             return [("code", "these lines never set result; write result = ... (or give a single expression)")]
         return []
 
-    async def prepare(self, resources: RunResources) -> None:
-        self._compiled = None
+    async def bind(self, resources: RunResources) -> CompiledCode:
         if not resources.trusted:
             raise UntrustedCodeError(
                 f'the step "{self.label}" runs Python code from the pipeline file, which can do anything you can; '
                 "run it only if you trust where the file came from: add --trust on the command line, "
                 "or confirm the trust question in the window")
         try:
-            self._compiled = compile_code(self.config["code"])
+            code, is_expression = compile_code(self.config["code"])
         except ValueError as exc:
             raise StepError(f'the step "{self.label}" has a syntax error at {exc}') from None
+        return CompiledCode(self, code, is_expression)
 
-    async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
+    def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        raise UntrustedCodeError("a Python step runs only once bound for a run the user trusts")
+
+
+class CompiledCode(BoundStep):
+    """A Python step bound to one run: its code compiled once, for a pipeline the user trusts."""
+
+    def __init__(self, step: PythonCode, code: CodeType, is_expression: bool):
         # Chosen per step by the user, not per class: in-process is faster for quick expressions.
-        if self.config["run_in_thread"]:
+        super().__init__(step, is_async=bool(step.config["run_in_thread"]))
+        self.code = code
+        self.is_expression = is_expression
+        self.names: list[str] = list(step.config["outputs"])
+        self.output = step.output_name()
+
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
+        if self.is_async:  # slow code, by the user's choice: in a worker thread
             return await asyncio.to_thread(self.apply, row)
         return self.apply(row)
 
     def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        if self._compiled is None:
-            raise UntrustedCodeError("the Python step was not prepared for this run (was the pipeline trusted?)")
-        code, is_expression = self._compiled
         view = RowView(row)
         namespace: dict[str, Any] = {"__builtins__": SAFE_BUILTINS}
         namespace.update((k, v) for k, v in view.items()
@@ -153,10 +160,10 @@ class PythonCode(Step):
         namespace.update(MODULES)
         namespace["row"] = view
         try:
-            if is_expression:
-                result = eval(code, namespace)
+            if self.is_expression:
+                result = eval(self.code, namespace)
             else:
-                exec(code, namespace)
+                exec(self.code, namespace)
                 result = namespace.get("result")
         except StepError:
             raise
@@ -166,9 +173,9 @@ class PythonCode(Step):
         return self._outputs(result)
 
     def _outputs(self, result: Any) -> dict[str, Any]:
-        names = self.config["outputs"]
+        names = self.names
         if not names:
-            return {self.output_name(): result}
+            return {self.output: result}
         if result is None:
             return dict.fromkeys(names)
         if not isinstance(result, Mapping):

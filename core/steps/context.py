@@ -6,19 +6,21 @@ The engine (core/run) implements `StepContext`; steps depend only on this Protoc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from batchgrid.core.providers.run import RunProviders
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .base import Step
+    from .plan import PlannedStep
 
 
 @dataclass
 class RunResources:
-    """What steps share during one run: clients, caches, where relative paths start."""
+    """What steps share during one run: settings, clients, the model state, where relative
+    paths start. The engine closes what it holds when the run ends (`aclose`)."""
 
     base_dir: Path = field(default_factory=Path.cwd)  # relative paths in steps start here
     trusted: bool = False                             # the user trusts this pipeline's code steps
@@ -26,8 +28,15 @@ class RunResources:
     settings: dict[str, Any] = field(default_factory=dict)              # the pipeline's run settings
     data_dir: Path | None = None                      # where the journal and response cache live
     use_cache: bool = True                            # answer repeated paid requests from the cache
-    extras: dict[str, Any] = field(default_factory=dict)  # shared per-run objects (clients, caches); closed at the end
+    # The run's model state: providers by name, the response cache, embedding batchers.
+    models: RunProviders = field(init=False, repr=False)
+    # While a run lasts: the context for work every row shares (a knowledge base embedded
+    # while binding); its calls take the run's slots and retries, its cost is the run's.
+    shared: StepContext | None = field(default=None, repr=False)
     _http: Any = None
+
+    def __post_init__(self) -> None:
+        self.models = RunProviders(self.providers, data_dir=self.data_dir, use_cache=self.use_cache)
 
     def http_client(self, in_flight: int = 100):
         """One pooled HTTP client (core/util/http.py) for the run's HTTP steps; it never re-sends a
@@ -45,18 +54,15 @@ class RunResources:
         return p if p.is_absolute() else self.base_dir / p
 
     async def aclose(self) -> None:
+        """The run is over: close its HTTP client and its model state (a later run reopens them)."""
+        await self.models.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        for extra in self.extras.values():
-            close = getattr(extra, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
 
 
 class StepContext(Protocol):
-    """One row's view of the run, handed to a step's `run()`."""
+    """One row's view of the run, handed to a step's `run()` (or the run's own, for shared work)."""
 
     index: int     # the row number in the input table
     step: str      # the label of the step running now ("2. Summarise")
@@ -81,6 +87,6 @@ class StepContext(Protocol):
     def note(self, **details: Any) -> None:
         """Attach details (request sent, raw reply) to this step's trace for the row inspector."""
 
-    async def run_steps(self, steps: Sequence[Step], row: dict[str, Any], label_prefix: str) -> dict[str, Any]:
-        """Run nested steps (a parallel step's branch) on `row`; returns their outputs."""
+    async def run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any]) -> dict[str, Any]:
+        """Run a bound branch of the step running now (a parallel step's) on `row`; returns its outputs."""
         ...

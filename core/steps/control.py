@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .base import BRANCHES, Param, Step, register
+from .base import BRANCHES, BoundStep, Param, Step, register
+from .plan import PlannedStep, bind_steps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import RunResources, StepContext
 
 
 @register
@@ -35,18 +39,26 @@ class Parallel(Step):
     def is_async(cls) -> bool:
         return True
 
-    async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
-        prefix = ctx.step
-        branches = [(name, steps) for name, steps in self.children().items() if any(s.enabled for s in steps)]
-        if len(branches) == 1:
-            name, steps = branches[0]
-            return await ctx.run_steps(steps, dict(row), f"{prefix} › {name} › ")
+    async def bind(self, resources: RunResources) -> Branches:
+        plans = [await bind_steps(steps, resources, branch=name) for name, steps in self.children().items()]
+        return Branches(self, [plan for plan in plans if plan])  # a branch with no enabled step does nothing
+
+
+class Branches(BoundStep):
+    """A parallel step bound to one run: each branch's steps, bound."""
+
+    def __init__(self, step: Parallel, plans: list[list[PlannedStep]]):
+        super().__init__(step, is_async=True)
+        self.plans = plans
+
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
+        if len(self.plans) == 1:
+            return await ctx.run_steps(self.plans[0], dict(row))
         # A TaskGroup cancels the other branches as soon as one fails: the row has failed,
         # and a sibling's call must not keep running (and billing) for nothing.
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(ctx.run_steps(steps, dict(row), f"{prefix} › {name} › "))
-                         for name, steps in branches]
+                tasks = [group.create_task(ctx.run_steps(plan, dict(row))) for plan in self.plans]
         except BaseExceptionGroup as failure:
             raise failure.exceptions[0] from None
         merged: dict[str, Any] = {}

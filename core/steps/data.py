@@ -6,13 +6,14 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import InputError, StepError
 from batchgrid.core.util.jsonpath import compile_path, extract
 
-from .base import BOOL, CHOICE, COLUMN, FILE, MAPPING, STRINGS, TEXT, Param, Step, register
+from .base import BOOL, CHOICE, COLUMN, FILE, MAPPING, STRINGS, TEXT, BoundStep, Param, Step, register
 from .text import TextStep, output_param, shown, source_param
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -221,23 +222,24 @@ class Lookup(Step):
               choices=("blank", "error"), label="When the key is not found"),
     )
 
-    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs):
-        super().__init__(config, **kwargs)
-        self._table: dict[str, tuple] | None = None  # key -> values of `columns`, built by prepare()
-        self._file_name = ""
-
     def writes(self) -> list[str]:
         return [self.config["prefix"] + c for c in self.config["columns"]]
 
-    async def prepare(self, resources: RunResources) -> None:
+    async def bind(self, resources: RunResources) -> LookupTable:
+        path = resources.resolve(self.config["file"])
+        # pandas reads the whole file at once: in a worker thread, so the loop (a window) stays
+        # free, and a stop does not wait for it.
+        table = await asyncio.to_thread(self.load, path)
+        return LookupTable(self, table, path.name)
+
+    def load(self, path: Path) -> dict[str, tuple]:
+        """The file as key -> values of `columns` (the first row with a key wins, as in VLOOKUP)."""
         from batchgrid.core.table import read_table
 
-        path = resources.resolve(self.config["file"])
         if not path.is_file():
             raise InputError(f"lookup file {path} does not exist")
         try:
-            # pandas reads the whole file at once: off the event loop, so a window stays responsive.
-            frame = await asyncio.to_thread(read_table, path, sheet=self.config["sheet"] or None)
+            frame = read_table(path, sheet=self.config["sheet"] or None)
         except InputError as exc:
             raise InputError(f"lookup file: {exc}") from None
         frame.columns = [str(c) for c in frame.columns]
@@ -253,20 +255,30 @@ class Lookup(Step):
         table: dict[str, tuple] = {}
         for key, found in zip(keys, values, strict=True):
             k = _match_key(_plain(key), loose)
-            if k is not None and k not in table:  # the first row with a key wins, as in VLOOKUP
+            if k is not None and k not in table:
                 table[k] = tuple(_plain(v) for v in found)
-        self._table = table
-        self._file_name = path.name
+        return table
+
+
+class LookupTable(BoundStep):
+    """A lookup bound to one run: the file, loaded once, as a dict."""
+
+    def __init__(self, step: Lookup, table: dict[str, tuple], file_name: str):
+        super().__init__(step, is_async=False)
+        self.table = table
+        self.file_name = file_name
+        self.names = step.writes()
+        self.key_column = step.config["key"]
+        self.loose = step.config["match"] == "loose"
+        self.fail_when_missing = step.config["not_found"] == "error"
+        self.file_key = step.config["file_key"]
 
     def apply(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        if self._table is None:
-            raise StepError("the lookup file was not loaded before the run")
-        names = self.writes()
-        key = _match_key(row.get(self.config["key"]), self.config["match"] == "loose")
-        found = self._table.get(key) if key is not None else None
+        key = _match_key(row.get(self.key_column), self.loose)
+        found = self.table.get(key) if key is not None else None
         if found is None:
-            if key is not None and self.config["not_found"] == "error":
-                raise StepError(f'{shown(row.get(self.config["key"]))} is not in the "{self.config["file_key"]}" '
-                                f"column of {self._file_name}")
-            return dict.fromkeys(names)
-        return dict(zip(names, found, strict=True))
+            if key is not None and self.fail_when_missing:
+                raise StepError(f'{shown(row.get(self.key_column))} is not in the "{self.file_key}" '
+                                f"column of {self.file_name}")
+            return dict.fromkeys(self.names)
+        return dict(zip(self.names, found, strict=True))

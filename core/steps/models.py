@@ -1,39 +1,33 @@
-"""Model steps: LLM, structured output, classify, embed, similar.
+"""Model steps: LLM, structured output, classify (the embedding steps are in embeddings.py).
 
-Every call goes through the run's provider (core/providers): the engine's retries and
-concurrency slots, the provider's own limits, the response cache, usage and cost. A step
-only builds its request from the row and reads the reply.
+Every call goes through the run's provider (core/providers, reached through the run's
+`resources.models`): the engine's retries and concurrency slots, the provider's own
+limits, the response cache, usage and cost. A step only builds its request from the row
+and reads the reply.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from batchgrid.core.providers.batcher import vector_of
-from batchgrid.core.providers.client import CHAT, EMBEDDINGS, embedding_request
+from batchgrid.core.providers.client import CHAT, ChatReply, Provider
 from batchgrid.core.providers.profiles import Profile
-from batchgrid.core.providers.run import RunProviders
 from batchgrid.core.providers.tokens import DEFAULT_ANSWER_TOKENS, text_tokens
 from batchgrid.core.util import template as tpl
-from batchgrid.core.util.errors import InputError, StepError
+from batchgrid.core.util.errors import StepError
 
 from .base import (
     BOOL,
     CHOICE,
-    FILE,
     FLOAT,
     INT,
     JSON,
     MULTILINE,
     OUTPUT,
     PROVIDER,
-    SOURCE,
     STRINGS,
     TEMPLATE,
     TEXT,
@@ -41,6 +35,9 @@ from .base import (
     Step,
     register,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import RunResources, StepContext
 
 PROVIDER_HELP = ("Provider profile; blank = the pipeline's first profile, or OpenAI from OPENAI_API_KEY "
                  "and OPENAI_BASE_URL when the pipeline has none.")
@@ -78,8 +75,8 @@ class ModelStep(Step):
             raise StepError(f"no model: set the step's model, or {field} in provider profile {profile.name!r}")
         return model
 
-    async def provider(self, ctx):
-        return await RunProviders.of(ctx).provider(self.config.get("provider") or "")
+    async def provider(self, resources: RunResources) -> Provider:
+        return await resources.models.provider(self.config.get("provider") or "")
 
     # For the projected cost (core/providers/estimate.py): the requests, exactly as they would be sent.
     def planned_calls(self, row: Mapping[str, Any], profile: Profile) -> list[tuple[str, dict, int]]:
@@ -124,8 +121,8 @@ class ChatStep(ModelStep):
     def planned_calls(self, row, profile):
         return [(CHAT, self.request_for(row, profile), self.answer_tokens())]
 
-    async def ask(self, row: Mapping[str, Any], ctx, stream_to: str | None = None):
-        provider = await self.provider(ctx)
+    async def ask(self, row: Mapping[str, Any], ctx: StepContext, stream_to: str | None = None) -> ChatReply:
+        provider = await self.provider(ctx.resources)
         return await provider.chat(ctx, self.request_for(row, provider.profile), stream_to=stream_to)
 
 
@@ -147,7 +144,7 @@ class LLM(ChatStep):
     def default_output(self, param_name: str) -> str:
         return "answer"
 
-    async def run(self, row, ctx) -> dict[str, Any]:
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         out = self.output_name()
         reply = await self.ask(row, ctx, stream_to=out if self.config["stream"] else None)
         return {out: reply.text}
@@ -232,7 +229,7 @@ class StructuredOutput(ChatStep):
     def answer_tokens(self) -> int:
         return self.config.get("max_tokens") or 20 * len(self.fields()) + 10
 
-    async def run(self, row, ctx) -> dict[str, Any]:
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         reply = await self.ask(row, ctx)
         return self.parse(reply.text)
 
@@ -329,7 +326,7 @@ class Classify(ChatStep):
         longest = max((text_tokens(label) for label in self.labels()), default=1)
         return self.config.get("max_tokens") or longest * (len(self.labels()) if self.config["multiple"] else 1) + 2
 
-    async def run(self, row, ctx) -> dict[str, Any]:
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         reply = await self.ask(row, ctx)
         return {self.output_name(): self.parse(reply.text)}
 
@@ -346,175 +343,12 @@ class Classify(ChatStep):
         if whole is not None:
             return whole
         parts = [p for p in re.split(r"[,;\n]+", text) if p.strip()] if self.config["multiple"] else []
-        found = [by_norm.get(_norm(p)) for p in parts]
-        if parts and all(found):
+        found = [by_norm[_norm(p)] for p in parts if _norm(p) in by_norm]
+        if parts and len(found) == len(parts):
             return ", ".join(dict.fromkeys(found))
         shown = ", ".join(self.labels())
         raise StepError(f"the model answered {_short(text)!r}, which is not "
                         f"{'among' if self.config['multiple'] else 'one of'} the labels: {shown}", raw=text)
-
-
-# ---- embedding steps -------------------------------------------------------------------------
-class EmbeddingStep(ModelStep):
-    model_kind = "embedding"
-
-    def embedding_call(self, text: str, profile: Profile) -> tuple[str, dict, int]:
-        return (EMBEDDINGS, embedding_request(self.model_for(profile), text, self.config.get("dimensions")), 0)
-
-    async def batcher(self, ctx):
-        provider = await self.provider(ctx)
-        return RunProviders.of(ctx).batcher(provider, self.model_for(provider.profile),
-                                            self.config.get("dimensions"), self.config.get("batch_size"))
-
-
-def embedding_params() -> tuple[Param, ...]:
-    return (
-        Param("dimensions", INT, None, "Shorter vectors (text-embedding-3 models); blank = the model's own.",
-              minimum=1),
-        Param("batch_size", INT, None, "Texts per request; blank = the provider's batch_size (100).",
-              minimum=1, maximum=2048),
-    )
-
-
-@register
-class Embed(EmbeddingStep):
-    type = "embed"
-    title = "Embed"
-    description = ("Turn a column's text into a vector; the rows in flight are sent together, up to 100 texts a "
-                   "request (a higher max concurrency fills bigger batches).")
-    params = (
-        provider_param(),
-        model_param("embedding"),
-        Param("source", SOURCE, "", "A column name, or a template such as \"{title} {body}\".", required=True,
-              label="Read from"),
-        *embedding_params(),
-        Param("output", OUTPUT, "", "Name of the new column (default: <source>_embedding).", label="Write to"),
-    )
-
-    def default_output(self, param_name: str) -> str:
-        source = self.config.get("source") or ""
-        return f"{source}_embedding" if source and "{" not in source else "embedding"
-
-    def planned_calls(self, row, profile):
-        return [self.embedding_call(self.source_text(row), profile)]
-
-    async def run(self, row, ctx) -> dict[str, Any]:
-        text = self.source_text(row)
-        if not text.strip():
-            raise StepError("nothing to embed: the text is empty")
-        vector = await (await self.batcher(ctx)).embed(ctx, text)
-        return {self.output_name(): vector.tolist()}
-
-
-@register
-class Similar(EmbeddingStep):
-    type = "similar"
-    title = "Similar / retrieve"
-    description = ("Find the closest entries of a reference list or sheet (labels, or passages for {context} "
-                   "in a later LLM step) by embedding similarity.")
-    params = (
-        provider_param(),
-        model_param("embedding"),
-        Param("source", SOURCE, "", "The row's text (a column or a template), or a column of vectors from "
-              "an Embed step with the same model.", required=True, label="Read from"),
-        Param("references", STRINGS, [], "Reference texts: labels for zero-shot classification, or passages."),
-        Param("reference_file", FILE, "", "Or a sheet or CSV of passages (relative to the pipeline file)."),
-        Param("reference_sheet", TEXT, "", "Sheet of the reference file (blank = the first)."),
-        Param("reference_column", TEXT, "", "Column of the reference file holding the texts (blank = the first)."),
-        Param("top_k", INT, 3, "How many matches to keep.", minimum=1, maximum=100),
-        *embedding_params(),
-        Param("output", OUTPUT, "", "Column for the best match (default: match); <output>_score and "
-              "<output>_matches are written beside it.", label="Write to"),
-        Param("context_output", OUTPUT, "", "Column with the top matches as one text, for {context} in a later "
-              "step (default: context).", label="Context column"),
-    )
-
-    def __init__(self, config=None, **kw):
-        super().__init__(config, **kw)
-        self._texts: list[str] | None = None
-
-    def default_output(self, param_name: str) -> str:
-        return "context" if param_name == "context_output" else "match"
-
-    def writes(self) -> list[str]:
-        out = self.output_name()
-        return [out, f"{out}_score", f"{out}_matches", self.output_name("context_output")]
-
-    def check(self) -> list[tuple[str, str]]:
-        has_list, has_file = bool(self.config.get("references")), bool(self.config.get("reference_file"))
-        if has_list == has_file:
-            return [("references", "give either a list of references or a reference file, not "
-                     + ("both" if has_list else "neither"))]
-        return []
-
-    async def prepare(self, resources) -> None:
-        self._texts = await asyncio.to_thread(self.reference_texts, resources.base_dir)  # a big sheet: off the loop
-
-    def reference_texts(self, base_dir) -> list[str]:
-        if self.config.get("references"):
-            return [t for t in (str(r).strip() for r in self.config["references"]) if t]
-        from pathlib import Path
-
-        from batchgrid.core.table import read_table
-
-        path = Path(self.config["reference_file"]).expanduser()
-        path = path if path.is_absolute() else Path(base_dir) / path
-        frame = read_table(path, sheet=self.config.get("reference_sheet") or None)
-        column = self.config.get("reference_column") or (frame.columns[0] if len(frame.columns) else None)
-        if column is None or column not in frame.columns:
-            raise InputError(f"{path.name}: no column {column!r}; columns are: {', '.join(map(str, frame.columns))}")
-        texts = [tpl.as_text(v).strip() for v in frame[column].tolist()]
-        texts = [t for t in texts if t]
-        if not texts:
-            raise InputError(f"{path.name}: the column {column!r} has no text to compare with")
-        return texts
-
-    def planned_calls(self, row, profile):
-        value = self.source_value(row)
-        return [] if vector_of(value) is not None else [self.embedding_call(tpl.as_text(value), profile)]
-
-    def once_calls(self, profile, base_dir):
-        return [self.embedding_call(text, profile) for text in self.reference_texts(base_dir)]
-
-    async def _matrix(self, ctx, batcher) -> np.ndarray:
-        """The references' unit vectors: embedded once per run (and cached across runs)."""
-        texts = self._texts
-        digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
-        key = ("references", batcher.provider.name, batcher.model, batcher.dimensions, digest)
-
-        async def build() -> np.ndarray:
-            matrix = np.vstack(await batcher.embed_many(ctx, texts))
-            return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-
-        return await RunProviders.of(ctx).once(key, build)
-
-    async def run(self, row, ctx) -> dict[str, Any]:
-        if self._texts is None:
-            self._texts = self.reference_texts(ctx.resources.base_dir)
-        batcher = await self.batcher(ctx)
-        matrix = await self._matrix(ctx, batcher)
-        value = self.source_value(row)
-        query = vector_of(value)
-        if query is None:
-            text = tpl.as_text(value)
-            if not text.strip():
-                raise StepError("nothing to compare: the text is empty")
-            query = await batcher.embed(ctx, text)
-        if query.shape[0] != matrix.shape[1]:
-            raise StepError(f"the row's vector has {query.shape[0]} numbers but the references' have "
-                            f"{matrix.shape[1]}: embed both with the same model and dimensions")
-        scores = matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
-        k = min(self.config["top_k"], len(scores))
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best])]
-        texts = [self._texts[i] for i in best]
-        out = self.output_name()
-        return {
-            out: texts[0],
-            f"{out}_score": round(float(scores[best[0]]), 4),
-            f"{out}_matches": "\n".join(f"{float(scores[i]):.3f}  {self._texts[i]}" for i in best),
-            self.output_name("context_output"): "\n\n".join(texts),
-        }
 
 
 # ---- reading model answers ------------------------------------------------------------------

@@ -206,7 +206,7 @@ class RegexExtract(TextStep):
             index = self.pattern().groupindex
         except StepError:
             return []
-        return sorted(index, key=index.get)
+        return sorted(index, key=lambda name: index[name])
 
     def default_output(self, param_name: str) -> str:
         return f"{self.source_name()}_{'matches' if self.config['mode'] == 'all' else 'match'}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import StepError
@@ -13,6 +13,9 @@ from batchgrid.core.util.httputil import status_error, transport_error
 from batchgrid.core.util.jsonpath import compile_path, extract
 
 from .base import BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register, safe_placeholders
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import StepContext
 
 
 @register
@@ -87,7 +90,7 @@ class HttpRequest(Step):
                 request["content"] = tpl.render(body, row, lenient=True).encode()
         return request
 
-    async def run(self, row: Mapping[str, Any], ctx) -> dict[str, Any]:
+    async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         request = self._request(row)
         client = ctx.resources.http_client(ctx.max_concurrency)
         what = f"{request['method']} {request['url']}"

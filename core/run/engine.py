@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchgrid.core.steps.base import Step, all_writes
-from batchgrid.core.steps.context import RunResources
+from batchgrid.core.steps.context import RunResources, StepContext
 from batchgrid.core.steps.plan import PlannedStep, bind_steps
 from batchgrid.core.steps.tree import StepPath
 from batchgrid.core.table.columnar import Table
@@ -521,3 +521,8 @@ class Engine:
                 trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
                                           "", ctx.details if is_async else None, path))
         return produced
+
+
+def _as_step_context(ctx: RowContext) -> StepContext:
+    """Never called: mypy checks here that a RowContext is the StepContext steps are promised."""
+    return ctx

@@ -23,6 +23,7 @@ from batchgrid.core.pipeline.model_checks import setup_problems
 from batchgrid.core.providers.prices import money
 from batchgrid.core.table import Table
 from batchgrid.core.util.errors import PipelineError, SetupError, UntrustedCodeError
+from batchgrid.core.util.problems import Problem
 
 from . import events as ev
 from .engine import Engine, RetryPolicy, RunResources
@@ -74,8 +75,8 @@ class Job:
         self.started_at: float | None = None
 
     # ---- before a run --------------------------------------------------------------
-    def problems(self) -> list[str]:
-        """What stops this pipeline from running over this table (located, one line each)."""
+    def problems(self) -> list[Problem]:
+        """What stops this pipeline from running over this table (each located by its step's path)."""
         return self.pipeline.problems(self.rows.columns)
 
     def setup_problems(self) -> list[str]:

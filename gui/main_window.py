@@ -1,50 +1,40 @@
 """The main window: palette, pipeline, step form, run bar, results, row inspector.
 
-It holds no business logic: sheets are read by core.table, pipelines are core Pipelines,
-runs are core Jobs, exports are core.table.export_results. The window shows their state
-and turns clicks into calls on them. Long work (reading a sheet, exporting) runs in a
-thread; runs are asyncio tasks on the qasync loop.
+A view over core's Session (core/session.py), which does all the work: opening sheets,
+checking and saving pipelines, estimating cost, finding resumable runs, running, exporting,
+every file and database operation off the event loop. The window shows the session's state
+and turns clicks into calls on it; runs are asyncio tasks on the qasync loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from batchgrid.core import table
-from batchgrid.core.pipeline.file import Pipeline, walk
+from batchgrid.core.pipeline import Pipeline
 from batchgrid.core.run import events as ev
-from batchgrid.core.run.estimate import estimate_cost
-from batchgrid.core.run.job import Job
-from batchgrid.core.run.journal import Journal, default_data_dir
-from batchgrid.core.table import Table
-from batchgrid.core.util.errors import BatchgridError, PipelineError
+from batchgrid.core.session import Session, Sheet
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
-    QPushButton,
     QSplitter,
     QStackedWidget,
-    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from .actions import build_actions
 from .document import PipelineDocument
-from .examples import Example, bundled_examples
+from .examples import Example
 from .icons import icon
 from .inspector import RowInspector
 from .palette import StepPalette
@@ -56,136 +46,13 @@ from .settings import AppSettings, SettingsDialog
 from .step_form import StepFormPanel
 from .step_list import StepListModel, StepListView
 from .style import STYLE_SHEET
+from .widgets import MessageBar, WelcomePage, ask_user, one_line, titled_panel
 
 SHEET_FILTER = "Spreadsheets (*.xlsx *.xlsm *.xlsb *.xls *.ods *.csv *.tsv *.txt *.parquet);;All files (*)"
 PIPELINE_FILTER = "Batchgrid pipelines (*.json);;All files (*)"
 EXPORT_FILTERS = {"Excel workbook (*.xlsx)": ".xlsx", "CSV (*.csv)": ".csv", "Parquet (*.parquet)": ".parquet"}
 PIPELINE_SUFFIXES = (".json",)
-PREVIEW_ROWS = 200  # rows shown at once while a big sheet is read
 ESTIMATE_DELAY_MS = 400
-
-
-def one_line(exc: BaseException) -> str:
-    """A readable one-line message for any error that reaches the window."""
-    if isinstance(exc, PipelineError):
-        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        return (exc.messages()[0] if exc.problems else "the pipeline is invalid") + more
-    if isinstance(exc, BatchgridError):
-        return " ".join(str(exc).split())
-    if isinstance(exc, MemoryError):
-        return "not enough memory for this file"
-    if isinstance(exc, OSError):
-        return f"{exc.filename or ''}: {exc.strerror or exc}".strip(": ")
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}" if str(exc) else type(exc).__name__
-
-
-def ask_user(parent: QWidget, title: str, text: str) -> bool:
-    answer = QMessageBox.question(parent, title, text,
-                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
-
-
-class MessageBar(QFrame):
-    """A message across the window (errors, offers) with optional buttons; never modal."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setObjectName("messageBar")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        self.icon = QLabel()
-        self.text = QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.buttons = QHBoxLayout()
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        layout.addWidget(self.icon)
-        layout.addWidget(self.text, 1)
-        layout.addLayout(self.buttons)
-        layout.addWidget(close)
-        self.hide()
-
-    def show_message(self, text: str, kind: str = "error",
-                     actions: list[tuple[str, Callable[[], Any]]] | None = None) -> None:
-        self.setProperty("kind", kind)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.icon.setPixmap(icon("status-error" if kind == "error" else "status-done" if kind == "ok"
-                                 else "status-retrying").pixmap(18, 18))
-        self.text.setText(text)
-        while self.buttons.count():
-            self.buttons.takeAt(0).widget().deleteLater()
-        for label, callback in actions or []:
-            button = QPushButton(label)
-            button.clicked.connect(lambda _=False, cb=callback: (self.hide(), cb()))
-            self.buttons.addWidget(button)
-        self.show()
-
-
-class WelcomePage(QWidget):
-    """What the empty window shows: open or drop a sheet, or try an example."""
-
-    def __init__(self, window: MainWindow):
-        super().__init__()
-        self.setObjectName("welcome")
-        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        outer = QVBoxLayout(self)
-        outer.addStretch(1)
-        box = QVBoxLayout()
-        box.setSpacing(10)
-        title = QLabel("Open a spreadsheet to start")
-        title.setObjectName("welcomeTitle")
-        text = QLabel("Batchgrid runs a pipeline of steps over every row of a sheet and fills in a results "
-                      "table as rows finish.\nOpen a sheet (xlsx, xls, ods, csv, tsv, parquet) or drop one "
-                      "anywhere on this window, then add steps from the palette on the left.")
-        text.setObjectName("welcomeText")
-        text.setWordWrap(True)
-        for label in (title, text):
-            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            box.addWidget(label)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        open_button = QPushButton(icon("open"), "Open a spreadsheet…")
-        open_button.setObjectName("primaryButton")
-        open_button.clicked.connect(window.choose_sheet)
-        buttons.addWidget(open_button)
-        self.example_buttons: list[QPushButton] = []
-        for example in bundled_examples():
-            button = QPushButton(icon("example"), f"Example: {example.title}")
-            button.setToolTip(example.description or str(example.pipeline.name))
-            button.clicked.connect(lambda _=False, e=example: window.open_example(e))
-            buttons.addWidget(button)
-            self.example_buttons.append(button)
-        buttons.addStretch(1)
-        box.addLayout(buttons)
-        self.recent = QLabel()
-        self.recent.setObjectName("welcomeText")
-        self.recent.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.recent.linkActivated.connect(lambda path: window.open_path(path))
-        box.addWidget(self.recent)
-        outer.addLayout(box)
-        outer.addStretch(2)
-
-    def show_recent(self, paths: list[str]) -> None:
-        links = [f'<a href="{p}">{Path(p).name}</a>' for p in paths[:5] if Path(p).exists()]
-        self.recent.setText("Recent: " + " · ".join(links) if links else "")
-
-
-def titled_panel(title: str, content: QWidget) -> QWidget:
-    """A panel: a bold title above its content."""
-    box = QWidget()
-    column = QVBoxLayout(box)
-    column.setContentsMargins(0, 0, 0, 0)
-    label = QLabel(title)
-    label.setObjectName("panelTitle")
-    column.addWidget(label)
-    column.addWidget(content, 1)
-    return box
 
 
 class MainWindow(QMainWindow):
@@ -193,18 +60,13 @@ class MainWindow(QMainWindow):
     runFinished = Signal(str, str)   # reason, message
     exportFinished = Signal(str)     # the path written, or "" when it failed
     messageShown = Signal(str)       # every message the window shows the user
+    closed = Signal()                # the session was closed (the run stopped, the journal closed)
 
     def __init__(self, settings: AppSettings | None = None, journal_path: Path | None = None):
         super().__init__()
         self.settings = settings or AppSettings()
-        self.journal_path = journal_path
-        self.journal: Journal | None = None
+        self.session = Session(journal_path=journal_path)
         self.doc = PipelineDocument(self)
-        self.sheet_path: Path | None = None
-        self.sheet_name: str | None = None
-        self.sheet_names: list[str] = []
-        self.rows: Table | None = None
-        self.job: Job | None = None
         self.last_message = ""
         self.ask: Callable[[str, str], bool] = lambda title, text: ask_user(self, title, text)
         self.ask_save_path: Callable[[], str] = self._ask_export_path
@@ -213,10 +75,11 @@ class MainWindow(QMainWindow):
         self.loading = False            # a sheet is being read
         self._shown_row: tuple = ()     # what the inspector shows: (row, result, status)
         self._fitted = False            # output columns sized during this run
-        self._load_generation = 0
+        self._estimate_generation = 0
+        self._closing = False
 
-        self.model = ResultsModel(self)
-        self.runner = RunController(self.model, self)
+        self.model = ResultsModel(self.session.store, self)
+        self.runner = RunController(self.session, self.model, self)
         self._estimate_timer = QTimer(self)  # edits come in bursts: estimate once they pause
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
@@ -225,9 +88,9 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setStyleSheet(STYLE_SHEET)
         self._build()
-        self._build_actions()
+        build_actions(self)
         self._connect()
-        self.doc.replace(self._new_pipeline())
+        self._use_pipeline(self._new_pipeline())
         self.restore_layout()
         self.update_state()
 
@@ -341,95 +204,6 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy)
         self.resize(1400, 900)
 
-    def _action(self, text: str, slot, shortcut=None, icon_name: str = "", tip: str = "") -> QAction:
-        action = QAction(icon(icon_name) if icon_name else icon(""), text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setToolTip(tip)
-            action.setStatusTip(tip)
-        action.triggered.connect(lambda _checked=False: slot())
-        return action
-
-    def _build_actions(self) -> None:
-        K = QKeySequence.StandardKey
-        self.act_open_sheet = self._action("Open spreadsheet…", self.choose_sheet, K.Open, "open",
-                                           "Open a spreadsheet (Ctrl+O)")
-        self.act_new_pipeline = self._action("New pipeline", self.new_pipeline, K.New, "new")
-        self.act_open_pipeline = self._action("Open pipeline…", self.choose_pipeline, "Ctrl+Shift+O", "open")
-        self.act_save = self._action("Save pipeline", self.save_pipeline, K.Save, "save", "Save the pipeline (Ctrl+S)")
-        self.act_save_as = self._action("Save pipeline as…", self.save_pipeline_as, K.SaveAs, "save")
-        self.act_export = self._action("Export results…", self.export_results, "Ctrl+E", "export",
-                                       "Export the results to Excel, CSV or Parquet (Ctrl+E)")
-        self.act_settings = self._action("Settings…", self.open_settings, K.Preferences, "settings")
-        self.act_quit = self._action("Quit", self.close, K.Quit)
-        stack = self.doc.undo_stack
-        self.act_undo = self._action("Undo", lambda: self.runner.running or stack.undo(), K.Undo, "undo")
-        self.act_redo = self._action("Redo", lambda: self.runner.running or stack.redo(), "Ctrl+Shift+Z", "redo")
-        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence(K.Redo)])
-        self.act_undo.setEnabled(False)
-        self.act_redo.setEnabled(False)
-        stack.canUndoChanged.connect(self.act_undo.setEnabled)
-        stack.canRedoChanged.connect(self.act_redo.setEnabled)
-        stack.undoTextChanged.connect(lambda text: self.act_undo.setToolTip(f"Undo {text} (Ctrl+Z)"))
-        stack.redoTextChanged.connect(lambda text: self.act_redo.setToolTip(f"Redo {text} (Ctrl+Shift+Z)"))
-        self.act_run = self._action("Run", self.run_all, "F5", "run")
-        self.act_stop = self._action("Stop", self.stop_run, "Esc", "stop")
-        self.act_pause = self._action("Pause / resume", self.toggle_pause, None, "pause")
-        self.act_preview = self._action("Preview on a few rows", self.preview_run, "Shift+F5", "preview")
-        self.act_retry = self._action("Retry failed rows", self.retry_failed, None, "retry")
-        self.act_delete_step = self._action("Delete step", self.delete_step, K.Delete, "delete")
-        self.act_delete_step.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.cards.addAction(self.act_delete_step)
-
-        menu = self.menuBar().addMenu("&File")
-        menu.addAction(self.act_open_sheet)
-        self.recent_menu = menu.addMenu("Open recent")
-        self.examples_menu = menu.addMenu(icon("example"), "Open example")
-        for example in bundled_examples():
-            action = self.examples_menu.addAction(f"{example.title}  ({example.sheet.name})")
-            action.setToolTip(example.description)
-            action.triggered.connect(lambda _=False, e=example: self.open_example(e))
-        if self.examples_menu.isEmpty():
-            self.examples_menu.addAction("(no examples installed)").setEnabled(False)
-        menu.addSeparator()
-        for action in (self.act_new_pipeline, self.act_open_pipeline, self.act_save, self.act_save_as):
-            menu.addAction(action)
-        menu.addSeparator()
-        menu.addAction(self.act_export)
-        menu.addSeparator()
-        menu.addAction(self.act_quit)
-        edit = self.menuBar().addMenu("&Edit")
-        edit.addAction(self.act_undo)
-        edit.addAction(self.act_redo)
-        edit.addSeparator()
-        edit.addAction(self.act_settings)
-        run = self.menuBar().addMenu("&Run")
-        for action in (self.act_run, self.act_preview, self.act_pause, self.act_stop, self.act_retry):
-            run.addAction(action)
-
-        bar = QToolBar("Main")
-        bar.setObjectName("mainToolbar")
-        bar.setMovable(False)
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for action in (self.act_open_sheet, self.act_open_pipeline, self.act_save):
-            bar.addAction(action)
-        example_button = QToolButton()
-        example_button.setText("Examples")
-        example_button.setIcon(icon("example"))
-        example_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        example_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        example_button.setMenu(self.examples_menu)
-        bar.addWidget(example_button)
-        bar.addSeparator()
-        bar.addAction(self.act_undo)
-        bar.addAction(self.act_redo)
-        bar.addSeparator()
-        bar.addAction(self.act_export)
-        bar.addAction(self.act_settings)
-        self.addToolBar(bar)
-        self.refresh_recent()
-
     def _connect(self) -> None:
         self.palette.stepChosen.connect(self.add_step)
         self.cards.stepSelected.connect(self.form_panel.show_step)
@@ -465,8 +239,9 @@ class MainWindow(QMainWindow):
     # ================================================================ state shown
     def update_title(self) -> None:
         parts = ["Batchgrid"]
-        if self.sheet_path is not None:
-            parts.append(self.sheet_path.name + (f" [{self.sheet_name}]" if self.sheet_name and len(self.sheet_names) > 1 else ""))
+        sheet = self.session.sheet
+        if sheet is not None:
+            parts.append(sheet.path.name + (f" [{sheet.name}]" if len(sheet.names) > 1 else ""))
         pipeline = self.doc.pipeline
         name = pipeline.path.name if pipeline.path else "unsaved pipeline"
         parts.append(name + ("" if self._pipeline_saved else " *"))
@@ -502,8 +277,6 @@ class MainWindow(QMainWindow):
         self.act_stop.setEnabled(running)
         self.act_pause.setEnabled(running)
         self.act_export.setEnabled(self.rows is not None and not running)
-        # the engine runs these very steps: the pipeline is read-only until the run ends
-        self.top_split.setEnabled(not running)
         self._update_card_buttons()
         self.update_title()
 
@@ -522,6 +295,15 @@ class MainWindow(QMainWindow):
         self.status_text.setText(text)
         self.busy.setRange(0, maximum)
         self.busy.setVisible(busy)
+
+    @property
+    def rows(self):
+        """The sheet's table (None before one is open)."""
+        return self.session.table
+
+    @property
+    def sheet_path(self) -> Path | None:
+        return self.session.sheet.path if self.session.sheet else None
 
     # ================================================================ tasks
     def spawn(self, coro) -> asyncio.Task:
@@ -549,73 +331,66 @@ class MainWindow(QMainWindow):
         return self.spawn(self.load_sheet(Path(path), sheet))
 
     async def load_sheet(self, path: Path, sheet: str | None = None) -> bool:
-        """Show a sheet: its first rows at once, then all of it, both read in a thread so the
-        window stays live. False (and a message in the window) if it cannot be read."""
+        """Show a sheet: its first rows at once, then all of it, read by the session off the
+        loop so the window stays live. False (and a message in the window) if it cannot be read."""
         if self.runner.running:
             self.show_message("Stop the run before opening another sheet.")
             self.sheetLoaded.emit()
             return False
-        self._load_generation += 1
-        generation = self._load_generation
+        path = Path(path)
         self.loading = True
         self._set_busy(f"Reading {path.name}…", True)
         t0 = time.perf_counter()
         try:
-            first = await asyncio.to_thread(table.preview, path, sheet=sheet, rows=PREVIEW_ROWS)
-            if generation != self._load_generation:
-                return False  # another sheet was opened meanwhile
-            self._show_table(path, first.sheets, first.sheet, Table.from_frame(first.frame), complete=first.complete)
-            if not first.complete:
-                self.status_text.setText(f"Reading all of {path.name}; the first {PREVIEW_ROWS} rows are shown…")
-                frame = await asyncio.to_thread(table.read_table, path, sheet=first.sheet)
-                rows = await asyncio.to_thread(Table.from_frame, frame)
-                if generation != self._load_generation:
-                    return False
-                self._show_table(path, first.sheets, first.sheet, rows, complete=True)
+            sheet_read = await self.session.open_sheet(path, sheet, on_preview=self._show_preview)
         except Exception as exc:  # any unreadable file: one line in the window, never a traceback
-            if generation == self._load_generation:
-                self.loading = False
-                self._set_busy("", False)
-                self.show_message(f"Could not open {path.name}: {one_line(exc)}")
-                self.update_state()
-                self.sheetLoaded.emit()
+            self.loading = False
+            self._set_busy("", False)
+            self.show_message(f"Could not open {path.name}: {one_line(exc)}")
+            self.update_state()
+            self.sheetLoaded.emit()
             return False
+        if sheet_read is None:
+            return False  # another sheet was opened meanwhile
         self.loading = False
-        rows = self.rows
+        self._show_table(sheet_read)
+        rows = sheet_read.table
         self._set_busy(f"Read {path.name}: {len(rows):,} rows × {len(rows.columns)} columns in "
                        f"{time.perf_counter() - t0:.1f} s", False)
-        self.settings.add_recent("sheets", str(self.sheet_path))
+        self.settings.add_recent("sheets", str(sheet_read.path))
         self.refresh_recent()
         self.update_state()
         self.update_estimate()
-        self.offer_resume()
+        await self.offer_resume()
         self.sheetLoaded.emit()
         return True
 
-    def _show_table(self, path: Path, sheets: list[str], sheet: str, rows: Table, complete: bool) -> None:
-        gc.unfreeze()  # the last run's results (frozen by the runner) may go now, with the old sheet
-        self.sheet_path, self.sheet_names, self.sheet_name = path.resolve(), list(sheets), sheet
-        self.rows = rows
-        self.job = None
+    def _show_preview(self, sheet: Sheet) -> None:
+        self._show_table(sheet)
+        self.status_text.setText(f"Reading all of {sheet.path.name}; the first {len(sheet.table):,} rows are shown…")
+
+    def _show_table(self, sheet: Sheet) -> None:
+        self.doc.set_columns(sheet.table.columns)
+        self.model.store_reset()
         self._show_sheet_picker()
-        self.doc.set_columns(rows.columns)
-        self.model.set_table(rows, self.doc.pipeline.output_columns())
         self.lower.setCurrentIndex(1)
         self.show_row(-1)
-        more = "" if complete else " so far"
-        self.table_info.setText(f"{len(rows):,} rows{more} × {len(rows.columns)} columns from {path.name}")
+        more = "" if sheet.complete else " so far"
+        self.table_info.setText(f"{len(sheet.table):,} rows{more} × {len(sheet.table.columns)} columns from {sheet.path.name}")
         self.run_bar.show_message("Not run yet.")
         self.message_bar.hide()
         self.update_state()
 
     def _show_sheet_picker(self) -> None:
-        many = len(self.sheet_names) > 1
+        sheet = self.session.sheet
+        names = sheet.names if sheet else []
         self.sheet_picker.blockSignals(True)
         self.sheet_picker.clear()
-        self.sheet_picker.addItems(self.sheet_names)
-        if self.sheet_name in self.sheet_names:
-            self.sheet_picker.setCurrentText(self.sheet_name)
+        self.sheet_picker.addItems(names)
+        if sheet is not None and sheet.name in names:
+            self.sheet_picker.setCurrentText(sheet.name)
         self.sheet_picker.blockSignals(False)
+        many = len(names) > 1
         self.sheet_picker.setVisible(many)
         self.sheet_picker_label.setVisible(many)
 
@@ -638,9 +413,12 @@ class MainWindow(QMainWindow):
         return self.ask("Discard changes?", "The pipeline has unsaved changes. Discard them?")
 
     def new_pipeline(self) -> None:
-        if not self.runner.running and self._may_discard():
-            self.doc.replace(self._new_pipeline())
-            self.job = None
+        if self._may_discard():
+            self._use_pipeline(self._new_pipeline())
+
+    def _use_pipeline(self, pipeline: Pipeline) -> None:
+        self.doc.replace(pipeline)
+        self.session.set_pipeline(self.doc.pipeline)
 
     def choose_pipeline(self) -> None:
         start = str(self.doc.pipeline.path.parent) if self.doc.pipeline.path else ""
@@ -648,30 +426,27 @@ class MainWindow(QMainWindow):
         if path:
             self.open_pipeline(path)
 
-    def open_pipeline(self, path) -> bool:
-        if self.runner.running:
-            self.show_message("Stop the run before opening another pipeline.")
-            return False
+    def open_pipeline(self, path) -> asyncio.Task:
+        return self.spawn(self.load_pipeline(path))
+
+    async def load_pipeline(self, path) -> bool:
+        """Read and check a pipeline file (off the loop); False and a message if it cannot be used."""
         if not self._may_discard():
             return False
         try:
-            pipeline = Pipeline.load(path)
-        except PipelineError as exc:
-            n = len(exc.problems)
-            self.show_message(f"Could not open {Path(path).name}: " + ("\n".join(exc.messages()[:8]) if n > 1
-                                                                       else one_line(exc)))
-            return False
+            pipeline = await asyncio.to_thread(Pipeline.load, path)
         except Exception as exc:
-            self.show_message(f"Could not open {Path(path).name}: {one_line(exc)}")
+            problems = getattr(exc, "problems", [])
+            detail = "\n".join(str(p) for p in problems[:8]) if len(problems) > 1 else one_line(exc)
+            self.show_message(f"Could not open {Path(path).name}: {detail}")
             return False
-        self.doc.replace(pipeline)
-        self.job = None
+        self._use_pipeline(pipeline)
         self.settings.add_recent("pipelines", str(pipeline.path))
         self.refresh_recent()
         if pipeline.steps:
             self.cards.select_step(pipeline.steps[0])
         self.message_bar.hide()
-        self.offer_resume()
+        await self.offer_resume()
         return True
 
     def save_pipeline(self) -> bool:
@@ -686,7 +461,7 @@ class MainWindow(QMainWindow):
 
     def _save_to(self, path: Path) -> bool:
         try:
-            self.doc.pipeline.save(path)
+            self.doc.pipeline.save(path)  # a small JSON file, written atomically
         except Exception as exc:
             self.show_message(f"Could not save {path.name}: {one_line(exc)}")
             return False
@@ -697,10 +472,11 @@ class MainWindow(QMainWindow):
         self.update_title()
         return True
 
-    def open_example(self, example: Example) -> asyncio.Task | None:
-        if self.open_pipeline(example.pipeline):
-            return self.open_sheet(example.sheet)
-        return None
+    def open_example(self, example: Example) -> asyncio.Task:
+        async def both() -> bool:
+            return await self.load_pipeline(example.pipeline) and await self.load_sheet(example.sheet)
+
+        return self.spawn(both())
 
     # ================================================================ editing
     def add_step(self, step_type: str) -> None:
@@ -727,8 +503,14 @@ class MainWindow(QMainWindow):
             self.doc.remove_step(step)
 
     def _pipeline_shape_changed(self) -> None:
-        if self.rows is not None and not self.runner.running:
-            self.model.set_output_columns(self.doc.pipeline.output_columns())
+        if self.runner.running:  # the run keeps its own snapshot: say when edits take effect
+            self.run_bar.show_message("Running the pipeline as it was when the run started; "
+                                      "your edits apply to the next run.")
+        else:
+            header = list(self.model.headers)
+            self.session.pipeline_edited()
+            if self.model.headers != header:
+                self.model.store_reset()
         self.update_state()
 
     def _settings_changed(self) -> None:
@@ -739,33 +521,18 @@ class MainWindow(QMainWindow):
             self.run_bar.concurrency.blockSignals(False)
 
     # ================================================================ running
-    def current_job(self) -> Job:
-        """The job for this sheet and this pipeline (kept across runs, for retry and resume)."""
-        if self.job is None or self.job.pipeline is not self.doc.pipeline or self.job.rows is not self.rows:
-            if self.journal is None:
-                try:
-                    self.journal = Journal(self.journal_path) if self.journal_path else Journal()
-                except Exception as exc:  # runs still work, they just cannot be resumed
-                    self.show_message(f"The run journal cannot be opened ({one_line(exc)}); "
-                                      "runs will not be resumable.", "warning")
-            self.job = Job(self.doc.pipeline, self.rows, input_path=self.sheet_path, sheet=self.sheet_name,
-                           journal=self.journal)
-        return self.job
-
-    def data_dir(self) -> Path:
-        """Where the journal, the response cache and the price table live."""
-        return Path(self.journal_path).parent if self.journal_path else default_data_dir()
-
-    def offer_resume(self) -> None:
-        """Reopening the same sheet and pipeline: offer to finish (or retry) the last run."""
-        if self.rows is None or not self.doc.pipeline.steps or self.doc.problems:
+    async def offer_resume(self) -> None:
+        """Reopening the same sheet and pipeline: show what the journal kept, and offer to finish
+        (or retry) the last run."""
+        if self.doc.problems:
             return
-        job = self.current_job()
-        info = job.resume_info()
+        info = await self.session.previous_run()
+        if self.session.journal_problem:
+            self.show_message(self.session.journal_problem[0].upper() + self.session.journal_problem[1:] + ".",
+                              "warning")
         if info is None:
             return
-        if job.load_previous():  # show what the journal kept, before any click
-            self.model.set_table(self.rows, self.doc.pipeline.output_columns(), job.results)
+        self.model.store_reset()  # what the journal kept, shown before any click
         if info.unfinished <= 0 and info.failed <= 0:
             return
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started_at))
@@ -792,48 +559,53 @@ class MainWindow(QMainWindow):
     def retry_failed(self) -> None:
         self.start_run("retry_failed")
 
-    def start_run(self, mode: str, rows: list[int] | None = None) -> bool:
+    def start_run(self, mode: str, rows: list[int] | None = None) -> asyncio.Task:
+        return self.spawn(self.begin_run(mode, rows))
+
+    async def begin_run(self, mode: str, rows: list[int] | None = None) -> bool:
+        """Start a run; False (with the reason in the message bar) if it cannot start."""
         blockers = self.run_blockers()
         if blockers:
             self.show_message(blockers)
             return False
         if self.runner.running:
             return False
-        job = self.current_job()
-        if self.doc.pipeline.runs_code and not job.trusted:
+        if self.doc.pipeline.runs_code and not self.session.trusted:
             if not self.ask("Run Python code?",
                             "This pipeline runs Python code written in the pipeline file. Run it only if "
                             "you trust where the file came from.\n\nRun it?"):
                 self.show_message("Not run: the pipeline's Python code was not trusted.", "warning")
                 return False
-            job.trusted = True
-        self.model.set_output_columns(self.doc.pipeline.output_columns())
+            self.session.trusted = True
         try:
-            self.runner.start(job, mode, rows=rows, max_concurrency=self.run_bar.concurrency.value())
+            await self.runner.start(mode, rows=rows, max_concurrency=self.run_bar.concurrency.value())
         except Exception as exc:
-            actions = [("Settings…", self.open_settings)] if self._uses_models() else None
+            actions = [("Settings…", self.open_settings)] if self.session.uses_models() else None
             self.show_message(f"Cannot run: {one_line(exc)}", actions=actions)
             return False
         self.message_bar.hide()
         self._fitted = False
         return True
 
-    def _uses_models(self) -> bool:
-        return any(type(s).group == "Models" for s in walk(self.doc.pipeline.steps) if s.enabled)
-
     def update_estimate(self) -> None:
-        """The projected cost of running every row, for pipelines with model steps (core works it
-        out from the first rows' requests; nothing is sent)."""
-        if self.rows is None or self.loading or self.doc.problems or not self._uses_models():
+        """The projected cost of running every row, for pipelines with model steps (the session
+        works it out off the loop from the first rows' requests; nothing is sent)."""
+        self._estimate_generation += 1
+        if self.rows is None or self.loading or self.doc.problems or not self.session.uses_models():
             self.run_bar.show_estimate("")
             return
+        self.spawn(self._estimate(self._estimate_generation))
+
+    async def _estimate(self, generation: int) -> None:
         try:
-            estimate = estimate_cost(self.doc.pipeline, self.rows, data_dir=self.data_dir())
+            estimate = await self.session.estimate()
         except Exception as exc:  # an estimate must never get in the way of editing
-            self.run_bar.show_estimate("")
-            self.run_bar.estimate.setToolTip(f"No estimate: {one_line(exc)}")
+            if generation == self._estimate_generation:
+                self.run_bar.show_estimate("")
+                self.run_bar.estimate.setToolTip(f"No estimate: {one_line(exc)}")
             return
-        self.run_bar.show_estimate(estimate.describe())
+        if generation == self._estimate_generation:  # no newer edit asked for another
+            self.run_bar.show_estimate(estimate.describe() if estimate else "")
 
     def _first_output_column(self) -> int:
         return len(self.model.input_columns)
@@ -854,7 +626,7 @@ class MainWindow(QMainWindow):
 
     def _run_finished(self, reason: str, message: str) -> None:
         self.view.fit_columns(first=self._first_output_column())
-        p = self.runner.engine.progress if self.runner.engine else None
+        p = self.session.progress
         self.update_state()
         if p is not None:
             summary = (f"{p.done:,} done, {p.failed:,} failed" + (f", {p.cancelled:,} stopped" if p.cancelled else "")
@@ -914,39 +686,28 @@ class MainWindow(QMainWindow):
 
     async def export_to(self, path: Path) -> bool:
         """Write the results off the UI thread, with progress in the status bar."""
-        if path.suffix.lower() not in (".xlsx", ".csv", ".parquet"):
-            self.show_message(f"{path.name}: export to a .xlsx, .csv or .parquet file")
-            self.exportFinished.emit("")
-            return False
-        result_set = self.current_job().result_set()
         loop = asyncio.get_running_loop()
         self._set_busy(f"Exporting to {path.name}…", True, 100)
 
-        def on_progress(*args) -> None:  # called in the export thread
-            done, total = (args[0], args[1]) if len(args) >= 2 else (args[0] * 100 if args else 0, 100)
+        def on_progress(done, total) -> None:  # called in the export thread
             percent = int(100 * done / total) if total else 0
             loop.call_soon_threadsafe(self.busy.setValue, percent)
 
         try:
-            try:
-                await asyncio.to_thread(table.export_results, result_set, path, on_progress=on_progress)
-            except TypeError as exc:
-                if "on_progress" not in str(exc):
-                    raise
-                await asyncio.to_thread(table.export_results, result_set, path)
+            written = await self.session.export(path, on_progress=on_progress)
         except Exception as exc:
             self._set_busy("", False)
             self.show_message(f"Could not export to {path.name}: {one_line(exc)}")
             self.exportFinished.emit("")
             return False
-        self._set_busy(f"Exported {len(result_set):,} rows to {path}", False)
-        self.show_message(f"Exported {len(result_set):,} rows to {path}", "ok")
+        self._set_busy(f"Exported {written:,} rows to {path}", False)
+        self.show_message(f"Exported {written:,} rows to {path}", "ok")
         self.exportFinished.emit(str(path))
         return True
 
     # ================================================================ settings
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self.data_dir(), self)
+        dialog = SettingsDialog(self.settings, self.session.data_dir, self)
         if dialog.exec():
             self.form_panel.app_providers = [p["name"] for p in self.settings.providers()]
             self.form_panel.rebuild()
@@ -983,17 +744,26 @@ class MainWindow(QMainWindow):
         q.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self._closing:  # the session has been closed: go
+            event.accept()
+            return
         if self.runner.running:
             if not self.ask("Stop the run?", "A run is in progress. Stop it and quit?\n\nRows finished so far "
                             "are saved; open this sheet and pipeline again to resume."):
                 event.ignore()
                 return
-            self.runner.stop()
         elif not self._may_discard():
             event.ignore()
             return
         self.save_layout()
-        if self.journal is not None and not self.runner.running:
-            self.journal.close()
-            self.journal = None
-        event.accept()
+        # Stop the run, wait for its end (its last rows reach the journal), close the journal; then close.
+        event.ignore()
+        self.spawn(self._close_session())
+
+    async def _close_session(self) -> None:
+        self.status_text.setText("Stopping…")
+        await self.session.close()
+        await self.runner.wait()
+        self._closing = True
+        self.closed.emit()
+        self.close()

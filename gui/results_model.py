@@ -1,9 +1,11 @@
-"""The results table: input columns, output columns, run columns, filled in as rows finish.
+"""The results table: a thin Qt adapter over core's result store (core/run/store.py).
 
-Built to stay quick with a million rows and thousands of events a second:
-- state is kept in plain lists indexed by row number (no DataFrame lookups per cell);
-- engine events only update those lists and mark rows dirty; a 40 ms single-shot timer
-  then emits one dataChanged per run of contiguous dirty rows (never a model reset);
+It holds no results of its own (napari's item models are the pattern): every cell is read
+from the session's store. It keeps only view state, built to stay quick with a million
+rows and thousands of events a second:
+- engine events update the store (plain lists indexed by row number) and mark rows dirty
+  here; a 40 ms single-shot timer then emits one dataChanged per run of contiguous dirty
+  rows (never a model reset);
 - sorting and the status filter reorder a list of row numbers (`order`), computed on the
   data, instead of a QSortFilterProxyModel calling data() a million times.
 """
@@ -11,16 +13,17 @@ Built to stay quick with a million rows and thousands of events a second:
 from __future__ import annotations
 
 import asyncio
-import datetime
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy
 from batchgrid.core.run import events as ev
-from batchgrid.core.run.results import NOT_RUN, RUN_COLUMNS, ResultSet
+from batchgrid.core.run.results import NOT_RUN
+from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
+from batchgrid.core.util.display import display_text
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 
@@ -51,24 +54,9 @@ STATUSES = (ev.QUEUED, ev.RUNNING, ev.RETRYING, ev.DONE, ev.ERROR, ev.CANCELLED,
 RawRole = Qt.ItemDataRole.UserRole + 10  # the unformatted value (tests, copy)
 
 
-def plain_text(value: Any) -> str:
-    """A value as a person reads it: blanks empty, 3.0 as 3, a midnight date as a date."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime.datetime):
-        return value.date().isoformat() if value.time() == datetime.time() else value.isoformat(sep=" ")
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.6g}"
-    return value if isinstance(value, str) else str(value)
-
-
 def cell_text(value: Any) -> str:
-    """How a value reads in a cell: as plain_text, on one line, long text cut short."""
-    text = plain_text(value)
+    """How a value reads in a cell: as display_text, on one line, long text cut short."""
+    text = display_text(value)
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT] + "…"
     return text.replace("\n", " ⏎ ")
@@ -88,17 +76,10 @@ def sort_key(value: Any) -> tuple:
 class ResultsModel(QAbstractTableModel):
     sorting = Signal(bool)  # a big sort started (True) or ended (False)
 
-    def __init__(self, parent=None):
+    def __init__(self, store: ResultStore | None = None, parent=None):
         super().__init__(parent)
-        self.rows: Table = Table([], [])
-        self.input_columns: list[str] = []
-        self.output_columns: list[str] = []
-        self.headers: list[str] = []
-        self.run_readers: list[Callable] = []
-        self.results: list[ev.RowResult | None] = []
-        self.status: list[str] = []               # live status of every row
-        self.partial: dict[int, dict[str, str]] = {}  # streamed text of rows still running
-        self.notes: dict[int, str] = {}           # "retrying (2/4) in 3 s: ..." by row
+        self.store = store if store is not None else ResultStore()
+        self.store.on_change = self._mark
         self.order: list[int] | None = None       # view row -> row number; None: all, in order
         self.position: list[int] | None = None    # row number -> view row (-1: filtered out)
         self.sort_column = -1
@@ -110,29 +91,57 @@ class ResultsModel(QAbstractTableModel):
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self.flush)
         self._row_cache: tuple[int, dict[str, Any]] = (-1, {})
-        self._n_inputs = 0
-        self._n_outputs = 0
         self._last_refilter = 0.0
         self._order_generation = 0  # bumped by every new sort, filter or table
         self._sort_task: asyncio.Task | None = None
 
+    # ---- the store's state, read through ------------------------------------------------------
+    @property
+    def rows(self) -> Table:
+        return self.store.table
+
+    @property
+    def results(self) -> list[ev.RowResult | None]:
+        return self.store.results
+
+    @property
+    def status(self) -> list[str]:
+        return self.store.status
+
+    @property
+    def partial(self) -> dict[int, dict[str, str]]:
+        return self.store.partial
+
+    @property
+    def notes(self) -> dict[int, str]:
+        return self.store.notes
+
+    @property
+    def headers(self) -> list[str]:
+        return self.store.header
+
+    @property
+    def input_columns(self) -> list[str]:
+        return self.store.input_columns
+
+    @property
+    def output_columns(self) -> list[str]:
+        return self.store.output_columns
+
     # ---- what is shown ---------------------------------------------------------------------
     def set_table(self, rows: Table, output_columns: Sequence[str],
-                  results: Sequence[ev.RowResult | None] | None = None) -> None:
+                  results: list[ev.RowResult | None] | None = None) -> None:
         """A new sheet or pipeline: new columns, and the results known so far (or none)."""
         self.beginResetModel()
-        self.rows = rows
-        self.input_columns = list(rows.columns)
-        self.output_columns = list(output_columns)
-        n = len(rows)
-        self.results = list(results) if results is not None else [None] * n
-        self.status = [NOT_RUN if r is None else r.status for r in self.results]
-        # Same header as every export: run columns renamed when an input has their name.
-        self.headers = ResultSet(rows, self.output_columns, self.results).header()
-        self.run_readers = [read for _, read in RUN_COLUMNS]
-        self._n_inputs, self._n_outputs = len(self.input_columns), len(self.output_columns)
-        self.partial.clear()
-        self.notes.clear()
+        self.store.reset(rows, output_columns, results)
+        self.refresh_reset()
+
+    def store_reset(self) -> None:
+        """The store was reset by the session (a new sheet, pipeline or results): show it anew."""
+        self.beginResetModel()
+        self.refresh_reset()
+
+    def refresh_reset(self) -> None:
         self._dirty.clear()
         self._row_cache = (-1, {})
         self._timer.stop()
@@ -147,7 +156,7 @@ class ResultsModel(QAbstractTableModel):
             self.set_table(self.rows, output_columns, self.results)
 
     def status_column(self) -> int:
-        return self._n_inputs + self._n_outputs
+        return len(self.store.table.columns) + len(self.store.output_columns)
 
     def error_column(self) -> int:
         return self.status_column() + 1
@@ -172,7 +181,7 @@ class ResultsModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.headers):
                 return self.headers[section]
             if role == Qt.ItemDataRole.ToolTipRole and 0 <= section < len(self.headers):
-                kind = ("input column" if section < self._n_inputs else
+                kind = ("input column" if section < len(self.input_columns) else
                         "output column" if section < self.status_column() else "run column")
                 return f"{self.headers[section]} ({kind}); click to sort"
             return None
@@ -189,23 +198,9 @@ class ResultsModel(QAbstractTableModel):
 
     def raw_value(self, row: int, column: int) -> Any:
         """The value behind a cell, by row number (not view row)."""
-        if column < self._n_inputs:
-            return self._input_row(row).get(self.input_columns[column])
-        result = self.results[row]
-        if column < self.status_column():
-            name = self.output_columns[column - self._n_inputs]
-            if result is not None and name in result.outputs:
-                return result.outputs[name]
-            streamed = self.partial.get(row)
-            return streamed.get(name) if streamed else None
-        k = column - self.status_column()
-        if k == 0:
-            return self.status[row]
-        if k == 1 and row in self.notes and self.status[row] == ev.RETRYING:
-            return self.notes[row]
-        if result is None or self.status[row] in (ev.QUEUED, ev.RUNNING, ev.RETRYING):
-            return None
-        return self.run_readers[k](result)
+        if column < len(self.store.table.columns):
+            return self.store.value(row, column, self._input_row(row))
+        return self.store.value(row, column)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -255,15 +250,13 @@ class ResultsModel(QAbstractTableModel):
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
     # ---- a run's events ----------------------------------------------------------------------
-    def run_starting(self, results: Sequence[ev.RowResult | None], selection: Iterable[int]) -> None:
-        """A run begins: `results` are the engine's (rows it will not run keep theirs, from this
-        session or the journal); the rows it will run show as queued."""
-        self.results = list(results)
-        self.status = [NOT_RUN if r is None else r.status for r in self.results]
-        for i in selection:
-            self.status[i] = ev.QUEUED
-        self.partial.clear()
-        self.notes.clear()
+    def run_starting(self, results: list[ev.RowResult | None], selection: Iterable[int]) -> None:
+        """A run begins (see ResultStore.run_starting): the rows it will run show as queued."""
+        self.store.run_starting(results, selection)
+        self.run_started()
+
+    def run_started(self) -> None:
+        """The store was told a run begins: show every row afresh."""
         self._dirty.clear()
         if self.status_filter:
             self._apply_order()
@@ -272,38 +265,16 @@ class ResultsModel(QAbstractTableModel):
     def run_ended(self) -> None:
         """Rows still queued or in flight when a run stops did not finish: they show their last
         result, or "not run"."""
-        unfinished = (ev.QUEUED, ev.RUNNING, ev.RETRYING)
-        for i, status in enumerate(self.status):
-            if status in unfinished:
-                result = self.results[i]
-                self.status[i] = NOT_RUN if result is None else result.status
-                self._dirty.add(i)
-        self.partial.clear()
-        self.notes.clear()
+        self._dirty.update(self.store.run_ended())
         self.flush()
 
     def on_event(self, event: object) -> None:
-        """An engine listener: runs on the loop thread, so it only updates lists and marks rows."""
-        kind = type(event)
-        if kind is ev.RowStarted:
-            i = event.index
-            self.status[i] = ev.RUNNING
-        elif kind is ev.RowDone or kind is ev.RowFailed or kind is ev.RowCancelled:
-            i = event.index
-            self.results[i] = event.result
-            self.status[i] = event.result.status
-            self.partial.pop(i, None)
-            self.notes.pop(i, None)
-        elif kind is ev.RowPartial:
-            i = event.index
-            self.partial.setdefault(i, {})[event.column] = event.text
-        elif kind is ev.RowRetrying:
-            i = event.index
-            self.status[i] = ev.RETRYING
-            self.notes[i] = event.describe()
-        else:
-            return
-        self._dirty.add(i)
+        """An engine listener (for a model used without a session): the store updates, and
+        tells `_mark` which row changed."""
+        self.store.on_event(event)
+
+    def _mark(self, row: int) -> None:
+        self._dirty.add(row)
         if not self._timer.isActive():
             self._timer.start()
 
@@ -357,12 +328,16 @@ class ResultsModel(QAbstractTableModel):
         self._sort_task = loop.create_task(self._sort_in_thread(self._order_generation))
 
     async def _sort_in_thread(self, generation: int) -> None:
-        async with gc_pause.paused():  # a million sort keys would set off full collections
-            order = await asyncio.to_thread(self._compute_order, self.status_filter, self.sort_column,
-                                            self.sort_order)
-        if generation == self._order_generation:  # nothing newer was asked for meanwhile
-            self._set_order(*order)
-        self.sorting.emit(False)
+        # The sort reads a snapshot: a new table or results list mid-sort cannot be mixed in.
+        snapshot = self.store.snapshot()
+        try:
+            async with gc_pause.paused():  # a million sort keys would set off full collections
+                order = await asyncio.to_thread(compute_order, snapshot, self.status_filter, self.sort_column,
+                                                self.sort_order)
+            if generation == self._order_generation:  # nothing newer was asked for meanwhile
+                self._set_order(*order)
+        finally:  # a sort that fails must not leave "Sorting…" up for good
+            self.sorting.emit(False)
 
     def set_status_filter(self, status: str) -> None:
         """Show only rows with this status ('' shows every row)."""
@@ -370,45 +345,8 @@ class ResultsModel(QAbstractTableModel):
         self._order_generation += 1
         self._apply_order()
 
-    def column_values(self, column: int) -> list[Any]:
-        """Every row's value in one column, in row order (safe to call from a worker thread)."""
-        if column < self._n_inputs:
-            name = self.input_columns[column]
-            column_of = getattr(self.rows, "column", None)
-            if column_of is not None:
-                return list(column_of(name))
-            return [self.rows.row(i).get(name) for i in range(len(self.rows))]
-        return [self.raw_value(i, column) for i in range(len(self.rows))]
-
     def _apply_order(self) -> None:
-        self._set_order(*self._compute_order(self.status_filter, self.sort_column, self.sort_order))
-
-    def _compute_order(self, status_filter: str, sort_column: int, sort_order):
-        """(order, position) for a filter and a sort column: row numbers in view order, and each
-        row's view row (-1: filtered out); (None, None) means every row, as is. A sort is a
-        snapshot, as in a spreadsheet: rows do not jump while a run changes them. Runs in a
-        worker thread for big tables, so the long parts let the window's thread in."""
-        n = len(self.rows)
-        rows = [i for i, s in enumerate(self.status) if s == status_filter] if status_filter else None
-        if 0 <= sort_column < self.columnCount():
-            keys = [sort_key(v) for v in self.column_values(sort_column)]
-            source = range(n) if rows is None else rows
-            reverse = sort_order == Qt.SortOrder.DescendingOrder
-            filled = [i for i in source if keys[i][0] != 2]
-            blank = [i for i in source if keys[i][0] == 2]  # blanks stay last either way, as in Excel
-            if all(keys[i][0] == 0 for i in filled):
-                # numbers: numpy sorts without holding the GIL (a stable sort, like Python's)
-                values = numpy.array([keys[i][1] for i in filled], dtype=float)
-                ranks = numpy.argsort(-values if reverse else values, kind="stable").tolist()
-                rows = [filled[j] for j in ranks] + blank
-            else:  # a Python key function lets other threads run during the sort
-                rows = sorted(filled, key=lambda i: keys[i], reverse=reverse) + blank
-        if rows is None:
-            return None, None
-        position = [-1] * n
-        for view, source_row in enumerate(rows):
-            position[source_row] = view
-        return rows, position
+        self._set_order(*compute_order(self.store, self.status_filter, self.sort_column, self.sort_order))
 
     def _set_order(self, rows: list[int] | None, position: list[int] | None) -> None:
         self.layoutAboutToBeChanged.emit()
@@ -448,3 +386,31 @@ def tsv_cell(value: Any) -> str:
     if any(ch in text for ch in '\t\n\r"'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def compute_order(store: ResultStore, status_filter: str, sort_column: int, sort_order):
+    """(order, position) for a filter and a sort column: row numbers in view order, and each
+    row's view row (-1: filtered out); (None, None) means every row, as is. A sort is a
+    snapshot, as in a spreadsheet: rows do not jump while a run changes them. Runs in a
+    worker thread for big tables, so the long parts let the window's thread in."""
+    n = len(store)
+    rows = [i for i, s in enumerate(store.status) if s == status_filter] if status_filter else None
+    if 0 <= sort_column < len(store.header):
+        keys = [sort_key(v) for v in store.column_values(sort_column)]
+        source = range(n) if rows is None else rows
+        reverse = sort_order == Qt.SortOrder.DescendingOrder
+        filled = [i for i in source if keys[i][0] != 2]
+        blank = [i for i in source if keys[i][0] == 2]  # blanks stay last either way, as in Excel
+        if all(keys[i][0] == 0 for i in filled):
+            # numbers: numpy sorts without holding the GIL (a stable sort, like Python's)
+            values = numpy.array([keys[i][1] for i in filled], dtype=float)
+            ranks = numpy.argsort(-values if reverse else values, kind="stable").tolist()
+            rows = [filled[j] for j in ranks] + blank
+        else:  # a Python key function lets other threads run during the sort
+            rows = sorted(filled, key=lambda i: keys[i], reverse=reverse) + blank
+    if rows is None:
+        return None, None
+    position = [-1] * n
+    for view, source_row in enumerate(rows):
+        position[source_row] = view
+    return rows, position

@@ -54,6 +54,15 @@ class ResultStore:
     def result_set(self, run_info: dict[str, Any] | None = None) -> ResultSet:
         return ResultSet(self.table, self.output_columns, self.results, run_info or {})
 
+    def snapshot(self) -> ResultStore:
+        """A copy that later events and resets do not change (for work in another thread)."""
+        copy = ResultStore()
+        copy.table, copy.output_columns, copy.header = self.table, list(self.output_columns), list(self.header)
+        copy.results, copy.status = list(self.results), list(self.status)
+        copy.partial = {i: dict(p) for i, p in self.partial.items()}
+        copy.notes = dict(self.notes)
+        return copy
+
     def count(self, status: str) -> int:
         return self.status.count(status)
 

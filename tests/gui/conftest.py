@@ -68,8 +68,8 @@ def window(qloop, app_settings, tmp_path):
     w.ask = answer_yes
     w.show()
     yield w
-    if w.runner.running:
-        w.runner.stop()
-        qloop.run_until_complete(w.runner.wait())
-    w.close()
+    qloop.run_until_complete(w.session.close())
+    qloop.run_until_complete(w.runner.wait())
+    w.close()  # closing ends the session's tasks on the loop before the window goes
+    qloop.run_until_complete(asyncio.gather(*w._tasks, return_exceptions=True))
     shiboken6.delete(w)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView
 
@@ -202,3 +204,59 @@ def test_a_big_sort_runs_in_a_worker_thread_and_lands_when_ready(qloop, monkeypa
     values = [model.data(model.index(r, score), RawRole) for r in range(1000)]
     filled = [v for v in values if v is not None]
     assert filled == sorted(filled) and values[len(filled):] == [None] * (1000 - len(filled))
+
+
+def test_a_big_sort_that_fails_still_says_it_ended(qloop, monkeypatch):
+    import batchgrid.gui.results_model as results_model
+    from qt_async import next_signal, run
+
+    monkeypatch.setattr(results_model, "BACKGROUND_SORT_ROWS", 100)
+    model = ResultsModel()
+    model.set_table(make_rows(1000), [])
+
+    def broken_sort_key(value):
+        raise MemoryError("no room for the sort keys")
+
+    monkeypatch.setattr(results_model, "sort_key", broken_sort_key)
+
+    async def scenario():
+        started = next_signal(model.sorting)
+        model.sort(model.headers.index("score"), Qt.SortOrder.AscendingOrder)
+        assert (await started) == (True,)
+        ended = next_signal(model.sorting)
+        assert (await ended) == (False,)  # "Sorting…" does not stay up for good
+        await asyncio.gather(model._sort_task, return_exceptions=True)
+
+    run(qloop, scenario())
+    assert model.order is None  # the table is shown as it was
+
+
+def test_a_big_sort_reads_the_table_it_started_on(qloop, monkeypatch):
+    """A new sheet shown while a sort runs in a thread: the sort reads the old one whole."""
+    import batchgrid.gui.results_model as results_model
+    from qt_async import next_signal, run
+
+    monkeypatch.setattr(results_model, "BACKGROUND_SORT_ROWS", 100)
+    model = ResultsModel()
+    model.set_table(make_rows(1000), [])
+    seen_lengths = []
+    real_key = results_model.sort_key
+
+    def key_that_swaps_the_table(value):
+        if not seen_lengths:  # in the worker thread, mid-sort: the window shows a smaller sheet
+            seen_lengths.append(len(model.rows))
+            model.store.reset(make_rows(10), [])
+        return real_key(value)
+
+    monkeypatch.setattr(results_model, "sort_key", key_that_swaps_the_table)
+
+    async def scenario():
+        started = next_signal(model.sorting)
+        model.sort(model.headers.index("score"), Qt.SortOrder.AscendingOrder)
+        await started
+        ended = next_signal(model.sorting)
+        await ended
+        await asyncio.gather(model._sort_task, return_exceptions=True)
+        assert model._sort_task.exception() is None
+
+    run(qloop, scenario())

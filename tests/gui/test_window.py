@@ -110,7 +110,9 @@ def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qlo
         w.run_bar.concurrency.setValue(4)
         server.configure(latency=0.02, script={MARKER: [400] * 240})
         finished = next_signal(w.runFinished)
+        started = next_signal(w.runner.started)
         qtbot.mouseClick(w.run_bar.run_button, Qt.MouseButton.LeftButton)
+        await started  # the session starts the run off the loop (the journal's run, the snapshot)
         assert w.runner.running and not w.run_bar.run_button.isEnabled() and w.run_bar.stop_button.isEnabled()
         assert (await finished) == ("finished", "")
         assert server.stats.peak_in_flight <= 4
@@ -156,7 +158,9 @@ def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qlo
         # ---- Stop mid-run keeps finished rows
         server.configure(latency=0.4)
         finished = next_signal(w.runFinished)
+        started = next_signal(w.runner.started)
         qtbot.mouseClick(w.run_bar.run_button, Qt.MouseButton.LeftButton)
+        await started
         await until(lambda: statuses(w).get(ev.DONE, 0) >= 8)
         done_before_stop = {i for i, s in enumerate(w.model.status) if s == ev.DONE}
         t0 = asyncio.get_running_loop().time()
@@ -212,7 +216,7 @@ def test_unreadable_files_and_bad_pipelines_give_one_line_in_the_window(qloop, w
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "x", "outptu": "y"},
                                                         {"type": "nope"}]}))
-    assert window.open_pipeline(bad) is False
+    assert run(qloop, window.load_pipeline(bad)) is False
     assert "steps[0].outptu: unknown parameter" in window.last_message
     assert "steps[1].type: unknown step type 'nope'" in window.last_message
     assert not window.doc.pipeline.steps  # the old pipeline is kept
@@ -249,7 +253,7 @@ def test_export_to_csv_and_parquet_and_a_clear_message_when_it_cannot_write(qloo
     pipeline = tmp_path / "p.json"
     pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "change_case", "source": "city",
                                                              "case": "upper"}]}))
-    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_pipeline(pipeline))
     assert run(qloop, window.load_sheet(sheet))
 
     async def run_and_export(paths):
@@ -289,7 +293,7 @@ def test_several_sheets_get_a_sheet_picker(qloop, window, tmp_path):
         await loaded
 
     run(qloop, pick())
-    assert window.rows.columns == ["b"] and len(window.rows) == 3 and window.sheet_name == "Second"
+    assert window.rows.columns == ["b"] and len(window.rows) == 3 and window.session.sheet.name == "Second"
 
 
 def test_preview_runs_only_the_first_rows_or_the_selected_ones(qtbot, qloop, window):
@@ -317,10 +321,10 @@ def test_python_step_asks_for_trust_and_does_not_run_without_it(qloop, window, t
     sheet.write_text("n\n1\n2\n")
     pipeline = tmp_path / "code.json"
     pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "python", "code": "n * 10", "output": "m"}]}))
-    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_pipeline(pipeline))
     assert run(qloop, window.load_sheet(sheet))
     window.ask = lambda title, text: (window.questions.append(title), False)[1]
-    assert window.start_run("all") is False
+    assert run(qloop, window.begin_run("all")) is False
     assert window.questions == ["Run Python code?"] and "not trusted" in window.last_message
     assert set(window.model.status) == {NOT_RUN}
 
@@ -328,7 +332,7 @@ def test_python_step_asks_for_trust_and_does_not_run_without_it(qloop, window, t
 
     async def trusted():
         finished = next_signal(window.runFinished)
-        assert window.start_run("all")
+        assert await window.begin_run("all")
         await finished
 
     run(qloop, trusted())
@@ -346,7 +350,7 @@ def test_model_step_without_a_provider_says_what_it_needs(qtbot, qloop, window, 
 
     async def attempt():
         finished = next_signal(window.runFinished)
-        if not window.start_run("all"):
+        if not await window.begin_run("all"):
             return "refused"  # it did not start: the message says why
         return (await finished)[0]
 
@@ -362,25 +366,28 @@ def test_closing_during_a_run_asks_and_reopening_offers_to_resume(qtbot, qloop, 
                                                                  fake_openai):
     sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=40, concurrency=2, prefix="question ")
     fake_openai.configure(latency=0.1)
-    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_pipeline(pipeline))
     assert run(qloop, window.load_sheet(sheet))
 
     async def run_then_close():
         finished = next_signal(window.runFinished)
         window.act_run.trigger()
         await until(lambda: statuses(window).get(ev.DONE, 0) >= 6)
+        closed = next_signal(window.closed)
         window.close()
         await finished
+        await closed  # the run ended and the journal was closed before the window went
 
     run(qloop, run_then_close())
     assert window.questions[-1] == "Stop the run?"
+    assert not window.isVisible() and window.session.journal is None and not window.session.running
     done_first = statuses(window)[ev.DONE]
 
     second = MainWindow(app_settings, journal_path=tmp_path / "journal.sqlite")
     qtbot.addWidget(second)
     second.ask = lambda title, text: True
     second.show()
-    assert second.open_pipeline(pipeline)
+    assert run(qloop, second.load_pipeline(pipeline))
     assert run(qloop, second.load_sheet(sheet))
     assert second.message_bar.isVisible() and "finished" in second.last_message
     resume = next(b for b in second.message_bar.findChildren(type(second.run_bar.run_button))
@@ -402,7 +409,7 @@ def test_closing_during_a_run_asks_and_reopening_offers_to_resume(qtbot, qloop, 
 def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path, fake_openai):
     sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=30, concurrency=3)
     fake_openai.configure(latency=0.05)
-    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_pipeline(pipeline))
     assert run(qloop, window.load_sheet(sheet))
 
     async def scenario():
@@ -411,8 +418,8 @@ def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path
         await until(lambda: statuses(window).get(ev.DONE, 0) >= 3)
         qtbot.mouseClick(window.run_bar.pause_button, Qt.MouseButton.LeftButton)
         assert window.run_bar.pause_button.text() == "Resume"
-        assert not window.top_split.isEnabled()  # the running steps cannot be edited under the engine
-        await until(lambda: window.runner.engine.progress.running == 0)
+        assert window.top_split.isEnabled()  # the pipeline stays editable: edits apply to the next run
+        await until(lambda: window.session.engine.progress.running == 0)
         held = statuses(window)[ev.DONE]
         await asyncio.sleep(0.3)
         assert statuses(window)[ev.DONE] == held  # nothing new started while paused
@@ -420,7 +427,6 @@ def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path
         await finished
 
     run(qloop, scenario())
-    assert window.top_split.isEnabled()
     assert statuses(window) == {ev.DONE: 30}
     assert "30 done" in window.run_bar.stats.text()
 
@@ -437,7 +443,7 @@ def test_save_and_reopen_a_pipeline_round_trips(qtbot, qloop, window, tmp_path):
     assert data["steps"] == [{"type": "trim", "name": "Tidy", "source": "review"}]
     window.new_pipeline()
     assert window.doc.pipeline.steps == []
-    assert window.open_pipeline(path)
+    assert run(qloop, window.load_pipeline(path))
     assert window.doc.pipeline.to_dict() == data
 
 
@@ -541,7 +547,7 @@ def test_progress_line_says_counts_speed_eta_tokens_cost_and_the_projected_cost(
 def test_a_run_that_pauses_itself_says_why_and_offers_resume(qloop, window, tmp_path, fake_openai):
     sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=12, concurrency=2)
     fake_openai.configure(latency=0.05)
-    assert window.open_pipeline(pipeline)
+    assert run(qloop, window.load_pipeline(pipeline))
     assert run(qloop, window.load_sheet(sheet))
 
     async def scenario():
@@ -549,7 +555,7 @@ def test_a_run_that_pauses_itself_says_why_and_offers_resume(qloop, window, tmp_
         shown = next_signal(window.messageShown)
         window.act_run.trigger()
         await until(lambda: statuses(window).get(ev.DONE, 0) >= 2)
-        window.runner.engine.pause("the budget of $0.01 is spent")  # what core's budget does
+        window.session.engine.pause("the budget of $0.01 is spent")  # what core's budget does
         (text,) = await shown
         assert text.startswith("Paused: the budget of $0.01 is spent.")
         resume = next(b for b in window.message_bar.findChildren(type(window.run_bar.run_button))

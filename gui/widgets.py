@@ -1,0 +1,141 @@
+"""Small widgets of the main window: the message bar, the welcome page, titled panels,
+and how any error reads in one line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchgrid.core.util.errors import BatchgridError, PipelineError
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QToolButton, QVBoxLayout, QWidget
+
+from .examples import bundled_examples
+from .icons import icon
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .main_window import MainWindow
+
+
+def one_line(exc: BaseException) -> str:
+    """A readable one-line message for any error that reaches the window."""
+    if isinstance(exc, PipelineError):
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        return (exc.messages()[0] if exc.problems else "the pipeline is invalid") + more
+    if isinstance(exc, BatchgridError):
+        return " ".join(str(exc).split())
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this file"
+    if isinstance(exc, OSError):
+        return f"{exc.filename or ''}: {exc.strerror or exc}".strip(": ")
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}" if str(exc) else type(exc).__name__
+
+
+def ask_user(parent: QWidget, title: str, text: str) -> bool:
+    answer = QMessageBox.question(parent, title, text,
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class MessageBar(QFrame):
+    """A message across the window (errors, offers) with optional buttons; never modal."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("messageBar")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        self.icon = QLabel()
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.buttons = QHBoxLayout()
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(self.icon)
+        layout.addWidget(self.text, 1)
+        layout.addLayout(self.buttons)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error",
+                     actions: list[tuple[str, Callable[[], Any]]] | None = None) -> None:
+        self.setProperty("kind", kind)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.icon.setPixmap(icon("status-error" if kind == "error" else "status-done" if kind == "ok"
+                                 else "status-retrying").pixmap(18, 18))
+        self.text.setText(text)
+        while self.buttons.count():
+            self.buttons.takeAt(0).widget().deleteLater()
+        for label, callback in actions or []:
+            button = QPushButton(label)
+            button.clicked.connect(lambda _=False, cb=callback: (self.hide(), cb()))
+            self.buttons.addWidget(button)
+        self.show()
+
+
+class WelcomePage(QWidget):
+    """What the empty window shows: open or drop a sheet, or try an example."""
+
+    def __init__(self, window: MainWindow):
+        super().__init__()
+        self.setObjectName("welcome")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        outer = QVBoxLayout(self)
+        outer.addStretch(1)
+        box = QVBoxLayout()
+        box.setSpacing(10)
+        title = QLabel("Open a spreadsheet to start")
+        title.setObjectName("welcomeTitle")
+        text = QLabel("Batchgrid runs a pipeline of steps over every row of a sheet and fills in a results "
+                      "table as rows finish.\nOpen a sheet (xlsx, xls, ods, csv, tsv, parquet) or drop one "
+                      "anywhere on this window, then add steps from the palette on the left.")
+        text.setObjectName("welcomeText")
+        text.setWordWrap(True)
+        for label in (title, text):
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            box.addWidget(label)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        open_button = QPushButton(icon("open"), "Open a spreadsheet…")
+        open_button.setObjectName("primaryButton")
+        open_button.clicked.connect(window.choose_sheet)
+        buttons.addWidget(open_button)
+        self.example_buttons: list[QPushButton] = []
+        for example in bundled_examples():
+            button = QPushButton(icon("example"), f"Example: {example.title}")
+            button.setToolTip(example.description or str(example.pipeline.name))
+            button.clicked.connect(lambda _=False, e=example: window.open_example(e))
+            buttons.addWidget(button)
+            self.example_buttons.append(button)
+        buttons.addStretch(1)
+        box.addLayout(buttons)
+        self.recent = QLabel()
+        self.recent.setObjectName("welcomeText")
+        self.recent.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.recent.linkActivated.connect(lambda path: window.open_path(path))
+        box.addWidget(self.recent)
+        outer.addLayout(box)
+        outer.addStretch(2)
+
+    def show_recent(self, paths: list[str]) -> None:
+        links = [f'<a href="{p}">{Path(p).name}</a>' for p in paths[:5] if Path(p).exists()]
+        self.recent.setText("Recent: " + " · ".join(links) if links else "")
+
+
+def titled_panel(title: str, content: QWidget) -> QWidget:
+    """A panel: a bold title above its content."""
+    box = QWidget()
+    column = QVBoxLayout(box)
+    column.setContentsMargins(0, 0, 0, 0)
+    label = QLabel(title)
+    label.setObjectName("panelTitle")
+    column.addWidget(label)
+    column.addWidget(content, 1)
+    return box

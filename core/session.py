@@ -69,24 +69,26 @@ class Session:
         return self.sheet.table if self.sheet else None
 
     async def open_sheet(self, path: str | Path, sheet: str | None = None,
-                         on_preview: Callable[[Sheet], None] | None = None) -> Sheet | None:
+                         on_preview: Callable[[Sheet], None] | None = None, limit: int | None = None) -> Sheet | None:
         """Read a sheet off the loop: its first rows at once (handed to `on_preview`), then all
-        of it. None if another open_sheet started meanwhile. Raises InputError and OSError
-        with one line for the user."""
+        of it (or its first `limit` rows). None if another open_sheet started meanwhile.
+        Raises InputError and OSError with one line for the user."""
         if self.running:
             raise BatchgridError("stop the run before opening another sheet")
         path = Path(path)
         self._open_generation += 1
         generation = self._open_generation
-        first = await asyncio.to_thread(tables.preview, path, sheet=sheet, rows=PREVIEW_ROWS)
+        first = await asyncio.to_thread(tables.preview, path, sheet=sheet, rows=min(PREVIEW_ROWS, limit or PREVIEW_ROWS))
         if generation != self._open_generation:
             return None
         shown = Sheet(path.resolve(), first.sheet, list(first.sheets), Table.from_frame(first.frame), first.complete)
+        if not first.complete and limit is not None and limit <= PREVIEW_ROWS:
+            first.complete = True  # the preview holds the rows asked for
         if not first.complete:
             if on_preview is not None:
                 self._set_sheet(shown)
                 on_preview(shown)
-            frame = await asyncio.to_thread(tables.read_table, path, sheet=first.sheet)
+            frame = await asyncio.to_thread(tables.read_table, path, sheet=first.sheet, limit=limit)
             whole = await asyncio.to_thread(Table.from_frame, frame)
             if generation != self._open_generation:
                 return None
@@ -185,6 +187,11 @@ class Session:
     @property
     def progress(self) -> Progress | None:
         return self.engine.progress if self.engine is not None else None
+
+    async def check_ready(self) -> None:
+        """Raise what would stop a run before any row: problems, untrusted code, a key to set up."""
+        job = await self._current_job()
+        job.check_ready()
 
     async def start(self, mode: str = ALL, *, rows: list[int] | None = None,
                     max_concurrency: int | None = None) -> Engine:

@@ -1,4 +1,4 @@
-"""`batchgrid run PIPELINE INPUT`: the same engine as the window, headless, with a progress bar.
+"""`batchgrid run PIPELINE INPUT`: the same session as the window, headless, with a progress bar.
 
 Exit codes:
   0  every row finished without error
@@ -20,8 +20,7 @@ from pathlib import Path
 
 from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.run import events as ev
-from batchgrid.core.run.job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED, Job
-from batchgrid.core.run.journal import Journal
+from batchgrid.core.run.job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED
 from batchgrid.core.util.errors import BatchgridError, PipelineError
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -95,24 +94,26 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def load_inputs(pipeline_path: str, input_path: str | None, sheet: str | None, limit: int | None = None):
-    from batchgrid.core.table import Table, read_table
+def load_pipeline(pipeline_path: str) -> Pipeline:
+    return Pipeline.load(pipeline_path)
 
-    pipeline = Pipeline.load(pipeline_path)
-    if input_path is None:
-        return pipeline, None
+
+def check_input(input_path: str) -> Path:
     path = Path(input_path)
     if not path.exists():
         raise CliError(f"{input_path}: no such file")
     if path.is_dir():
         raise CliError(f"{input_path}: is a folder, not a spreadsheet")
-    frame = read_table(path, sheet=sheet, limit=limit)
-    return pipeline, Table.from_frame(frame)
+    return path
 
 
 def check_command(args) -> int:
-    pipeline, rows = load_inputs(args.pipeline, args.input, args.sheet)
-    if rows is not None:
+    pipeline = load_pipeline(args.pipeline)
+    rows = None
+    if args.input is not None:
+        from batchgrid.core.table import Table, read_table
+
+        rows = Table.from_frame(read_table(check_input(args.input), sheet=args.sheet))
         pipeline.validate(rows.columns)
     print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps"
           + (f", {len(rows)} rows" if rows is not None else "") + ")")
@@ -124,35 +125,44 @@ def run_command(args) -> int:
         raise CliError("--max-concurrency must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise CliError("--limit must be at least 1")
-    pipeline, rows = load_inputs(args.pipeline, args.input, args.sheet, args.limit)
-    output = Path(args.output) if args.output else default_output(Path(args.input))
+    pipeline = load_pipeline(args.pipeline)
+    input_path = check_input(args.input)
+    output = Path(args.output) if args.output else default_output(input_path)
     if output.suffix.lower() not in (".xlsx", ".csv", ".parquet"):
         raise CliError(f"{output}: the output must end in .xlsx, .csv or .parquet")
     if not output.parent.exists():
         raise CliError(f"{output.parent}: no such folder for the output")
-    journal = Journal(args.journal) if args.journal else Journal()
+    return asyncio.run(run_headless(args, pipeline, input_path, output))
+
+
+async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path) -> int:
+    """The run through core's session, as the window does it: open, check, start, wait, export."""
+    from batchgrid.core.session import Session  # the run's machinery: not needed by `check` or `steps`
+
+    session = Session(journal_path=Path(args.journal) if args.journal else None, use_cache=not args.no_cache,
+                      pipeline=pipeline)
     try:
-        job = Job(pipeline, rows, input_path=args.input, sheet=args.sheet, journal=journal,
-                  trusted=args.trust, use_cache=not args.no_cache)
+        session.trusted = args.trust
+        await session.open_sheet(input_path, args.sheet, limit=args.limit)
+        await session.check_ready()
+        await print_projected_cost(session)
         modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
                  (True, True): RESUME_AND_RETRY}
-        engine = job.start(modes[args.resume, args.retry_failed], max_concurrency=args.max_concurrency)
-        print_projected_cost(job, engine)
-        progress = engine.progress
-        interrupted = asyncio.run(_run(engine, quiet=args.quiet))
-        reason, message = engine.outcome
+        engine = await session.start(modes[args.resume, args.retry_failed], max_concurrency=args.max_concurrency)
+        interrupted = await follow(session, engine, quiet=args.quiet)
+        reason, message = await session.wait()
+        session.run_ended()
         if reason == "failed":
             raise CliError(message)
-        from batchgrid.core.table import export_results
-
-        export_results(job.result_set(), output)
+        await session.export(output)
     finally:
-        journal.close()
-    done = sum(1 for r in job.results if r is not None and r.status == ev.DONE)
-    failed = sum(1 for r in job.results if r is not None and r.status == ev.ERROR)
-    not_run = len(job.results) - done - failed
+        await session.close()
+    progress = engine.progress
+    store = session.store
+    done, failed = store.count(ev.DONE), store.count(ev.ERROR)
+    not_run = len(store) - done - failed
     line = (f"{done} done, {failed} failed" + (f", {not_run} not run" if not_run else "")
-            + f" of {len(job.results)} rows in {progress.elapsed:.1f} s")
+            + f" of {len(store)} rows in {progress.elapsed:.1f} s")
     if progress.tokens_in or progress.tokens_out:
         line += f"; {progress.tokens_in + progress.tokens_out:,} tokens, ${progress.cost:.4f}"
     print(f"{line} -> {output}", file=sys.stderr)
@@ -162,13 +172,11 @@ def run_command(args) -> int:
     return EXIT_ROW_ERRORS if failed or not_run else EXIT_OK
 
 
-def print_projected_cost(job, engine) -> None:
+async def print_projected_cost(session) -> None:
     """Before a run with model steps: what it will probably cost (nothing is sent to estimate)."""
-    from batchgrid.core.run.estimate import estimate_cost
-
-    estimate = estimate_cost(job.pipeline, job.rows, data_dir=job.data_dir, use_cache=job.use_cache)
-    if estimate.steps:
-        budget = job.pipeline.settings.get("budget")
+    estimate = await session.estimate()
+    if estimate is not None and estimate.steps:
+        budget = session.pipeline.settings.get("budget")
         print(f"projected: {estimate.describe()}" + (f"; budget {budget}" if budget else ""), file=sys.stderr)
 
 
@@ -176,37 +184,35 @@ def default_output(input_path: Path) -> Path:
     return input_path.with_name(f"{input_path.stem}-results.xlsx")
 
 
-async def _run(engine, *, quiet: bool) -> bool:
-    """Run with a live progress bar; Ctrl-C stops at once. True if interrupted."""
+async def follow(session, engine, *, quiet: bool) -> bool:
+    """Follow the run with a live progress bar; Ctrl-C stops at once. True if interrupted."""
     loop = asyncio.get_running_loop()
     interrupted = False
 
     def on_interrupt():
         nonlocal interrupted
         interrupted = True
-        engine.stop()
+        session.stop()
 
     def on_pause(event):
         # Nobody is at a headless run to press Resume: a pause (the budget cap) ends it.
         if isinstance(event, ev.RunPaused):
             print(f"batchgrid: paused: {event.reason or 'the run was paused'}; stopping here "
                   "(finished rows are kept: raise the budget and run again with --resume)", file=sys.stderr)
-            engine.stop()
+            session.stop()
 
-    engine.subscribe(on_pause)
-
+    engine.subscribe(on_pause)  # the run has not published anything yet: it starts on the next loop turn
     try:
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         loop.add_signal_handler(signal.SIGTERM, on_interrupt)
     except (NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt still ends the run
         pass
     if quiet or not sys.stderr.isatty():
-        await engine.run()
+        await session.wait()
         return interrupted
     from .progress import ProgressBar
 
     with ProgressBar(engine) as bar:
         engine.subscribe(bar.on_event)
-        await engine.run()
+        await session.wait()
     return interrupted
-

@@ -105,6 +105,19 @@ class Job:
         return sum(1 for r in self.results if r is not None)
 
     # ---- running -------------------------------------------------------------------
+    def check_ready(self, pipeline: Pipeline | None = None) -> None:
+        """Raise what stops `pipeline` (default: the job's) from running over this table: its
+        problems, code the user has not trusted, a key or server to set up first."""
+        pipeline = pipeline or self.pipeline
+        problems = pipeline.problems(self.rows.columns)
+        if problems:
+            raise PipelineError(problems)
+        if pipeline.runs_code and not self.trusted:
+            raise UntrustedCodeError(UNTRUSTED_MESSAGE)
+        setup = setup_problems(pipeline.steps, pipeline.providers)
+        if setup:
+            raise SetupError(setup)
+
     def start(self, mode: str = ALL, *, rows: Iterable[int] | None = None,
               max_concurrency: int | None = None) -> Engine:
         """A ready engine (subscribe, then `await engine.run()`). Raises before any row runs
@@ -114,14 +127,7 @@ class Job:
         if self.engine is not None and self.engine.running:
             raise RuntimeError("a run is already in progress")
         pipeline = copy.deepcopy(self.pipeline)  # the run's own: later edits never reach it
-        problems = pipeline.problems(self.rows.columns)
-        if problems:
-            raise PipelineError(problems)
-        if pipeline.runs_code and not self.trusted:
-            raise UntrustedCodeError(UNTRUSTED_MESSAGE)
-        setup = setup_problems(pipeline.steps, pipeline.providers)
-        if setup:
-            raise SetupError(setup)
+        self.check_ready(pipeline)
         wanted = set(range(len(self.rows))) if rows is None else {i for i in rows if 0 <= i < len(self.rows)}
         if self._run_fingerprint and self._run_fingerprint != pipeline.fingerprint():
             # The pipeline was edited since these results were made: they are stale, so this run

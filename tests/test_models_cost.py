@@ -183,3 +183,17 @@ async def test_a_run_within_its_budget_is_not_paused(models):
 def test_the_price_table_file_is_plain_json(tmp_path):
     path = save_user_prices(tmp_path, {"m": {"input": 1, "output": 2}})
     assert json.loads(path.read_text()) == {"m": {"input": 1, "output": 2}}
+
+
+async def test_a_knowledge_base_does_not_skew_the_budget_projection(models):
+    """100 passages (300 tokens) are embedded once; 50 rows cost 2 tokens each. The run costs
+    400 tokens in all; charged to the first row, the knowledge base would make every row look
+    like it cost 62 and project 3,100."""
+    price = 0.02 / 1e6  # text-embedding-3-small, per token
+    step = {"type": "similar", "source": "text", "references": [f"passage number {i}" for i in range(100)]}
+    run = models.engine([step], prompts(50), max_concurrency=1, settings={"budget": 1000 * price})
+    run.engine.subscribe(lambda event: isinstance(event, ev.RunPaused) and run.engine.stop())
+    await run.engine.run()
+    assert [e.reason for e in run.of(ev.RunPaused)] == []
+    assert run.engine.progress.done == 50
+    assert run.engine.progress.cost == pytest.approx(400 * price)

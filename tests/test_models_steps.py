@@ -297,6 +297,17 @@ async def test_the_run_info_counts_the_knowledge_base_once(models):
     assert info["cost"] == round(job.engine.progress.cost, 6) > 0
 
 
+async def test_a_run_keeps_the_knowledge_base_off_the_similar_declaration(models):
+    import copy
+
+    steps = Pipeline.from_dict({"version": 1, "steps": [
+        {"type": "similar", "source": "text", "references": PASSAGES}]}).steps
+    before = copy.deepcopy(vars(steps[0]))
+    run = await models.run(steps, [{"text": "dogs bark"}])
+    assert run.outputs("match") == [PASSAGES[3]]
+    assert vars(steps[0]) == before  # no texts, no vectors left on it
+
+
 async def test_similar_reads_vectors_from_an_embed_step(models):
     steps = [{"type": "embed", "source": "text", "output": "vec"},
              {"type": "similar", "source": "vec", "references": PASSAGES, "top_k": 1}]

@@ -20,9 +20,10 @@ from .results_model import ResultsModel
 PROGRESS_MS = 200
 
 # During a run the garbage collector is paused (gc_pause) and the young generations are
-# collected on each progress tick instead. When the run ends, what survived (the results,
-# mostly) is frozen, so later full collections do not scan it again; the next run (or the
-# next sheet) unfreezes it first, so a finished run's clients and vectors can still go.
+# collected on each progress tick instead. When the run ends, one full collection frees what
+# earlier runs left in reference cycles (clients, futures), then what survives (the results,
+# mostly) is frozen, so later full collections do not scan it again. The next run unfreezes
+# it first, so its end can free this run's garbage in turn.
 
 
 class RunController(QObject):
@@ -78,7 +79,7 @@ class RunController(QObject):
         finally:
             self._active = False
             self._timer.stop()
-            gc_pause.collect_young()
+            gc.collect()  # once a run: what the last run left (unfrozen at this run's start) goes now
             gc.freeze()
             gc_pause.resume()
             self.model.run_ended()

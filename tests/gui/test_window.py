@@ -565,3 +565,43 @@ def test_a_run_that_pauses_itself_says_why_and_offers_resume(qloop, window, tmp_
 
     run(qloop, scenario())
     assert statuses(window) == {ev.DONE: 12}
+
+
+class _CyclicListener:
+    """Stands for what a run leaves in reference cycles (SDK clients, futures, exceptions with
+    their frames): freed only by the cycle collector, never by reference counts."""
+
+    def __init__(self):
+        self.me = self
+
+    def __call__(self, event):
+        pass
+
+
+def test_running_again_on_the_same_sheet_lets_the_last_run_go(qloop, window, tmp_path):
+    """The window froze each run's survivors out of the collector's reach (gc.freeze) and let
+    them go only when another sheet was opened: every run again on one sheet leaked the last."""
+    import gc
+    import weakref
+
+    sheet = tmp_path / "n.csv"
+    sheet.write_text("n\n" + "\n".join(str(i) for i in range(20)) + "\n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "n", "output": "t"}]}))
+    assert run(qloop, window.load_pipeline(pipeline))
+    assert run(qloop, window.load_sheet(sheet))
+    left_behind = []
+
+    async def one_run():
+        finished = next_signal(window.runFinished)
+        assert await window.begin_run("all")
+        cyclic = _CyclicListener()
+        window.session.engine.subscribe(cyclic)  # reachable from this run only
+        left_behind.append(weakref.ref(cyclic))
+        del cyclic
+        await finished
+
+    run(qloop, one_run())
+    run(qloop, one_run())
+    gc.collect()
+    assert left_behind[0]() is None  # the first run's garbage went once the second run started

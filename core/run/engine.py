@@ -6,7 +6,7 @@ How it keeps the contract (../shared/DESIGN.md, "Engine contract"):
   flat however many rows there are, and no task is created per row.
 - Each worker takes a row through every step before taking the next one, so rows are
   pipelined with no barrier between steps.
-- External calls (HTTP, models) go through `RowContext.call`, which holds one of
+- External calls (HTTP, models) go through `RowContext.call` (contexts.py), which holds one of
   `max_concurrency` slots only while a request is on the wire. Branches share the slots,
   so a 3-branch step never turns N rows into 3N requests; retries wait outside a slot.
 - Results are stored by row number; a row's failure is caught in that row.
@@ -27,19 +27,20 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from batchgrid.core.steps.base import Step, all_writes
-from batchgrid.core.steps.context import RunResources, StepContext
+from batchgrid.core.steps.context import RunResources
 from batchgrid.core.steps.plan import PlannedStep, bind_steps
 from batchgrid.core.steps.tree import StepPath
 from batchgrid.core.table.columnar import Table
-from batchgrid.core.util.errors import BatchgridError, RetryableError, StepError
+from batchgrid.core.util.errors import BatchgridError
 
 from . import events as ev
 from .budget import BudgetGuard
+from .contexts import RowContext, SharedContext
 
 log = logging.getLogger(__name__)
 
@@ -110,135 +111,6 @@ class Progress:
         rate = self.rows_per_second
         left = self.selected - self.finished
         return left / rate if rate > 0 else None
-
-
-class RowContext:
-    """One row's view of the run, handed to async steps: external calls, streaming, usage.
-    It implements core/steps/context.py's `StepContext`."""
-
-    __slots__ = ("attempts", "cached", "cost", "details", "engine", "index", "path", "step", "tokens_in",
-                 "tokens_out")
-
-    def __init__(self, engine: Engine, index: int):
-        self.engine = engine
-        self.index = index
-        self.step = ""
-        self.path: StepPath = ()  # the step running now
-        self.attempts = 1
-        self.tokens_in = 0
-        self.tokens_out = 0
-        self.cost = 0.0
-        self.cached = 0
-        self.details: dict[str, Any] | None = None
-
-    async def call(self, make_call: Callable[[], Awaitable[Any]], *, limiter: Any = None) -> Any:
-        """Make one external call under the run's budget, retrying transient failures.
-
-        `make_call` is called afresh for every attempt. `limiter` (optional, a provider's
-        own limits) offers `acquire()` as an async context manager and
-        `rate_limited(delay)`, called when the server says 429 so the whole provider slows.
-        """
-        engine = self.engine
-        policy = engine.retry_policy
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if limiter is not None:
-                    async with limiter.acquire():
-                        async with engine.slots:
-                            return await make_call()
-                async with engine.slots:
-                    return await make_call()
-            except RetryableError as exc:
-                if attempt >= policy.max_attempts:
-                    raise StepError(f"{exc} (gave up after {attempt} attempts)") from exc
-                delay = policy.delay(attempt, exc.retry_after)
-                if exc.rate_limited and limiter is not None:
-                    limiter.rate_limited(delay)
-                self.attempts += 1
-                engine.progress.retries += 1
-                self._retrying(attempt + 1, policy.max_attempts, delay, str(exc))
-                await asyncio.sleep(delay)
-
-    def _retrying(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
-        self.engine.publish(ev.RowRetrying(self.index, self.step, attempt, max_attempts, delay, reason))
-
-    def partial(self, column: str, text: str) -> None:
-        """Publish streamed output so the row's cell can grow as tokens arrive."""
-        self.engine.publish(ev.RowPartial(self.index, column, text))
-
-    def add_usage(self, tokens_in: int = 0, tokens_out: int = 0, cost: float = 0.0, cached: bool = False) -> None:
-        self.tokens_in += tokens_in
-        self.tokens_out += tokens_out
-        self.cost += cost
-        p = self.engine.progress
-        p.tokens_in += tokens_in
-        p.tokens_out += tokens_out
-        p.cost += cost
-        if cached:
-            self.cached += 1
-            p.cached += 1
-        if self.engine.budget is not None:
-            self.engine.budget.check()
-
-    def note(self, **details: Any) -> None:
-        """Attach details (request sent, raw reply) to this step's trace for the row inspector."""
-        if self.details is None:
-            self.details = {}
-        self.details.update(details)
-
-    @property
-    def resources(self) -> RunResources:
-        return self.engine.resources
-
-    @property
-    def max_concurrency(self) -> int:
-        return self.engine.max_concurrency
-
-    async def run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any]) -> dict[str, Any]:
-        """Run a bound branch of the step running now (a parallel step's) on `row`; returns
-        its outputs.
-
-        Each branch gets its own context (branches run at once, each in its own step);
-        its attempts and usage are added to the row's when it ends.
-        """
-        branch = RowContext(self.engine, self.index)
-        try:
-            return await self.engine._run_steps(plan, row, branch, None, self.step, self.path)
-        finally:
-            self.attempts += branch.attempts - 1
-            self.tokens_in += branch.tokens_in
-            self.tokens_out += branch.tokens_out
-            self.cost += branch.cost
-            self.cached += branch.cached
-
-
-class SharedContext(RowContext):
-    """The run's own context, for work every row shares (a knowledge base embedded while the
-    steps are bound): its calls take the run's slots and retry like a row's, its usage is
-    charged to the run (Progress totals and `shared_*`), and it publishes no row events."""
-
-    __slots__ = ()
-
-    def __init__(self, engine: Engine):
-        super().__init__(engine, -1)
-
-    def _retrying(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
-        log.info("shared work: retrying (%d/%d) in %.1f s: %s", attempt, max_attempts, delay, reason)
-
-    def partial(self, column: str, text: str) -> None:
-        pass  # no row's cell to grow
-
-    def add_usage(self, tokens_in: int = 0, tokens_out: int = 0, cost: float = 0.0, cached: bool = False) -> None:
-        p = self.engine.progress
-        p.shared_tokens_in += tokens_in
-        p.shared_tokens_out += tokens_out
-        p.shared_cost += cost
-        super().add_usage(tokens_in, tokens_out, cost, cached)
-
-    async def run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any]) -> dict[str, Any]:
-        raise RuntimeError("shared work runs no steps")
 
 
 class StepFailed(Exception):
@@ -521,8 +393,3 @@ class Engine:
                 trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
                                           "", ctx.details if is_async else None, path))
         return produced
-
-
-def _as_step_context(ctx: RowContext) -> StepContext:
-    """Never called: mypy checks here that a RowContext is the StepContext steps are promised."""
-    return ctx

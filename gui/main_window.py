@@ -13,49 +13,30 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from batchgrid.core.pipeline import Pipeline
 from batchgrid.core.run import events as ev
-from batchgrid.core.session import Session, Sheet
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from batchgrid.core.session import Session
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
-    QProgressBar,
-    QSplitter,
-    QStackedWidget,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
 )
 
 from .actions import build_actions
 from .document import PipelineDocument
-from .examples import Example
 from .icons import icon
-from .inspector import RowInspector
-from .palette import StepPalette
 from .results_model import ResultsModel
-from .results_view import ResultsView, StatusFilter
-from .run_bar import RunBar, duration
+from .run_bar import duration
 from .runner import RunController
 from .settings import AppSettings, SettingsDialog
-from .step_form import StepFormPanel
-from .step_list import StepListModel, StepListView
 from .style import STYLE_SHEET
-from .widgets import MessageBar, WelcomePage, ask_user, one_line, titled_panel
+from .widgets import ask_user, one_line
+from .window_files import FileActions
+from .window_layout import build_layout, connect_signals, restore_layout, save_layout
 
-SHEET_FILTER = "Spreadsheets (*.xlsx *.xlsm *.xlsb *.xls *.ods *.csv *.tsv *.txt *.parquet);;All files (*)"
-PIPELINE_FILTER = "Batchgrid pipelines (*.json);;All files (*)"
-EXPORT_FILTERS = {"Excel workbook (*.xlsx)": ".xlsx", "CSV (*.csv)": ".csv", "Parquet (*.parquet)": ".parquet"}
-PIPELINE_SUFFIXES = (".json",)
 ESTIMATE_DELAY_MS = 400
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FileActions, QMainWindow):
     sheetLoaded = Signal()           # a sheet is shown (or failed to load: see last_message)
     runFinished = Signal(str, str)   # reason, message
     exportFinished = Signal(str)     # the path written, or "" when it failed
@@ -87,156 +68,15 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
         self.setStyleSheet(STYLE_SHEET)
-        self._build()
+        build_layout(self)
         build_actions(self)
-        self._connect()
+        connect_signals(self)
         self._use_pipeline(self._new_pipeline())
-        self.restore_layout()
+        restore_layout(self)
         self.update_state()
 
-    # ================================================================ building
-    def _build(self) -> None:
-        self.palette = StepPalette()
-        self.step_model = StepListModel(self.doc, lambda: self.doc.pipeline.steps, self)
-        self.cards = StepListView(self.step_model)
-        self.cards.setObjectName("pipelineCards")
-        self.form_panel = StepFormPanel(self.doc)
-        self.form_panel.app_providers = [p["name"] for p in self.settings.providers()]
-        self.form_panel.profile_lookup = self.settings.pipeline_profile
-
-        pipeline_box = QWidget()
-        column = QVBoxLayout(pipeline_box)
-        column.setContentsMargins(0, 0, 0, 0)
-        head = QHBoxLayout()
-        self.pipeline_title = QLabel("Pipeline")
-        self.pipeline_title.setObjectName("panelTitle")
-        head.addWidget(self.pipeline_title, 1)
-        self.card_buttons: dict[str, QToolButton] = {}
-        for name, tip in (("up", "Move the step up"), ("down", "Move the step down"),
-                          ("duplicate", "Duplicate the step"), ("delete", "Delete the step (Del)")):
-            button = QToolButton()
-            button.setIcon(icon(name))
-            button.setToolTip(tip)
-            button.setAutoRaise(True)
-            head.addWidget(button)
-            self.card_buttons[name] = button
-        column.addLayout(head)
-        column.addWidget(self.cards, 1)
-        self.cards.empty_text = "No steps yet.\n\nDouble-click a step in the palette, or drag it here."
-
-        palette_box = titled_panel("Steps", self.palette)
-        form_box = titled_panel("Step settings", self.form_panel)
-
-        self.top_split = QSplitter(Qt.Orientation.Horizontal)
-        self.top_split.setObjectName("topSplit")
-        for w in (palette_box, pipeline_box, form_box):
-            w.setObjectName("panel")
-            self.top_split.addWidget(w)
-        self.top_split.setSizes([260, 380, 560])
-        self.top_split.setChildrenCollapsible(False)
-
-        # results area: run bar, filter line, table | inspector
-        self.run_bar = RunBar()
-        self.view = ResultsView(self.model)
-        self.inspector = RowInspector()
-        self.status_filter = StatusFilter(self.model)
-        self.sheet_picker = QComboBox()
-        self.sheet_picker.setToolTip("This workbook has several sheets: choose the one to use")
-        self.sheet_picker.hide()
-        self.sheet_picker_label = QLabel("Sheet")
-        self.sheet_picker_label.hide()
-        self.table_info = QLabel()
-        self.table_info.setObjectName("help")
-
-        results = QWidget()
-        rcol = QVBoxLayout(results)
-        rcol.setContentsMargins(0, 0, 0, 0)
-        rcol.setSpacing(0)
-        rcol.addWidget(self.run_bar)
-        filter_line = QHBoxLayout()
-        filter_line.setContentsMargins(10, 4, 10, 4)
-        rtitle = QLabel("Results")
-        rtitle.setObjectName("panelTitle")
-        filter_line.addWidget(rtitle)
-        filter_line.addSpacing(10)
-        filter_line.setSpacing(6)
-        filter_line.addWidget(self.sheet_picker_label)
-        filter_line.addWidget(self.sheet_picker)
-        filter_line.addSpacing(12)
-        filter_line.addWidget(QLabel("Show"))
-        filter_line.addWidget(self.status_filter)
-        filter_line.addSpacing(12)
-        filter_line.addWidget(self.table_info, 1)
-        rcol.addLayout(filter_line)
-        self.bottom_split = QSplitter(Qt.Orientation.Horizontal)
-        self.bottom_split.addWidget(self.view)
-        self.bottom_split.addWidget(self.inspector)
-        self.bottom_split.setSizes([900, 340])
-        self.bottom_split.setChildrenCollapsible(False)
-        rcol.addWidget(self.bottom_split, 1)
-
-        self.welcome = WelcomePage(self)
-        self.lower = QStackedWidget()
-        self.lower.addWidget(self.welcome)
-        self.lower.addWidget(results)
-
-        self.main_split = QSplitter(Qt.Orientation.Vertical)
-        self.main_split.addWidget(self.top_split)
-        self.main_split.addWidget(self.lower)
-        self.main_split.setSizes([390, 510])
-        self.main_split.setChildrenCollapsible(False)
-
-        self.message_bar = MessageBar()
-        central = QWidget()
-        ccol = QVBoxLayout(central)
-        ccol.setContentsMargins(6, 6, 6, 0)
-        ccol.setSpacing(6)
-        ccol.addWidget(self.message_bar)
-        ccol.addWidget(self.main_split, 1)
-        self.setCentralWidget(central)
-
-        self.busy = QProgressBar()
-        self.busy.setFixedWidth(180)
-        self.busy.setTextVisible(False)
-        self.busy.hide()
-        self.status_text = QLabel()
-        self.statusBar().addWidget(self.status_text, 1)
-        self.statusBar().addPermanentWidget(self.busy)
-        self.resize(1400, 900)
-
-    def _connect(self) -> None:
-        self.palette.stepChosen.connect(self.add_step)
-        self.cards.stepSelected.connect(self.form_panel.show_step)
-        self.cards.stepSelected.connect(lambda _s: self._update_card_buttons())
-        self.card_buttons["up"].clicked.connect(lambda: self._move_current(-1))
-        self.card_buttons["down"].clicked.connect(lambda: self._move_current(+1))
-        self.card_buttons["duplicate"].clicked.connect(self.duplicate_step)
-        self.card_buttons["delete"].clicked.connect(self.delete_step)
-        self.doc.problemsChanged.connect(self.update_state)
-        self.doc.problemsChanged.connect(self._estimate_timer.start)  # any edit: estimate again, soon
-        self.doc.structureChanged.connect(lambda _c: self._pipeline_shape_changed())
-        self.doc.stepChanged.connect(lambda _s, _w: self._pipeline_shape_changed())
-        self.doc.pipelineReplaced.connect(self._pipeline_shape_changed)
-        self.doc.settingsChanged.connect(self._settings_changed)
-        self.doc.undo_stack.cleanChanged.connect(self._clean_changed)
-        self.run_bar.concurrency.valueChanged.connect(lambda v: self.doc.set_setting("max_concurrency", v))
-        self.run_bar.runClicked.connect(self.run_all)
-        self.run_bar.pauseClicked.connect(self.toggle_pause)
-        self.run_bar.stopClicked.connect(self.stop_run)
-        self.run_bar.previewClicked.connect(lambda n: self.preview_run(n))
-        self.run_bar.retryClicked.connect(self.retry_failed)
-        self.runner.started.connect(self.update_state)
-        self.runner.progressed.connect(self._progressed)
-        self.runner.finished.connect(self._run_finished)
-        self.runner.pausedBy.connect(lambda reason: self.show_message(
-            f"Paused: {reason}. Resume to go on anyway, or Stop; finished rows are kept.", "warning",
-            [("Resume", self.toggle_pause), ("Stop", self.stop_run)]))
-        self.view.rowSelected.connect(self.show_row)
-        self.model.dataChanged.connect(self._rows_changed)
-        self.model.sorting.connect(lambda busy: self._set_busy("Sorting…" if busy else "", busy))
-        self.sheet_picker.activated.connect(lambda _i: self.open_sheet(self.sheet_path, self.sheet_picker.currentText()))
-
     # ================================================================ state shown
+
     def update_title(self) -> None:
         parts = ["Batchgrid"]
         sheet = self.session.sheet
@@ -306,6 +146,7 @@ class MainWindow(QMainWindow):
         return self.session.sheet.path if self.session.sheet else None
 
     # ================================================================ tasks
+
     def spawn(self, coro) -> asyncio.Task:
         """Run a coroutine on the window's loop, keeping a reference until it ends."""
         task = asyncio.ensure_future(coro)
@@ -313,172 +154,8 @@ class MainWindow(QMainWindow):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # ================================================================ sheets
-    def choose_sheet(self) -> None:
-        start = str(self.sheet_path.parent) if self.sheet_path else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open a spreadsheet", start, SHEET_FILTER)
-        if path:
-            self.open_sheet(path)
-
-    def open_path(self, path: str) -> None:
-        """A dropped or recent file: a pipeline if it is one, else a sheet."""
-        if Path(path).suffix.lower() in PIPELINE_SUFFIXES:
-            self.open_pipeline(path)
-        else:
-            self.open_sheet(path)
-
-    def open_sheet(self, path, sheet: str | None = None) -> asyncio.Task:
-        return self.spawn(self.load_sheet(Path(path), sheet))
-
-    async def load_sheet(self, path: Path, sheet: str | None = None) -> bool:
-        """Show a sheet: its first rows at once, then all of it, read by the session off the
-        loop so the window stays live. False (and a message in the window) if it cannot be read."""
-        if self.runner.running:
-            self.show_message("Stop the run before opening another sheet.")
-            self.sheetLoaded.emit()
-            return False
-        path = Path(path)
-        self.loading = True
-        self._set_busy(f"Reading {path.name}…", True)
-        t0 = time.perf_counter()
-        try:
-            sheet_read = await self.session.open_sheet(path, sheet, on_preview=self._show_preview)
-        except Exception as exc:  # any unreadable file: one line in the window, never a traceback
-            self.loading = False
-            self._set_busy("", False)
-            self.show_message(f"Could not open {path.name}: {one_line(exc)}")
-            self.update_state()
-            self.sheetLoaded.emit()
-            return False
-        if sheet_read is None:
-            return False  # another sheet was opened meanwhile
-        self.loading = False
-        self._show_table(sheet_read)
-        rows = sheet_read.table
-        self._set_busy(f"Read {path.name}: {len(rows):,} rows × {len(rows.columns)} columns in "
-                       f"{time.perf_counter() - t0:.1f} s", False)
-        self.settings.add_recent("sheets", str(sheet_read.path))
-        self.refresh_recent()
-        self.update_state()
-        self.update_estimate()
-        await self.offer_resume()
-        self.sheetLoaded.emit()
-        return True
-
-    def _show_preview(self, sheet: Sheet) -> None:
-        self._show_table(sheet)
-        self.status_text.setText(f"Reading all of {sheet.path.name}; the first {len(sheet.table):,} rows are shown…")
-
-    def _show_table(self, sheet: Sheet) -> None:
-        self.doc.set_columns(sheet.table.columns)
-        self.model.store_reset()
-        self._show_sheet_picker()
-        self.lower.setCurrentIndex(1)
-        self.show_row(-1)
-        more = "" if sheet.complete else " so far"
-        self.table_info.setText(f"{len(sheet.table):,} rows{more} × {len(sheet.table.columns)} columns from {sheet.path.name}")
-        self.run_bar.show_message("Not run yet.")
-        self.message_bar.hide()
-        self.update_state()
-
-    def _show_sheet_picker(self) -> None:
-        sheet = self.session.sheet
-        names = sheet.names if sheet else []
-        self.sheet_picker.blockSignals(True)
-        self.sheet_picker.clear()
-        self.sheet_picker.addItems(names)
-        if sheet is not None and sheet.name in names:
-            self.sheet_picker.setCurrentText(sheet.name)
-        self.sheet_picker.blockSignals(False)
-        many = len(names) > 1
-        self.sheet_picker.setVisible(many)
-        self.sheet_picker_label.setVisible(many)
-
-    def refresh_recent(self) -> None:
-        self.recent_menu.clear()
-        paths = self.settings.recent("sheets") + self.settings.recent("pipelines")
-        for path in paths:
-            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
-        if not paths:
-            self.recent_menu.addAction("(nothing yet)").setEnabled(False)
-        self.welcome.show_recent(self.settings.recent("sheets"))
-
-    # ================================================================ pipelines
-    def _new_pipeline(self) -> Pipeline:
-        return Pipeline(settings={"max_concurrency": self.settings.default_concurrency()})
-
-    def _may_discard(self) -> bool:
-        if self.doc.undo_stack.isClean() or not self.doc.pipeline.steps:
-            return True
-        return self.ask("Discard changes?", "The pipeline has unsaved changes. Discard them?")
-
-    def new_pipeline(self) -> None:
-        if self._may_discard():
-            self._use_pipeline(self._new_pipeline())
-
-    def _use_pipeline(self, pipeline: Pipeline) -> None:
-        self.doc.replace(pipeline)
-        self.session.set_pipeline(self.doc.pipeline)
-
-    def choose_pipeline(self) -> None:
-        start = str(self.doc.pipeline.path.parent) if self.doc.pipeline.path else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open a pipeline", start, PIPELINE_FILTER)
-        if path:
-            self.open_pipeline(path)
-
-    def open_pipeline(self, path) -> asyncio.Task:
-        return self.spawn(self.load_pipeline(path))
-
-    async def load_pipeline(self, path) -> bool:
-        """Read and check a pipeline file (off the loop); False and a message if it cannot be used."""
-        if not self._may_discard():
-            return False
-        try:
-            pipeline = await asyncio.to_thread(Pipeline.load, path)
-        except Exception as exc:
-            problems = getattr(exc, "problems", [])
-            detail = "\n".join(str(p) for p in problems[:8]) if len(problems) > 1 else one_line(exc)
-            self.show_message(f"Could not open {Path(path).name}: {detail}")
-            return False
-        self._use_pipeline(pipeline)
-        self.settings.add_recent("pipelines", str(pipeline.path))
-        self.refresh_recent()
-        if pipeline.steps:
-            self.cards.select_step(pipeline.steps[0])
-        self.message_bar.hide()
-        await self.offer_resume()
-        return True
-
-    def save_pipeline(self) -> bool:
-        if self.doc.pipeline.path is None:
-            return self.save_pipeline_as()
-        return self._save_to(self.doc.pipeline.path)
-
-    def save_pipeline_as(self) -> bool:
-        start = str(self.doc.pipeline.path or (self.sheet_path.with_suffix(".batchgrid.json") if self.sheet_path else ""))
-        path, _ = QFileDialog.getSaveFileName(self, "Save the pipeline", start, PIPELINE_FILTER)
-        return bool(path) and self._save_to(Path(path))
-
-    def _save_to(self, path: Path) -> bool:
-        try:
-            self.doc.pipeline.save(path)  # a small JSON file, written atomically
-        except Exception as exc:
-            self.show_message(f"Could not save {path.name}: {one_line(exc)}")
-            return False
-        self.doc.undo_stack.setClean()
-        self.settings.add_recent("pipelines", str(path))
-        self.refresh_recent()
-        self.status_text.setText(f"Saved {path}")
-        self.update_title()
-        return True
-
-    def open_example(self, example: Example) -> asyncio.Task:
-        async def both() -> bool:
-            return await self.load_pipeline(example.pipeline) and await self.load_sheet(example.sheet)
-
-        return self.spawn(both())
-
     # ================================================================ editing
+
     def add_step(self, step_type: str) -> None:
         """From the palette: after the selected top-level step, or at the end."""
         current = self.cards.current_step()
@@ -521,6 +198,7 @@ class MainWindow(QMainWindow):
             self.run_bar.concurrency.blockSignals(False)
 
     # ================================================================ running
+
     async def offer_resume(self) -> None:
         """Reopening the same sheet and pipeline: show what the journal kept, and offer to finish
         (or retry) the last run."""
@@ -645,6 +323,7 @@ class MainWindow(QMainWindow):
         self.runFinished.emit(reason, message)
 
     # ================================================================ row inspector
+
     def _rows_changed(self, top, bottom, *_roles) -> None:
         """The selected row changed while shown (a run reached it): show it afresh."""
         current = self.view.currentIndex()
@@ -669,43 +348,8 @@ class MainWindow(QMainWindow):
         values = {**inputs, **(result.outputs if result else {})}
         self.form_panel.set_preview_row(values, f"row {number + 1}")
 
-    # ================================================================ export
-    def _ask_export_path(self) -> str:
-        start = self.sheet_path.with_name(f"{self.sheet_path.stem}-results.xlsx") if self.sheet_path else Path("results.xlsx")
-        path, chosen = QFileDialog.getSaveFileName(self, "Export results", str(start), ";;".join(EXPORT_FILTERS))
-        if path and not Path(path).suffix:
-            path += EXPORT_FILTERS.get(chosen, ".xlsx")
-        return path
-
-    def export_results(self) -> asyncio.Task | None:
-        if self.rows is None:
-            self.show_message("Open a spreadsheet and run a pipeline before exporting.")
-            return None
-        path = self.ask_save_path()
-        return self.spawn(self.export_to(Path(path))) if path else None
-
-    async def export_to(self, path: Path) -> bool:
-        """Write the results off the UI thread, with progress in the status bar."""
-        loop = asyncio.get_running_loop()
-        self._set_busy(f"Exporting to {path.name}…", True, 100)
-
-        def on_progress(done, total) -> None:  # called in the export thread
-            percent = int(100 * done / total) if total else 0
-            loop.call_soon_threadsafe(self.busy.setValue, percent)
-
-        try:
-            written = await self.session.export(path, on_progress=on_progress)
-        except Exception as exc:
-            self._set_busy("", False)
-            self.show_message(f"Could not export to {path.name}: {one_line(exc)}")
-            self.exportFinished.emit("")
-            return False
-        self._set_busy(f"Exported {written:,} rows to {path}", False)
-        self.show_message(f"Exported {written:,} rows to {path}", "ok")
-        self.exportFinished.emit(str(path))
-        return True
-
     # ================================================================ settings
+
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self.session.data_dir, self)
         if dialog.exec():
@@ -713,35 +357,6 @@ class MainWindow(QMainWindow):
             self.form_panel.rebuild()
 
     # ================================================================ window
-    def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if files:
-            event.acceptProposedAction()
-            for path in sorted(files, key=lambda p: not p.lower().endswith(PIPELINE_SUFFIXES)):
-                self.open_path(path)
-
-    def restore_layout(self) -> None:
-        q = self.settings.q
-        for key, restore in (("window/geometry", self.restoreGeometry), ("window/state", self.restoreState),
-                             ("window/main_split", self.main_split.restoreState),
-                             ("window/top_split", self.top_split.restoreState),
-                             ("window/bottom_split", self.bottom_split.restoreState)):
-            value = q.value(key)
-            if isinstance(value, (QByteArray, bytes)):
-                restore(value)
-
-    def save_layout(self) -> None:
-        q = self.settings.q
-        q.setValue("window/geometry", self.saveGeometry())
-        q.setValue("window/state", self.saveState())
-        q.setValue("window/main_split", self.main_split.saveState())
-        q.setValue("window/top_split", self.top_split.saveState())
-        q.setValue("window/bottom_split", self.bottom_split.saveState())
-        q.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closing:  # the session has been closed: go
@@ -755,7 +370,7 @@ class MainWindow(QMainWindow):
         elif not self._may_discard():
             event.ignore()
             return
-        self.save_layout()
+        save_layout(self)
         # Stop the run, wait for its end (its last rows reach the journal), close the journal; then close.
         event.ignore()
         self.spawn(self._close_session())

@@ -18,6 +18,7 @@ from PySide6.QtGui import QDropEvent
 from batchgrid.core.run import events as ev
 from batchgrid.core.run.results import NOT_RUN
 from batchgrid.gui.main_window import MainWindow
+from batchgrid.gui.window_layout import save_layout
 
 from conftest import EXAMPLES
 from qt_async import next_signal, run
@@ -472,7 +473,7 @@ def test_settings_dialog_keeps_providers_prices_and_concurrency(qtbot, app_setti
 def test_window_layout_is_restored(qtbot, app_settings, window):
     window.resize(800, 560)  # within the offscreen screen (restoreGeometry keeps windows on screen)
     window.main_split.setSizes([200, 500])
-    window.save_layout()
+    save_layout(window)
     again = MainWindow(app_settings)
     qtbot.addWidget(again)
     assert again.size().height() == 560

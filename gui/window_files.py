@@ -1,0 +1,242 @@
+"""The main window's file work: opening sheets and pipelines (dialogs, drops, recent files,
+examples), saving pipelines, exporting results. Each is a call on the session, awaited so
+the window stays live; failures are one line in the message bar."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from batchgrid.core.pipeline import Pipeline
+from batchgrid.core.session import Sheet
+from PySide6.QtWidgets import QFileDialog
+
+from .examples import Example
+from .widgets import one_line
+
+SHEET_FILTER = "Spreadsheets (*.xlsx *.xlsm *.xlsb *.xls *.ods *.csv *.tsv *.txt *.parquet);;All files (*)"
+PIPELINE_FILTER = "Batchgrid pipelines (*.json);;All files (*)"
+EXPORT_FILTERS = {"Excel workbook (*.xlsx)": ".xlsx", "CSV (*.csv)": ".csv", "Parquet (*.parquet)": ".parquet"}
+PIPELINE_SUFFIXES = (".json",)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .main_window import MainWindow
+
+    _Base = MainWindow
+else:
+    _Base = object
+
+
+class FileActions(_Base):
+    """Mixed into MainWindow: the methods behind File ▸ Open, Save, Export and drag and drop."""
+
+    def choose_sheet(self) -> None:
+        start = str(self.sheet_path.parent) if self.sheet_path else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a spreadsheet", start, SHEET_FILTER)
+        if path:
+            self.open_sheet(path)
+
+    def open_path(self, path: str) -> None:
+        """A dropped or recent file: a pipeline if it is one, else a sheet."""
+        if Path(path).suffix.lower() in PIPELINE_SUFFIXES:
+            self.open_pipeline(path)
+        else:
+            self.open_sheet(path)
+
+    def open_sheet(self, path, sheet: str | None = None) -> asyncio.Task:
+        return self.spawn(self.load_sheet(Path(path), sheet))
+
+    async def load_sheet(self, path: Path, sheet: str | None = None) -> bool:
+        """Show a sheet: its first rows at once, then all of it, read by the session off the
+        loop so the window stays live. False (and a message in the window) if it cannot be read."""
+        if self.runner.running:
+            self.show_message("Stop the run before opening another sheet.")
+            self.sheetLoaded.emit()
+            return False
+        path = Path(path)
+        self.loading = True
+        self._set_busy(f"Reading {path.name}…", True)
+        t0 = time.perf_counter()
+        try:
+            sheet_read = await self.session.open_sheet(path, sheet, on_preview=self._show_preview)
+        except Exception as exc:  # any unreadable file: one line in the window, never a traceback
+            self.loading = False
+            self._set_busy("", False)
+            self.show_message(f"Could not open {path.name}: {one_line(exc)}")
+            self.update_state()
+            self.sheetLoaded.emit()
+            return False
+        if sheet_read is None:
+            return False  # another sheet was opened meanwhile
+        self.loading = False
+        self._show_table(sheet_read)
+        rows = sheet_read.table
+        self._set_busy(f"Read {path.name}: {len(rows):,} rows × {len(rows.columns)} columns in "
+                       f"{time.perf_counter() - t0:.1f} s", False)
+        self.settings.add_recent("sheets", str(sheet_read.path))
+        self.refresh_recent()
+        self.update_state()
+        self.update_estimate()
+        await self.offer_resume()
+        self.sheetLoaded.emit()
+        return True
+
+    def _show_preview(self, sheet: Sheet) -> None:
+        self._show_table(sheet)
+        self.status_text.setText(f"Reading all of {sheet.path.name}; the first {len(sheet.table):,} rows are shown…")
+
+    def _show_table(self, sheet: Sheet) -> None:
+        self.doc.set_columns(sheet.table.columns)
+        self.model.store_reset()
+        self._show_sheet_picker()
+        self.lower.setCurrentIndex(1)
+        self.show_row(-1)
+        more = "" if sheet.complete else " so far"
+        self.table_info.setText(f"{len(sheet.table):,} rows{more} × {len(sheet.table.columns)} columns from {sheet.path.name}")
+        self.run_bar.show_message("Not run yet.")
+        self.message_bar.hide()
+        self.update_state()
+
+    def _show_sheet_picker(self) -> None:
+        sheet = self.session.sheet
+        names = sheet.names if sheet else []
+        self.sheet_picker.blockSignals(True)
+        self.sheet_picker.clear()
+        self.sheet_picker.addItems(names)
+        if sheet is not None and sheet.name in names:
+            self.sheet_picker.setCurrentText(sheet.name)
+        self.sheet_picker.blockSignals(False)
+        many = len(names) > 1
+        self.sheet_picker.setVisible(many)
+        self.sheet_picker_label.setVisible(many)
+
+    def refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        paths = self.settings.recent("sheets") + self.settings.recent("pipelines")
+        for path in paths:
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+        if not paths:
+            self.recent_menu.addAction("(nothing yet)").setEnabled(False)
+        self.welcome.show_recent(self.settings.recent("sheets"))
+
+    def _new_pipeline(self) -> Pipeline:
+        return Pipeline(settings={"max_concurrency": self.settings.default_concurrency()})
+
+    def _may_discard(self) -> bool:
+        if self.doc.undo_stack.isClean() or not self.doc.pipeline.steps:
+            return True
+        return self.ask("Discard changes?", "The pipeline has unsaved changes. Discard them?")
+
+    def new_pipeline(self) -> None:
+        if self._may_discard():
+            self._use_pipeline(self._new_pipeline())
+
+    def _use_pipeline(self, pipeline: Pipeline) -> None:
+        self.doc.replace(pipeline)
+        self.session.set_pipeline(self.doc.pipeline)
+
+    def choose_pipeline(self) -> None:
+        start = str(self.doc.pipeline.path.parent) if self.doc.pipeline.path else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a pipeline", start, PIPELINE_FILTER)
+        if path:
+            self.open_pipeline(path)
+
+    def open_pipeline(self, path) -> asyncio.Task:
+        return self.spawn(self.load_pipeline(path))
+
+    async def load_pipeline(self, path) -> bool:
+        """Read and check a pipeline file (off the loop); False and a message if it cannot be used."""
+        if not self._may_discard():
+            return False
+        try:
+            pipeline = await asyncio.to_thread(Pipeline.load, path)
+        except Exception as exc:
+            problems = getattr(exc, "problems", [])
+            detail = "\n".join(str(p) for p in problems[:8]) if len(problems) > 1 else one_line(exc)
+            self.show_message(f"Could not open {Path(path).name}: {detail}")
+            return False
+        self._use_pipeline(pipeline)
+        self.settings.add_recent("pipelines", str(pipeline.path))
+        self.refresh_recent()
+        if pipeline.steps:
+            self.cards.select_step(pipeline.steps[0])
+        self.message_bar.hide()
+        await self.offer_resume()
+        return True
+
+    def save_pipeline(self) -> bool:
+        if self.doc.pipeline.path is None:
+            return self.save_pipeline_as()
+        return self._save_to(self.doc.pipeline.path)
+
+    def save_pipeline_as(self) -> bool:
+        start = str(self.doc.pipeline.path or (self.sheet_path.with_suffix(".batchgrid.json") if self.sheet_path else ""))
+        path, _ = QFileDialog.getSaveFileName(self, "Save the pipeline", start, PIPELINE_FILTER)
+        return bool(path) and self._save_to(Path(path))
+
+    def _save_to(self, path: Path) -> bool:
+        try:
+            self.doc.pipeline.save(path)  # a small JSON file, written atomically
+        except Exception as exc:
+            self.show_message(f"Could not save {path.name}: {one_line(exc)}")
+            return False
+        self.doc.undo_stack.setClean()
+        self.settings.add_recent("pipelines", str(path))
+        self.refresh_recent()
+        self.status_text.setText(f"Saved {path}")
+        self.update_title()
+        return True
+
+    def open_example(self, example: Example) -> asyncio.Task:
+        async def both() -> bool:
+            return await self.load_pipeline(example.pipeline) and await self.load_sheet(example.sheet)
+
+        return self.spawn(both())
+
+    def _ask_export_path(self) -> str:
+        start = self.sheet_path.with_name(f"{self.sheet_path.stem}-results.xlsx") if self.sheet_path else Path("results.xlsx")
+        path, chosen = QFileDialog.getSaveFileName(self, "Export results", str(start), ";;".join(EXPORT_FILTERS))
+        if path and not Path(path).suffix:
+            path += EXPORT_FILTERS.get(chosen, ".xlsx")
+        return path
+
+    def export_results(self) -> asyncio.Task | None:
+        if self.rows is None:
+            self.show_message("Open a spreadsheet and run a pipeline before exporting.")
+            return None
+        path = self.ask_save_path()
+        return self.spawn(self.export_to(Path(path))) if path else None
+
+    async def export_to(self, path: Path) -> bool:
+        """Write the results off the UI thread, with progress in the status bar."""
+        loop = asyncio.get_running_loop()
+        self._set_busy(f"Exporting to {path.name}…", True, 100)
+
+        def on_progress(done, total) -> None:  # called in the export thread
+            percent = int(100 * done / total) if total else 0
+            loop.call_soon_threadsafe(self.busy.setValue, percent)
+
+        try:
+            written = await self.session.export(path, on_progress=on_progress)
+        except Exception as exc:
+            self._set_busy("", False)
+            self.show_message(f"Could not export to {path.name}: {one_line(exc)}")
+            self.exportFinished.emit("")
+            return False
+        self._set_busy(f"Exported {written:,} rows to {path}", False)
+        self.show_message(f"Exported {written:,} rows to {path}", "ok")
+        self.exportFinished.emit(str(path))
+        return True
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            for path in sorted(files, key=lambda p: not p.lower().endswith(PIPELINE_SUFFIXES)):
+                self.open_path(path)

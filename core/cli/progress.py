@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from batchgrid.core.run import events as ev
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
 class ProgressBar:
@@ -20,7 +20,7 @@ class ProgressBar:
             refresh_per_second=8,
             transient=False,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> ProgressBar:
         self._progress.start()
@@ -44,4 +44,6 @@ class ProgressBar:
         if p.tokens_in or p.tokens_out:
             detail += f" {p.tokens_in + p.tokens_out:,} tokens ${p.cost:.4f}"
         state = "paused" if self.engine.paused else "running"
+        if self._task is None:
+            return
         self._progress.update(self._task, completed=p.finished, detail=detail, description=state)

@@ -16,7 +16,7 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 from xml.etree import ElementTree
 
 CHUNK = 1 << 20
@@ -46,7 +46,7 @@ def sheet_members(z: zipfile.ZipFile) -> dict[str, str]:
     for el in ElementTree.fromstring(z.read(by_path[main.lower()])).iter():
         if _local(el.tag) == "sheet":
             rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
-            path = rels.get(rid, ("", ""))[1]
+            path = rels.get(rid or "", ("", ""))[1]
             if path.lower() in by_path:
                 members[el.get("name", "")] = by_path[path.lower()]
     return members
@@ -71,7 +71,7 @@ def _workbook_rels(z: zipfile.ZipFile) -> tuple[str, dict[str, tuple[str, str]]]
             if _local(el.tag) == "Relationship":
                 target = el.get("Target", "").replace("\\", "/")
                 path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
-                found[el.get("Id")] = (el.get("Type", ""), path)
+                found[el.get("Id", "")] = (el.get("Type", ""), path)
         return found
 
     main = next((p for t, p in targets("_rels/.rels", "").values() if t.endswith("/officeDocument")), "xl/workbook.xml")
@@ -101,7 +101,7 @@ def error_cells(source: Path | BinaryIO, sheet: str) -> dict[tuple[int, int], st
         return {}
 
 
-def _scan_errors(f: BinaryIO) -> dict[tuple[int, int], str]:
+def _scan_errors(f: IO[bytes]) -> dict[tuple[int, int], str]:
     found: dict[tuple[int, int], str] = {}
     pending = b""
     while chunk := f.read(CHUNK):

@@ -376,13 +376,9 @@ class ResultsModel(QAbstractTableModel):
 
 
 def tsv_cell(value: Any) -> str:
-    """One cell for Excel's paste: quoted (with "" for ") when it holds a tab, newline or quote."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        text = str(int(value))
-    else:
-        text = value if isinstance(value, str) else str(value)
+    """One cell for Excel's paste: as display_text, quoted (with "" for ") when it holds a tab,
+    newline or quote."""
+    text = display_text(value)
     if any(ch in text for ch in '\t\n\r"'):
         return '"' + text.replace('"', '""') + '"'
     return text

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batchgrid.core.providers.keys import has_key, keyring_available, keyring_fields, store_key
 from batchgrid.core.providers.prices import DEFAULT_PRICES, PRICES_FILE, read_user_prices, save_user_prices
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
@@ -27,23 +28,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-KEYRING_SERVICE = "batchgrid"
 RECENT_LIMIT = 8
 PRESET_NAMES = ("openai", "azure", "ollama", "lmstudio", "vllm", "llamacpp", "openrouter")
 # columns of the providers table: profile field, title
 PROVIDER_FIELDS = (("name", "Name"), ("preset", "Kind"), ("base_url", "Base URL"), ("model", "Default model"),
                    ("api_key_env", "Key variable"))
-
-
-def keyring_available() -> bool:
-    """True when the OS offers a real keyring (not keyring's 'fail' backend)."""
-    try:
-        import keyring
-        from keyring.backends import fail
-
-        return not isinstance(keyring.get_keyring(), fail.Keyring)
-    except Exception:
-        return False
 
 
 class AppSettings:
@@ -75,7 +64,7 @@ class AppSettings:
                 out = {k: v for k, v in profile.items() if k in ("preset", "base_url", "model", "api_key_env") and v}
                 if self.has_key(name):
                     out.pop("api_key_env", None)
-                    out.update(keyring_service=KEYRING_SERVICE, keyring_user=name)
+                    out.update(keyring_fields(name))
                 return out
         return None
 
@@ -84,20 +73,11 @@ class AppSettings:
         """Store a key in the OS keyring. False when there is no keyring."""
         if not self.use_keyring:
             return False
-        import keyring
-
-        keyring.set_password(KEYRING_SERVICE, provider, key)
+        store_key(provider, key)
         return True
 
     def has_key(self, provider: str) -> bool:
-        if not self.use_keyring:
-            return False
-        import keyring
-
-        try:
-            return bool(keyring.get_password(KEYRING_SERVICE, provider))
-        except Exception:
-            return False
+        return self.use_keyring and has_key(provider)
 
     # ---- recent files ----------------------------------------------------------------------
     def recent(self, kind: str) -> list[str]:

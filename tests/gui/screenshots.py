@@ -117,6 +117,7 @@ def save_screenshots(folder: Path) -> list[Path]:
         try:
             return loop.run_until_complete(asyncio.wait_for(_shoot(window, server, folder), 120))
         finally:
+            loop.run_until_complete(window.session.close())  # the run ended, the journal closed
             window.close()
             shiboken6.delete(window)
             loop.run_until_complete(loop.shutdown_default_executor())

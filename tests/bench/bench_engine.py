@@ -9,8 +9,7 @@
 2. I/O efficiency: 2,000 rows x two steps that each await a simulated call with log-normal
    latency (median 50 ms), max concurrency 100. Lower bound = max(total work / 100, the
    longest row). Also: when the first row finishes, against the median single-row latency.
-3. The HTTP step for real: 2,000 GET requests at max concurrency 100 to the local test
-   server (its own process) answering after 50 ms. Lower bound = 2,000 x 50 ms / 100.
+The HTTP step over real sockets, against a bare httpx2 client: tests/bench/bench_http.py.
 """
 
 from __future__ import annotations
@@ -146,17 +145,6 @@ async def langchain_io(n: int, concurrency: int) -> float:
     return time.perf_counter() - t
 
 
-async def batchgrid_http(base_url: str, n: int, concurrency: int) -> float:
-    p = Pipeline.from_dict({"version": 1, "steps": [
-        {"type": "http", "url": base_url + "/slow?ms=0&id={id}", "extract": {"slept": "$.slept_ms"}}]})
-    engine = Engine(p.steps, Table.from_records([{"id": i} for i in range(n)]), max_concurrency=concurrency)
-    t = time.perf_counter()
-    await engine.run()
-    elapsed = time.perf_counter() - t
-    assert engine.progress.done == n, engine.results[0].error
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="20,000 rows instead of 100,000")
@@ -191,22 +179,7 @@ def main() -> None:
     if not args.skip_langchain:
         lc_total = asyncio.run(langchain_io(n_io, conc))
         print(f"   LangChain   {lc_total:.3f} s = {lc_total / bound:.3f}x the bound")
-
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_llm import start_server  # the test server in its own process
-
-    latency = 0.050
-    proc, base = start_server(latency)
-    try:
-        bound = n_io * latency / conc
-        best = min(asyncio.run(batchgrid_http(base.removesuffix("/v1"), n_io, conc)) for _ in range(3))
-        print(f"\n3. HTTP step: {n_io:,} requests, {latency * 1000:.0f} ms each, max concurrency {conc}: "
-              f"{best:.3f} s = {best / bound:.3f}x the bound of {bound:.3f} s")
-    finally:
-        proc.kill()
+    # The HTTP step against a bare httpx2 client at both regimes: tests/bench/bench_http.py.
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The engine contract (../shared/DESIGN.md): order, isolation, one honest concurrency budget,
+"""The engine contract (docs/architecture.md): order, isolation, one honest concurrency budget,
 stop, pause, threads, bounded memory."""
 
 from __future__ import annotations

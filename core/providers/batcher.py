@@ -1,4 +1,4 @@
-"""Native batching for embeddings (../shared/DESIGN.md, contract point 6).
+"""Native batching for embeddings (docs/architecture.md, engine contract point 6).
 
 Rows ask for one vector each and wait only for their own. Texts asked for within a few
 milliseconds of each other are gathered, up to the batch size, and sent as ONE request

@@ -1,4 +1,4 @@
-"""A provider's own limits, on top of the run's max concurrency (../shared/DESIGN.md, contract point 2).
+"""A provider's own limits, on top of the run's max concurrency (docs/architecture.md, engine contract point 2).
 
 - max requests in flight, and a *window* below it that a 429 halves (once per round of
   requests: the answers to requests already on the wire are not news) and that each

@@ -1,6 +1,6 @@
 """The batch run: every row through the whole pipeline, concurrently, in input order.
 
-How it keeps the contract (../shared/DESIGN.md, "Engine contract"):
+How it keeps the contract (docs/architecture.md, "Engine contract"):
 - A fixed pool of `max_concurrency` workers pulls row numbers from one shared lazy
   iterator (a queue of depth zero): rows in flight never exceed the knob, memory stays
   flat however many rows there are, and no task is created per row.

@@ -181,14 +181,17 @@ class MainWindow(FileActions, QMainWindow):
 
     def _pipeline_shape_changed(self) -> None:
         if self.runner.running:  # the run keeps its own snapshot: say when edits take effect
-            self.run_bar.show_message("Running the pipeline as it was when the run started; "
-                                      "your edits apply to the next run.")
+            self.run_bar.note_edit_during_run()
         else:
-            header = list(self.model.headers)
-            self.session.pipeline_edited()
-            if self.model.headers != header:
-                self.model.store_reset()
+            self._show_pipeline_columns()
         self.update_state()
+
+    def _show_pipeline_columns(self) -> None:
+        """The table's output columns follow the pipeline as edited (between runs)."""
+        header = list(self.model.headers)
+        self.session.pipeline_edited()
+        if self.model.headers != header:
+            self.model.store_reset()
 
     def _settings_changed(self) -> None:
         value = int(self.doc.pipeline.settings.get("max_concurrency") or 8)
@@ -303,6 +306,7 @@ class MainWindow(FileActions, QMainWindow):
                                failed_rows=progress.failed, paused=paused)
 
     def _run_finished(self, reason: str, message: str) -> None:
+        self._show_pipeline_columns()  # edits made during the run show now
         self.view.fit_columns(first=self._first_output_column())
         p = self.session.progress
         self.update_state()

@@ -8,6 +8,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QS
 from .icons import icon
 
 
+EDITED_NOTE = "✎ Edited: your changes apply to the next run"
+EDITED_TIP = "This run goes on with the pipeline as it was when it started; run again to use your edits."
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -121,6 +124,7 @@ class RunBar(QWidget):
         self.stop_button.clicked.connect(self.stopClicked)
         self.preview_button.clicked.connect(lambda: self.previewClicked.emit(self.preview_rows.value()))
         self.retry_button.clicked.connect(self.retryClicked)
+        self.edited_during_run = False
         self.set_state(running=False, can_run=False, failed_rows=0)
 
     def set_state(self, *, running: bool, can_run: bool, failed_rows: int, paused: bool = False,
@@ -138,8 +142,19 @@ class RunBar(QWidget):
         tip = "Run the pipeline on every row (F5)"
         self.run_button.setToolTip(tip if can_run or not why_not else why_not)
         first = why_not.splitlines()[0] if why_not else ""
-        self.blocker.setText(f"⚠ {first}" if first and not running else "")
-        self.blocker.setToolTip(why_not)
+        if running:
+            self.blocker.setText(EDITED_NOTE if self.edited_during_run else "")
+            self.blocker.setToolTip(EDITED_TIP if self.edited_during_run else "")
+        else:
+            self.edited_during_run = False
+            self.blocker.setText(f"⚠ {first}" if first else "")
+            self.blocker.setToolTip(why_not)
+
+    def note_edit_during_run(self) -> None:
+        """The pipeline was edited while a run goes on: say that the run keeps its own copy."""
+        self.edited_during_run = True
+        self.blocker.setText(EDITED_NOTE)
+        self.blocker.setToolTip(EDITED_TIP)
 
     def show_progress(self, p, paused: bool = False) -> None:
         self.progress.show()

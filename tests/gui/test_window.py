@@ -606,3 +606,38 @@ def test_running_again_on_the_same_sheet_lets_the_last_run_go(qloop, window, tmp
     run(qloop, one_run())
     gc.collect()
     assert left_behind[0]() is None  # the first run's garbage went once the second run started
+
+
+def test_the_pipeline_can_be_edited_during_a_run_and_the_edits_reach_the_next_run(qtbot, qloop, window, tmp_path,
+                                                                                  fake_openai):
+    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=30, concurrency=2)
+    fake_openai.configure(latency=0.05)
+    assert run(qloop, window.load_pipeline(pipeline))
+    assert run(qloop, window.load_sheet(sheet))
+
+    async def scenario():
+        finished = next_signal(window.runFinished)
+        window.act_run.trigger()
+        await until(lambda: statuses(window).get(ev.DONE, 0) >= 3)
+        # mid-run, as a user would: a new step from the palette, and the prompt changed
+        assert window.top_split.isEnabled()
+        case = palette_add(qtbot, window, "change_case")
+        window.doc.set_param(case, "source", "q")
+        window.doc.set_param(window.doc.pipeline.steps[0], "prompt", "Shout: {q}")
+        assert window.run_bar.blocker.text().startswith("✎ Edited")
+        assert "q_upper" not in window.model.headers  # the run's table keeps the run's columns
+        return await finished
+
+    assert run(qloop, scenario())[0] == "finished"
+    assert statuses(window) == {ev.DONE: 30}
+    answers = column(window, "a")
+    assert all(not a.startswith("echo: Shout:") for a in answers)  # every row ran the prompt as it was
+    assert "q_upper" in window.model.headers and window.run_bar.blocker.text() == ""
+
+    async def again():
+        finished = next_signal(window.runFinished)
+        window.act_run.trigger()
+        return await finished
+
+    assert run(qloop, again())[0] == "finished"
+    assert column(window, "q_upper")[:2] == ["Q0", "Q1"]

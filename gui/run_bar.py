@@ -7,7 +7,6 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QS
 
 from .icons import icon
 
-
 EDITED_NOTE = "✎ Edited: your changes apply to the next run"
 EDITED_TIP = "This run goes on with the pipeline as it was when it started; run again to use your edits."
 

@@ -375,6 +375,11 @@ class MainWindow(FileActions, QMainWindow):
             event.ignore()
             return
         save_layout(self)
+        if not self.runner.running and self.session.journal is None:  # nothing left to close
+            self._closing = True
+            self.closed.emit()
+            event.accept()
+            return
         # Stop the run, wait for its end (its last rows reach the journal), close the journal; then close.
         event.ignore()
         self.spawn(self._close_session())

@@ -67,6 +67,14 @@ def llm_sheet(tmp_path, fake_openai, rows: int, concurrency: int, prefix: str = 
     return sheet, pipeline
 
 
+def open_llm_sheet(qloop, window, tmp_path, fake_openai, rows: int, concurrency: int, latency: float) -> None:
+    """`llm_sheet`, opened in the window, with the test server answering after `latency` seconds."""
+    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows, concurrency)
+    fake_openai.configure(latency=latency)
+    assert run(qloop, window.load_pipeline(pipeline))
+    assert run(qloop, window.load_sheet(sheet))
+
+
 def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qloop, app_settings, window,
                                                                       fake_openai, tmp_path):
     w = window
@@ -408,10 +416,7 @@ def test_closing_during_a_run_asks_and_reopening_offers_to_resume(qtbot, qloop, 
 
 
 def test_pause_holds_new_rows_and_resume_finishes(qtbot, qloop, window, tmp_path, fake_openai):
-    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=30, concurrency=3)
-    fake_openai.configure(latency=0.05)
-    assert run(qloop, window.load_pipeline(pipeline))
-    assert run(qloop, window.load_sheet(sheet))
+    open_llm_sheet(qloop, window, tmp_path, fake_openai, rows=30, concurrency=3, latency=0.05)
 
     async def scenario():
         finished = next_signal(window.runFinished)
@@ -546,10 +551,7 @@ def test_progress_line_says_counts_speed_eta_tokens_cost_and_the_projected_cost(
 
 
 def test_a_run_that_pauses_itself_says_why_and_offers_resume(qloop, window, tmp_path, fake_openai):
-    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=12, concurrency=2)
-    fake_openai.configure(latency=0.05)
-    assert run(qloop, window.load_pipeline(pipeline))
-    assert run(qloop, window.load_sheet(sheet))
+    open_llm_sheet(qloop, window, tmp_path, fake_openai, rows=12, concurrency=2, latency=0.05)
 
     async def scenario():
         finished = next_signal(window.runFinished)
@@ -610,10 +612,7 @@ def test_running_again_on_the_same_sheet_lets_the_last_run_go(qloop, window, tmp
 
 def test_the_pipeline_can_be_edited_during_a_run_and_the_edits_reach_the_next_run(qtbot, qloop, window, tmp_path,
                                                                                   fake_openai):
-    sheet, pipeline = llm_sheet(tmp_path, fake_openai, rows=30, concurrency=2)
-    fake_openai.configure(latency=0.05)
-    assert run(qloop, window.load_pipeline(pipeline))
-    assert run(qloop, window.load_sheet(sheet))
+    open_llm_sheet(qloop, window, tmp_path, fake_openai, rows=30, concurrency=2, latency=0.05)
 
     async def scenario():
         finished = next_signal(window.runFinished)

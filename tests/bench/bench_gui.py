@@ -34,18 +34,15 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import PySide6  # noqa: E402,F401  (before qasync)
-from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-import qasync  # noqa: E402
-from benchkit import (TEXT_PIPELINE, Load, describe_gaps, gaps_ms, make_sheet, median,  # noqa: E402
-                      percentile, python_line)
-
-from batchgrid.core.pipeline.file import Pipeline  # noqa: E402
-from batchgrid.core.session import Session  # noqa: E402
-from batchgrid.gui.main_window import MainWindow  # noqa: E402
-from batchgrid.gui.settings import AppSettings  # noqa: E402
+import PySide6  # noqa: F401  (before qasync)
+import qasync
+from batchgrid.core.pipeline.file import Pipeline
+from batchgrid.core.session import Session
+from batchgrid.gui.main_window import MainWindow
+from batchgrid.gui.settings import AppSettings
+from benchkit import TEXT_PIPELINE, Load, Ticker, describe_gaps, gaps_ms, make_sheet, median, percentile, python_line
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QApplication
 
 
 async def headless_run(data: Path, sheet: Path, pipeline: Path, k: int) -> float:
@@ -67,23 +64,6 @@ def signal_future(signal) -> asyncio.Future:
     future = asyncio.get_running_loop().create_future()
     signal.connect(lambda *args: future.done() or future.set_result(args))
     return future
-
-
-class Ticker:
-    """A 10 ms precise QTimer that records when it fires."""
-
-    def __init__(self) -> None:
-        self.ticks: list[float] = []
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
-
-    def start(self) -> None:
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
 
 
 async def window_run(window: MainWindow, sheet: Path, pipeline: Path) -> tuple[float, list[float], list[float]]:

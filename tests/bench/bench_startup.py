@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import REPO, Load, median, python_line  # noqa: E402
+from benchkit import REPO, Load, median, python_line
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -49,7 +49,7 @@ HEAVY = ("openai", "httpx2", "httpx", "aiohttp", "numpy", "pandas", "pyarrow", "
          "PySide6", "qasync", "keyring", "jsonpath_ng", "rich", "tiktoken")
 
 # Runs the CLI's main in-process and says which heavy packages it imported (on stderr, last line).
-CLI_MODULES = """
+CLI_MODULES = f"""
 import sys, io, contextlib
 from batchgrid.core.cli import main
 out = io.StringIO()
@@ -58,18 +58,18 @@ try:
         code = main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
-heavy = %r
+heavy = {HEAVY!r}
 print("MODULES " + " ".join(m for m in heavy if m in sys.modules), file=sys.stderr)
-""" % (HEAVY,)
+"""
 
 # The window as `batchgrid` starts it; MainWindow.show is wrapped to note when it is shown.
-WINDOW_CHILD = """
+WINDOW_CHILD = f"""
 import os, sys, time, json
 from batchgrid.gui import main_window as mw
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
-marks = {}
-heavy = %r
+marks = {{}}
+heavy = {HEAVY!r}
 
 class FirstPaint(QObject):
     def eventFilter(self, obj, event):
@@ -101,7 +101,7 @@ painter = FirstPaint()
 mw.MainWindow.show = show
 from batchgrid.gui.app import main
 main([])
-""" % (HEAVY,)
+"""
 
 BARE_CHILD = """
 import os, sys, time, json
@@ -260,7 +260,7 @@ def main() -> None:
     print("  what each heavy import cost `check` (-X importtime, cumulative at its first import): "
           + ", ".join(f"{m} {t:.3f} s" for m, t in top_imports(check_imports.stderr)))
 
-    for name, chain in import_chains(check_imports.stderr, ("pandas", "numpy", "openpyxl", "httpx2", "openai")).items():
+    for chain in import_chains(check_imports.stderr, ("pandas", "numpy", "openpyxl", "httpx2", "openai")).values():
         print(f"    {chain}")
 
     print(f"Time to window (QT_QPA_PLATFORM=offscreen), seconds from spawn, median of {args.runs}:")

@@ -40,7 +40,18 @@ from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.session import Session
 from batchgrid.gui.main_window import MainWindow
 from batchgrid.gui.settings import AppSettings
-from benchkit import TEXT_PIPELINE, Load, Ticker, describe_gaps, gaps_ms, make_sheet, median, percentile, python_line
+from benchkit import (
+    TEXT_PIPELINE,
+    GcWatch,
+    Load,
+    Ticker,
+    describe_gaps,
+    gaps_ms,
+    make_sheet,
+    median,
+    percentile,
+    python_line,
+)
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
@@ -66,7 +77,7 @@ def signal_future(signal) -> asyncio.Future:
     return future
 
 
-async def window_run(window: MainWindow, sheet: Path, pipeline: Path) -> tuple[float, list[float], list[float]]:
+async def window_run(window: MainWindow, sheet: Path, pipeline: Path) -> tuple[float, list[float], list[float], str]:
     assert await window.load_pipeline(pipeline)
     assert await window.load_sheet(sheet)
     ticker = Ticker()
@@ -75,14 +86,17 @@ async def window_run(window: MainWindow, sheet: Path, pipeline: Path) -> tuple[f
     await asyncio.sleep(1.0)  # the idle window: the baseline of the timer
     idle1 = t0 = time.perf_counter()
     finished = signal_future(window.runFinished)
+    watch = GcWatch().start()
     assert await window.begin_run("all")
     reason, message = await finished
     elapsed = time.perf_counter() - t0
     await asyncio.sleep(0.05)
     ticker.stop()
+    watch.stop()
     assert reason == "finished", (reason, message)
     assert window.session.progress.done == len(window.rows), window.session.progress
-    return elapsed, gaps_ms(ticker.ticks, t0, t0 + elapsed), gaps_ms(ticker.ticks, idle0, idle1)
+    return (elapsed, gaps_ms(ticker.ticks, t0, t0 + elapsed), gaps_ms(ticker.ticks, idle0, idle1),
+            watch.describe(t0, t0 + elapsed, ticker.ticks))
 
 
 async def close_window(window: MainWindow) -> None:
@@ -162,13 +176,14 @@ def main() -> None:
                     window.ask = lambda title, text: True
                     window.resize(1400, 900)
                     window.show()
-                    elapsed, gaps, idle = loop.run_until_complete(window_run(window, sheet, pipeline))
+                    elapsed, gaps, idle, collections = loop.run_until_complete(window_run(window, sheet, pipeline))
                     loop.run_until_complete(close_window(window))
                     wins.append(elapsed)
                     run_gaps += gaps
                     idle_gaps += idle
                     print(f"  pair {k + 1}: window   {elapsed:.2f} s   (lag p99 {percentile(gaps, 0.99):.1f} ms, "
                           f"max {max(gaps):.1f} ms)", flush=True)
+                    print(f"          garbage collections during it: {collections}", flush=True)
                     del window
 
         figures = None

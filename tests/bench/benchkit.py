@@ -159,6 +159,9 @@ class GcWatch:
         text = (f"{len(full)} full collections ({sum(t1 - t0 for t0, t1, _ in full) * 1000:.0f} ms, longest "
                 f"{max((t1 - t0 for t0, t1, _ in full), default=0) * 1000:.0f} ms; in a worker thread: "
                 f"{sum(w == 'worker' for _, _, w in full)}), {len(young)} young ({sum(young) * 1000:.0f} ms)")
+        if full and start != float("-inf"):
+            text += " [full at " + ", ".join(f"+{t0 - start:.2f} s ({(t1 - t0) * 1000:.0f} ms, {where})"
+                                             for t0, t1, where in full[:6]) + (" ...]" if len(full) > 6 else "]")
         if ticks is not None:
             long_gaps = [(a, b) for a, b in itertools.pairwise(ticks)
                          if (b - a) * 1000 > over_ms and b >= start and a <= end]

@@ -100,9 +100,15 @@ async def window_run(window: MainWindow, sheet: Path, pipeline: Path) -> tuple[f
 
 
 async def close_window(window: MainWindow) -> None:
+    """Close it as the user does, then delete it: Qt keeps a closed top-level window (and, through
+    its signal connections, its session and results) until it is deleted. The app has one window
+    and quits when it closes; here the next window must not pay for scanning this one's objects."""
     closed = signal_future(window.closed)
     window.close()
     await asyncio.wait_for(closed, 30)
+    window.deleteLater()
+    await asyncio.sleep(0.1)
+    gc.collect()
 
 
 async def big_sheet(window: MainWindow, sheet: Path) -> dict[str, float]:

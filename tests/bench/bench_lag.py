@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import sys
@@ -241,6 +242,18 @@ async def resume_offer(window: MainWindow, sheet: Path, pipeline: Path, n_done: 
             "gc": watch.describe(marks["offer0"], marks["offer1"], ticker.ticks)}
 
 
+async def close_window(window: MainWindow) -> None:
+    """Close and delete it (Qt keeps a closed top-level window alive until it is deleted), so that
+    the second part's garbage collections do not scan the first part's window."""
+    closed = asyncio.get_running_loop().create_future()
+    window.closed.connect(lambda: closed.done() or closed.set_result(True))
+    window.close()
+    await asyncio.wait_for(closed, 30)
+    window.deleteLater()
+    await asyncio.sleep(0.1)
+    gc.collect()
+
+
 def line(name: str, gaps: list[float]) -> str:
     verdict = "" if not gaps else ("   met" if percentile(gaps, 0.99) < 50 else "   NOT met")
     return f"  {name:44} {describe_gaps(gaps)}{verdict}"
@@ -273,6 +286,8 @@ def main() -> None:
         edit = loop.run_until_complete(editing(window, data / "rag.batchgrid.json", data / "questions.parquet", bursts))
         requests = server.stats.requests
         print(f"  editing done in {edit['seconds']:.1f} s", flush=True)
+        loop.run_until_complete(close_window(window))
+        del window
 
         journal = data / "journal.sqlite"
         journal_s = asyncio.run(journal_run(data, data / "sheet.parquet", data / "text.batchgrid.json", journal,

@@ -532,7 +532,11 @@ class FakeOpenAI:
             await conn.pause(_latency_for(prompt, options) + ms / 1000)
             conn.send(200, {"slept_ms": ms})
             return 200
-        if path == "/echo":
+        if path == "/redirect":  # /redirect?to=URL&status=302: a redirect to wherever `to` says
+            status = int(request.query.get("status", "302"))
+            conn.send(status, {"to": request.query.get("to", "")}, {"Location": request.query.get("to", "")})
+            return status
+        if path == "/echo" or path.startswith("/echo/"):  # the path as it arrived, still percent-encoded
             await conn.pause(_latency_for(prompt, options) + float(request.query.get("ms", "0") or 0) / 1000)
             status = int(request.query.get("status", "200"))
             try:

@@ -5,14 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import StepError
 from batchgrid.core.util.http import http
-from batchgrid.core.util.httputil import status_error, transport_error
+from batchgrid.core.util.httputil import is_secret_header, send_following_redirects, status_error, transport_error
 from batchgrid.core.util.jsonpath import compile_path, extract
 
-from .base import BOOL, CHOICE, FLOAT, MAPPING, MULTILINE, OUTPUT, TEMPLATE, Param, Step, register, safe_placeholders
+from .base import (
+    BOOL,
+    CHOICE,
+    FLOAT,
+    MAPPING,
+    MULTILINE,
+    OUTPUT,
+    STRINGS,
+    TEMPLATE,
+    Param,
+    Step,
+    register,
+    safe_placeholders,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import StepContext
@@ -27,11 +41,16 @@ class HttpRequest(Step):
     external = True
     params = (
         Param("method", CHOICE, "GET", "HTTP method.", choices=("GET", "POST", "PUT", "PATCH", "DELETE")),
-        Param("url", TEMPLATE, "", "URL template, e.g. https://api.example.com/items/{id}", required=True, label="URL"),
+        Param("url", TEMPLATE, "", "URL template, e.g. https://api.example.com/items/{id}. Each {column} is "
+              "percent-encoded, so its value stays one path segment or one query value; a {column} at the very "
+              "start is the address itself and goes in as it is.", required=True, label="URL"),
+        Param("raw_in_url", STRINGS, [], "Columns put into the URL as they are, not encoded: their values may add "
+              "path segments or query parameters. Only for columns you trust.", label="Raw in URL"),
         Param("headers", MAPPING, {}, "Header name to value template; write ${ENV_VAR} for secrets."),
         Param("body", MULTILINE, "", "Body template (POST/PUT/PATCH), e.g. {\"q\": \"{query}\"}."),
-        Param("body_format", CHOICE, "json", "json: the body must be valid JSON after filling in; "
-              "form: name=value pairs; text: sent as is.", choices=("json", "form", "text")),
+        Param("body_format", CHOICE, "json", "json: the body must be valid JSON after filling in (values are "
+              "JSON-escaped); form: one name=value pair a line (values are form-encoded); text: sent as is.",
+              choices=("json", "form", "text")),
         Param("extract", MAPPING, {}, "New column to JSON path in the reply, e.g. price: $.data.price."),
         Param("output", OUTPUT, "", "Column for the whole reply body (leave blank when extracting).",
               label="Write reply to"),
@@ -55,6 +74,9 @@ class HttpRequest(Step):
                 compile_path(path)
             except ValueError as exc:
                 problems.append((f"extract.{column}", str(exc)))
+        in_url = set(safe_placeholders(self.config["url"]))
+        problems += [("raw_in_url", f'"{name}" is not a {{column}} of the URL') for name in self.config["raw_in_url"]
+                     if name not in in_url]
         for name, value in self.config["headers"].items():
             try:
                 tpl.parse(value)
@@ -70,7 +92,7 @@ class HttpRequest(Step):
         return refs
 
     def _request(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        url = tpl.render(self.config["url"], row)
+        url = self._url(row)
         headers = {k: tpl.render(v, row) for k, v in self.config["headers"].items()}
         request: dict[str, Any] = {"method": self.config["method"], "url": url, "headers": headers,
                                    "timeout": self.config["timeout"]}
@@ -84,8 +106,7 @@ class HttpRequest(Step):
                 except json.JSONDecodeError as exc:
                     raise StepError(f"the request body is not valid JSON after filling in ({exc.msg}): {text[:120]}") from None
             elif fmt == "form":
-                pairs = (line.split("=", 1) for line in tpl.render(body, row, lenient=True).splitlines() if "=" in line)
-                request["data"] = {k.strip(): v.strip() for k, v in pairs}
+                request["data"] = _form_fields(body, row)
             else:
                 request["content"] = tpl.render(body, row, lenient=True).encode()
         return request
@@ -97,7 +118,7 @@ class HttpRequest(Step):
 
         async def send() -> http.Response:
             try:
-                response = await client.request(**request)
+                response = await send_following_redirects(client, request, self._secret_headers())
             except http.InvalidURL as exc:
                 raise StepError(f"not a usable URL: {request['url']!r} ({exc})") from None
             except http.HTTPError as exc:
@@ -113,6 +134,24 @@ class HttpRequest(Step):
         ctx.note(request=what, status=response.status_code)
         return self._outputs(response)
 
+    def _url(self, row: Mapping[str, Any]) -> str:
+        """The URL with each column's value percent-encoded where it lands; a column that starts the
+        URL (the address) and the `raw_in_url` columns go in as they are."""
+        template = self.config["url"]
+        parts = tpl.parse(template)
+        raw = set(self.config["raw_in_url"])
+        if parts and parts[0][1] == tpl.COLUMN:
+            raw.add(parts[0][0])
+        values = {name: tpl.as_text(row[name]) if name in raw else _url_value(tpl.as_text(row[name]))
+                  for name, kind in parts if kind == tpl.COLUMN and name in row}
+        return tpl.render(template, values)
+
+    def _secret_headers(self) -> list[str]:
+        """Headers dropped when a redirect leaves the origin: those named like a credential and
+        those whose value reads an environment variable."""
+        return [name for name, value in self.config["headers"].items()
+                if is_secret_header(name) or any(kind == tpl.ENV for _, kind in tpl.parse(value))]
+
     def _outputs(self, response: http.Response) -> dict[str, Any]:
         out: dict[str, Any] = {}
         extract_map = self.config["extract"]
@@ -127,6 +166,25 @@ class HttpRequest(Step):
             for column, path in extract_map.items():
                 out[column] = extract(data, path)
         return out
+
+
+def _url_value(value: str) -> str:
+    """A value percent-encoded to stay one path segment or one query value: "/", "?", "&", "#"
+    and "=" encoded too, and "." and ".." (which a URL reads as "here" and "up one") as well."""
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
+    return quote(value, safe="")
+
+
+def _form_fields(body: str, row: Mapping[str, Any]) -> dict[str, str]:
+    """A form body: one `name=value` template a line, each filled in on its own, so a value
+    holding a line break or an "=" stays that field's value (the client form-encodes it)."""
+    fields = {}
+    for line in body.splitlines():
+        if "=" in line:
+            name, value = line.split("=", 1)
+            fields[tpl.render(name.strip(), row, lenient=True)] = tpl.render(value.strip(), row, lenient=True)
+    return fields
 
 
 def _json_string_content(value: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from .errors import RetryableError, StepError
 from .http import http
@@ -89,3 +89,49 @@ def transport_error(exc: http.HTTPError, url: str) -> Exception:
     if isinstance(exc, http.UnsupportedProtocol) or isinstance(exc, http.InvalidURL):
         return StepError(f"not a usable URL: {url!r} ({exc})")
     return RetryableError(f"request to {url} failed: {exc or type(exc).__name__}")
+
+
+# ---- redirects --------------------------------------------------------------------------
+MAX_REDIRECTS = 10
+# A header whose name has one of these in it carries a credential (Authorization,
+# Proxy-Authorization, Cookie, X-Api-Key, X-Session-Token...).
+_SECRET_WORDS = ("auth", "cookie", "key", "token", "secret", "password", "passwd", "session", "credential",
+                 "signature")
+
+
+def is_secret_header(name: str) -> bool:
+    lower = name.lower()
+    return any(word in lower for word in _SECRET_WORDS)
+
+
+def keeps_credentials(src: http.URL, dst: http.URL) -> bool:
+    """A redirect from `src` to `dst` may carry credentials: the same origin (scheme, host and
+    port), or the same host moved from http to https on the standard ports (as httpx and
+    browsers allow for Authorization)."""
+    if src.origin == dst.origin:
+        return True
+    return (src.host == dst.host and src.scheme == "http" and dst.scheme == "https"
+            and src.port in (None, 80) and dst.port in (None, 443))
+
+
+async def send_following_redirects(client: http.AsyncClient, request: Mapping, secret_headers: Collection[str],
+                                   max_redirects: int = MAX_REDIRECTS) -> http.Response:
+    """Send `request` (keyword arguments of `client.request`) and follow its redirects. When a
+    redirect leaves the origin, every header in `secret_headers` is dropped, and every header
+    whose name suggests a credential (httpx itself only drops Authorization and Cookie)."""
+    response = await client.request(**request, follow_redirects=False)
+    for _ in range(max_redirects):
+        following = response.next_request
+        if following is None:
+            return response
+        if not keeps_credentials(response.request.url, following.url):
+            secret = {name.lower() for name in secret_headers}
+            for name in list(following.headers):
+                if name.lower() in secret or is_secret_header(name):
+                    del following.headers[name]
+        await response.aclose()
+        response = await client.send(following, follow_redirects=False)
+    if response.next_request is None:
+        return response
+    await response.aclose()
+    raise StepError(f"too many redirects (more than {max_redirects}), the last to {response.next_request.url}")

@@ -288,6 +288,7 @@ def main() -> None:
         print(f"  editing done in {edit['seconds']:.1f} s", flush=True)
         loop.run_until_complete(close_window(window))
         del window
+        gc.collect()
 
         journal = data / "journal.sqlite"
         journal_s = asyncio.run(journal_run(data, data / "sheet.parquet", data / "text.batchgrid.json", journal,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,28 +18,12 @@ from batchgrid.core.run import events as ev
 from batchgrid.core.steps import Step
 from batchgrid.core.steps.base import all_writes
 from batchgrid.core.steps.tree import step_at
+from batchgrid.core.util import secrets
 from batchgrid.core.util.display import display_text
 from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import QTextBrowser
 
-# Keys whose values are credentials: headers and settings such as Authorization, X-Api-Key,
-# api_key, client_secret, X-Auth-Token, access_token. A key that merely mentions tokens
-# (tokens_in, max_tokens) is a count, not a secret.
-_SECRET_KEY = re.compile(r"authorization|api[_-]?key|secret|passw(or)?d|cookie|(^|[_-])token$", re.I)
-_KEYISH = re.compile(r"(Bearer\s+)\S+|\bsk-[A-Za-z0-9_\-]{8,}", re.I)
 VALUE_LIMIT = 2000
-
-
-def redact(value: Any) -> Any:
-    """A copy with anything that looks like a credential masked."""
-    if isinstance(value, dict):
-        return {k: ("•••" if isinstance(k, str) and _SECRET_KEY.search(k) and v else redact(v))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _KEYISH.sub(lambda m: (m.group(1) or "") + "•••", value)
-    return value
 
 
 def step_of(trace: ev.StepTrace, steps: Sequence[Step]) -> Step | None:
@@ -61,6 +44,7 @@ def shown(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
     else:
         text = display_text(value)
+    text = secrets.redact_known(text)  # a cell may hold a key a step echoed (core/util/secrets.py)
     if len(text) > VALUE_LIMIT:
         text = text[:VALUE_LIMIT] + f" … ({len(text):,} characters)"
     return html.escape(text).replace("\n", "<br>")
@@ -109,7 +93,7 @@ class RowInspector(QTextBrowser):
         if result is not None and result.status == ev.ERROR:
             where = f" in step <b>{html.escape(result.failed_step)}</b>" if result.failed_step else ""
             kind = f"{html.escape(result.error_type)}: " if result.error_type else ""
-            parts.append(f'<p class="error">Failed{where}:<br>{kind}{shown(result.error)}</p>')
+            parts.append(f'<p class="error">Failed{where}:<br>{kind}{shown(secrets.redact(result.error))}</p>')
         if result is not None:
             meta = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}, {result.latency:.3f} s"
             if result.tokens:
@@ -144,8 +128,8 @@ class RowInspector(QTextBrowser):
             parts.append("<p class='blank'>This step has changed since the run (or is gone), "
                          "so what it read and wrote is not shown.</p>")
         if trace.error:
-            parts.append(f"<p class='error'>{shown(trace.error)}</p>")
-        for key, value in redact(trace.details or {}).items():
+            parts.append(f"<p class='error'>{shown(secrets.redact(trace.error))}</p>")
+        for key, value in secrets.redact_value(trace.details or {}).items():
             label = {"request": "request sent", "response": "raw reply", "raw": "raw reply"}.get(key, key)
             text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2, default=str)
             if len(text) > VALUE_LIMIT * 4:

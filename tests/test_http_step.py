@@ -98,7 +98,8 @@ async def test_secret_headers_come_from_the_environment(fake_openai, monkeypatch
               "extract": {"auth": "$.headers.authorization"}}]
     e = run_pipeline(steps, [{"id": 1}], max_concurrency=1)
     await e.run()
-    assert e.results[0].outputs["auth"] == "Bearer s3cret-value"
+    assert fake_openai.stats.last_headers["authorization"] == "Bearer s3cret-value"
+    assert e.results[0].outputs["auth"] == "Bearer •••"  # sent, never written (core/util/secrets.py)
 
 
 def test_a_literal_token_in_a_header_is_refused():

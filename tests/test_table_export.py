@@ -141,7 +141,7 @@ def test_the_run_sheet_describes_the_run_without_secrets(tmp_path, results):
     items = dict(cells_of(openpyxl.load_workbook(path)["Run"])[1:])
     assert items["pipeline.name"] == "review triage"
     assert items["pipeline.steps[1].template"] == "Summarise: {name}"
-    assert items["pipeline.providers.openai.api_key"] == "(hidden)"
+    assert items["pipeline.providers.openai.api_key"] == "•••"
     assert items["input file"] == "reviews.xlsx" and items["max_concurrency"] == 8
     assert items["started"] == dt.datetime(2024, 5, 1, 9) and items["finished"] == dt.datetime(2024, 5, 1, 9, 3, 30)
     assert items["rows"] == 5 and items["rows done"] == 3 and items["rows error"] == 1 and items["rows not run"] == 1

@@ -12,6 +12,10 @@ samples for the same request, run with the cache off (`use_cache: false`, `--no-
 
 Writes are grouped: kept in memory for at most a tenth of a second (or 256 entries),
 then written in one transaction, so caching costs the run next to nothing.
+
+No secret is stored: keys are hashes (request headers, where keys travel, are not even part
+of them), and a reply that echoes a remembered secret is stored with it hidden
+(core/util/secrets.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from batchgrid.core.util import secrets
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ class ResponseCache:
             "SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
 
     def put(self, key: str, value: Any) -> None:
-        self._pending[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        self._pending[key] = secrets.redact_known(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
         if len(self._pending) >= FLUSH_ENTRIES:
             self.flush()
         elif self._timer is None:

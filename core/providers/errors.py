@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import errno
-import re
 import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from batchgrid.core.util import secrets
 from batchgrid.core.util.errors import RetryableError, StepError
 from batchgrid.core.util.httputil import retry_after_seconds
 
@@ -15,16 +15,6 @@ from .profiles import Profile
 
 if TYPE_CHECKING:  # pragma: no cover  (openai is imported only when an error is mapped: see client.py)
     import openai
-
-_KEYISH = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+)")
-
-
-def redact(text: str, secret: str | None = None) -> str:
-    """Remove anything key-like from a message before it reaches a row, a log or a journal."""
-    if secret:
-        text = text.replace(secret, "***")
-    return _KEYISH.sub("***", text)
-
 
 def server_message(exc: openai.APIStatusError) -> str:
     body = exc.body
@@ -58,10 +48,11 @@ def map_error(exc: BaseException, profile: Profile, model: str, secret: str | No
     """The Batchgrid error for an SDK exception: RetryableError (the engine retries) or StepError."""
     import openai
 
+    secrets.remember(secret)  # the key is hidden from every message (core/util/secrets.py)
     who = f"provider {profile.name!r}"
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        detail = redact(server_message(exc), secret)
+        detail = secrets.redact(server_message(exc))
         code = error_code(exc)
         said = f" (HTTP {status}: {detail})" if detail else f" (HTTP {status})"
         if status == 401:
@@ -90,7 +81,7 @@ def map_error(exc: BaseException, profile: Profile, model: str, secret: str | No
             return StepError(f"the address of {profile.base_url} cannot be found — is the base URL right?")
         return RetryableError(f"the connection to {who} at {profile.base_url} failed: {_root(exc)}")
     if isinstance(exc, openai.OpenAIError):
-        return StepError(f"{who}: {redact(str(exc), secret)}")
+        return StepError(f"{who}: {secrets.redact(str(exc))}")
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
 

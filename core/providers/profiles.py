@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from batchgrid.core.util import secrets
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import StepError
 
@@ -187,12 +188,12 @@ def api_key(profile: Profile, environ: Mapping[str, str] | None = None) -> str |
         user = profile.keyring_user or profile.name
         key, why = _from_keyring(profile.keyring_service, user)
         if key:
-            return key
+            return secrets.remembered(key)
         if not profile.api_key_env or not environ.get(profile.api_key_env):
             raise StepError(f"no API key for provider {profile.name!r}: the keyring entry "
                             f"{profile.keyring_service}/{user} {why}")
     if profile.api_key_env and environ.get(profile.api_key_env):
-        return environ[profile.api_key_env]
+        return secrets.remembered(environ[profile.api_key_env])
     # A hosted service needs its key. A server on this machine (OPENAI_BASE_URL pointed at Ollama,
     # say) takes any key, unless the profile names a variable of its own for one.
     default_env = profile.api_key_env in (None, profile.preset.api_key_env)

@@ -2,6 +2,11 @@
 
 Listeners are plain callables run on the engine's event loop thread. They must be quick:
 the GUI coalesces events into table updates on a timer, the CLI redraws a progress bar.
+
+Secrets are hidden where results are made (core/util/secrets.py): a row's error, its traces'
+errors and details, retry reasons and the run's message are redacted, and its output cells
+hold no remembered secret, so nothing downstream (the table, the journal, exports, the
+inspector, the CLI) ever holds one.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from batchgrid.core.util import secrets
 
 if TYPE_CHECKING:  # events stay cheap to import: only the type is needed
     from batchgrid.core.steps.tree import StepPath
@@ -40,6 +47,10 @@ class StepTrace:
     def __post_init__(self) -> None:
         if not isinstance(self.path, tuple):  # read back from JSON, a path is a list
             self.path = tuple(self.path)
+        if self.error:
+            self.error = secrets.redact(self.error)
+        if self.details:
+            self.details = secrets.redact_value(self.details)
 
 
 @dataclass(slots=True)
@@ -57,6 +68,11 @@ class RowResult:
     cost: float = 0.0
     cached: int = 0  # calls answered from the response cache
     trace: list[StepTrace] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.error:
+            self.error = secrets.redact(self.error)
+        self.outputs = secrets.redact_cells(self.outputs)
 
     @property
     def tokens(self) -> int:
@@ -91,6 +107,9 @@ class RowRetrying:
     max_attempts: int
     delay: float
     reason: str
+
+    def __post_init__(self) -> None:
+        self.reason = secrets.redact(self.reason)
 
     def describe(self) -> str:
         return f"retrying ({self.attempt}/{self.max_attempts}) in {self.delay:.0f} s: {self.reason}"
@@ -131,6 +150,9 @@ class RunFinished:
     reason: str   # "finished", "stopped" or "failed" (the run itself, not a row, failed)
     summary: Any  # engine.Progress
     message: str = ""
+
+    def __post_init__(self) -> None:
+        self.message = secrets.redact(self.message)
 
 
 Listener = Callable[[object], None]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from batchgrid.core.util import secrets
 
 from . import write_flat, write_xlsx
 from .atomic import ExportError
@@ -29,10 +30,10 @@ def export_results(result_set, path, *, fmt: str | None = None, on_progress: Pro
     fmt = _format(path, fmt)
     if fmt == "xlsx":
         return write_xlsx.write_results(result_set, path, on_progress)
+    rows = secrets.redact_rows(result_set.iter_rows())  # no remembered secret in any cell (core/util/secrets.py)
     if fmt == "parquet":
-        return write_flat.write_parquet(result_set.header(), result_set.iter_rows(), path, len(result_set),
-                                        on_progress)
-    return write_flat.write_csv(result_set.header(), result_set.iter_rows(), path, len(result_set),
+        return write_flat.write_parquet(result_set.header(), rows, path, len(result_set), on_progress)
+    return write_flat.write_csv(result_set.header(), rows, path, len(result_set),
                                 on_progress, delimiter="\t" if fmt == "tsv" else ",")
 
 

@@ -4,6 +4,8 @@ Write-only mode streams rows to disk, so memory stays flat for any number of row
 price is that column widths must be known before the first row, so they are measured on
 the first rows (SAMPLE_ROWS). Cells are converted by `cells.excel_value`: numbers stay
 numbers, dates stay dates, lists and dicts become JSON text, text never becomes a formula.
+No secret is written (core/util/secrets.py): cells hold no remembered one, errors and the Run
+sheet's settings are redacted.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import re
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from batchgrid.core.util import secrets
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
@@ -38,7 +40,6 @@ HEADER_FONT = Font(bold=True)
 HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
 ERROR_FONT = Font(color="9C0006")
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")  # Excel's own "light red fill" for bad values
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|access[_-]?token)", re.I)
 
 Progress = Callable[[int, int], None]
 
@@ -98,7 +99,7 @@ def write_results(result_set, path: Path, on_progress: Progress | None = None) -
     wb = Workbook(write_only=True)
     try:
         results = TableSheet(wb, "Results", result_set.header(), islice(result_set.iter_rows(), SAMPLE_ROWS))
-        _append_all(results, result_set.iter_rows(), total, on_progress, errors)
+        _append_all(results, secrets.redact_rows(result_set.iter_rows()), total, on_progress, errors)
         _errors_sheet(wb, result_set, sorted(errors))
         _run_sheet(wb, result_set)
         _save(wb, path)
@@ -159,14 +160,16 @@ def _errors_sheet(wb: Workbook, result_set, indexes: list[int]) -> None:
     def rows():
         for i in indexes:
             result, row = result_set.results[i], result_set.rows.row(i)
-            yield [i + 1, *(row.get(c) for c in inputs), result.failed_step, result.error_type, result.error]
+            yield [i + 1, *(row.get(c) for c in inputs), result.failed_step, result.error_type,
+                   secrets.redact(result.error)]
 
-    _append_all(TableSheet(wb, "Errors", header, islice(rows(), SAMPLE_ROWS)), rows(), len(indexes), None)
+    _append_all(TableSheet(wb, "Errors", header, islice(rows(), SAMPLE_ROWS)), secrets.redact_rows(rows()),
+                len(indexes), None)
 
 
 def _run_sheet(wb: Workbook, result_set) -> None:
     """What was run, on what, how, and what it came to: the run's description plus totals."""
-    items = list(_flatten(result_set.run_info))
+    items = list(_flatten(secrets.redact_value(result_set.run_info)))
     finished = [r for r in result_set.results if r is not None]
     items += [("rows", len(result_set))]
     items += [(f"rows {status}", count) for status, count in sorted(result_set.counts().items())]
@@ -183,10 +186,7 @@ def _flatten(info: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
     if isinstance(info, dict):
         for key, value in info.items():
             name = f"{prefix}.{key}" if prefix else str(key)
-            if _SECRET_KEY.search(str(key)) and isinstance(value, str) and value:
-                yield name, "(hidden)"
-            else:
-                yield from _flatten(value, name)
+            yield from _flatten(value, name)
     elif isinstance(info, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in info):
         for n, value in enumerate(info, 1):
             yield from _flatten(value, f"{prefix}[{n}]")

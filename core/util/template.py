@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from . import secrets
 from .display import display_text
 from .errors import StepError
 
@@ -102,7 +103,7 @@ as_text = display_text
 def env_value(name: str) -> str:
     if name not in os.environ:
         raise StepError(f"environment variable {name} is not set (the pipeline reads it as ${{{name}}})")
-    return os.environ[name]
+    return secrets.remembered(os.environ[name])  # hidden wherever it turns up (core/util/secrets.py)
 
 
 def render(template: str, row: Mapping[str, Any], *, lenient: bool = False,

@@ -37,23 +37,23 @@ MIN_LENGTH = 6  # shorter values are not remembered: hiding "yes" or "1" everywh
 
 # ---- known values ---------------------------------------------------------------------------
 _lock = threading.Lock()
-_known: frozenset[str] = frozenset()
-_known_re: re.Pattern[str] | None = None
+# (the secrets in every form, one pattern matching any of them), replaced whole: a reader in
+# another thread always sees a pair that belongs together.
+_state: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
 
 
 def remember(value: str | None) -> None:
     """`value` is a secret from now on (a `${NAME}`'s value, a keyring entry, a provider key).
     Cheap when it is already known: callers may call it on every use."""
-    global _known, _known_re
-    if not value or len(value) < MIN_LENGTH or value in _known:
+    global _state
+    if not value or len(value) < MIN_LENGTH or value in _state[0]:
         return
     # The forms it takes in a URL and inside a JSON string, too.
     forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1],
              json.dumps(value, ensure_ascii=False)[1:-1]}
     with _lock:
-        known = _known | forms
-        _known_re = re.compile("|".join(map(re.escape, sorted(known, key=len, reverse=True))))
-        _known = frozenset(known)
+        known = _state[0] | forms
+        _state = (known, re.compile("|".join(map(re.escape, sorted(known, key=len, reverse=True)))))
 
 
 def remembered(value: str) -> str:
@@ -64,8 +64,8 @@ def remembered(value: str) -> str:
 
 def redact_known(text: str) -> str:
     """`text` with every remembered secret replaced by •••."""
-    pattern = _known_re
-    if pattern is None or not text or not any(secret in text for secret in _known):
+    known, pattern = _state
+    if pattern is None or not text or not any(secret in text for secret in known):
         return text
     return pattern.sub(MASK, text)
 
@@ -73,7 +73,7 @@ def redact_known(text: str) -> str:
 def redact_cells(cells: dict[str, Any]) -> dict[str, Any]:
     """A row's output cells with remembered secrets hidden: `cells` itself when none holds one
     (the common case costs a substring search per text cell)."""
-    if _known_re is None:
+    if _state[1] is None:
         return cells
     hidden = {k: v for k, v in cells.items() if _holds_known(v)}
     if not hidden:
@@ -84,14 +84,14 @@ def redact_cells(cells: dict[str, Any]) -> dict[str, Any]:
 def redact_rows(rows: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
     """Table rows on their way to a file, with remembered secrets hidden in their cells."""
     for values in rows:
-        if _known_re is not None and any(_holds_known(v) for v in values):
+        if _state[1] is not None and any(_holds_known(v) for v in values):
             values = [_without_known(v) for v in values]
         yield values
 
 
 def _holds_known(value: Any) -> bool:
     if isinstance(value, str):
-        return any(secret in value for secret in _known)
+        return any(secret in value for secret in _state[0])
     if isinstance(value, dict):
         return any(_holds_known(v) for v in value.values())
     if isinstance(value, (list, tuple)):  # a list of numbers (an embedding) holds no text
@@ -127,18 +127,18 @@ _PAIR = re.compile(
 # Secrets whatever their name: bearer tokens, key formats, a password in a URL.
 _KEYISH = re.compile(
     r"(?P<bearer>(?<![\w-])Bearer\s+)(?!\$\{)[A-Za-z0-9._~+/=-]{8,}"
-    r"|(?<![\w-])(?:sk-[A-Za-z0-9_*-]{8,}|AKIA[0-9A-Z]{16}|xox[abposr]-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|(?<![\w-])(?:sk-[A-Za-z0-9_*-]{8,}|[rs]k_(?:live|test)_[A-Za-z0-9]{16,}|A[KS]IA[0-9A-Z]{16}|xox[abposr]-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,})"
     r"|(?P<userinfo>://[^/\s:@]*:)[^/\s@]+(?=@)")
 _SCHEME_PREFIX = re.compile(_SCHEME, re.I)
 # What a text must contain for _PAIR (lowercased) or _KEYISH to find anything.
 _NAME_HINTS = ("auth", "key", "secret", "passw", "passp", "cookie", "credential", "signature", "token")
-_KEY_HINTS = ("Bearer", "sk-", "AKIA", "xox", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "AIza",
+_KEY_HINTS = ("Bearer", "sk-", "k_live_", "k_test_", "AKIA", "ASIA", "xox", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "AIza",
               "glpat-", "hf_", "://")
 
 # Key formats as such, for checks of text that must hold no key at all (a pipeline file).
 KEY_FORMATS = re.compile(
-    r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|xox[abposr]-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}|[rs]k_(?:live|test)_[A-Za-z0-9]{16,}|A[KS]IA[0-9A-Z]{16}|xox[abposr]-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,})")
 
 

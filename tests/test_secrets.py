@@ -144,6 +144,7 @@ def test_results_traces_and_messages_are_redacted_when_they_are_made():
     retry = ev.RowRetrying(0, "1. HTTP", 2, 4, 1.0, "HTTP 503 from GET https://h/?api_key=made-secret-9182")
     assert "made-secret" not in retry.describe()
     assert "made-secret" not in ev.RunFinished("failed", None, "cannot reach made-secret-9182").message
+    assert ev.RowPartial(0, "answer", "so far: made-secret-9182").text == f"so far: {M}"
 
 
 def test_http_error_messages_hide_echoed_credentials():

@@ -5,7 +5,7 @@ the GUI coalesces events into table updates on a timer, the CLI redraws a progre
 
 Secrets are hidden where results are made (core/util/secrets.py): a row's error, its traces'
 errors and details, retry reasons and the run's message are redacted, and its output cells
-hold no remembered secret, so nothing downstream (the table, the journal, exports, the
+(and streamed text) hold no remembered secret, so nothing downstream (the table, the journal, exports, the
 inspector, the CLI) ever holds one.
 """
 
@@ -97,6 +97,9 @@ class RowPartial:
     index: int
     column: str
     text: str
+
+    def __post_init__(self) -> None:
+        self.text = secrets.redact_known(self.text)
 
 
 @dataclass(slots=True)

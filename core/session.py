@@ -20,6 +20,7 @@ from typing import Any
 
 from batchgrid.core import table as tables
 from batchgrid.core.pipeline import Pipeline, walk
+from batchgrid.core.pipeline.trust import Permission
 from batchgrid.core.run import events as ev
 from batchgrid.core.run.engine import Engine, Progress
 from batchgrid.core.run.estimate import CostEstimate, estimate_cost
@@ -27,6 +28,7 @@ from batchgrid.core.run.job import ALL, Job, ResumeInfo
 from batchgrid.core.run.journal import Journal
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
+from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import BatchgridError
 from batchgrid.core.util.paths import default_data_dir
 
@@ -58,7 +60,10 @@ class Session:
         self.journal_problem = ""  # why the journal could not be opened (runs then cannot resume)
         self.job: Job | None = None
         self.engine: Engine | None = None
-        self.trusted = False       # the user trusts this pipeline's code steps
+        # The user trusts this pipeline (its code, `${NAME}` outside header values, files outside
+        # its folder: core/pipeline/trust.py). A pipeline handed in or loaded is not trusted until
+        # the front end asks (`needs_trust`) and the user says yes (`trust`).
+        self.trusted = False
         self.listeners: list[ev.Listener] = []  # hear every run's events (after the store)
         self._run_task: asyncio.Task | None = None
         self._open_generation = 0
@@ -109,10 +114,23 @@ class Session:
         return pipeline
 
     def set_pipeline(self, pipeline: Pipeline) -> None:
+        """Make `pipeline` this session's. One read from a file is not trusted until the user says
+        so; one with no file is being built by the user, so it is theirs: trusted."""
         self.pipeline = pipeline
         self.job = None
-        self.trusted = False  # trust is given to one pipeline, not to whatever is opened next
+        self.trusted = pipeline.path is None  # trust is given to one pipeline, not to whatever is opened next
         self.pipeline_edited()
+
+    def needs_trust(self) -> list[Permission]:
+        """What the front end must ask the user to trust before this pipeline runs (what it wants
+        beyond an untrusted pipeline's rights, each located); [] once trusted."""
+        return [] if self.trusted else self.pipeline.permissions()
+
+    def trust(self) -> None:
+        """The user trusts this pipeline, for this session (until another pipeline is set)."""
+        self.trusted = True
+        if self.job is not None:
+            self.job.trusted = True
 
     def pipeline_edited(self) -> None:
         """The pipeline's shape may have changed: the table's output columns follow (between runs;
@@ -143,8 +161,9 @@ class Session:
             return None
         snapshot = Pipeline.from_dict(self.pipeline.to_dict())  # the editor may change it meanwhile
         snapshot.path = self.pipeline.path
-        return await asyncio.to_thread(estimate_cost, snapshot, self.table, data_dir=self.data_dir,
-                                       use_cache=self.use_cache)
+        with tpl.env_trusted(self.trusted):  # the prompts read `${NAME}` as the run would
+            return await asyncio.to_thread(estimate_cost, snapshot, self.table, data_dir=self.data_dir,
+                                           use_cache=self.use_cache)
 
     # ---- what the journal holds -------------------------------------------------------------
     async def _current_job(self) -> Job:
@@ -189,7 +208,8 @@ class Session:
         return self.engine.progress if self.engine is not None else None
 
     async def check_ready(self) -> None:
-        """Raise what would stop a run before any row: problems, untrusted code, a key to set up."""
+        """Raise what would stop a run before any row: problems, what the user has not trusted
+        (one line each), a key to set up."""
         job = await self._current_job()
         job.check_ready()
 

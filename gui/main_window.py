@@ -34,6 +34,7 @@ from .window_files import FileActions
 from .window_layout import build_layout, connect_signals, restore_layout, save_layout
 
 ESTIMATE_DELAY_MS = 400
+TRUST_LIST_LIMIT = 12  # permissions listed in the trust question
 
 
 class MainWindow(FileActions, QMainWindow):
@@ -251,13 +252,8 @@ class MainWindow(FileActions, QMainWindow):
             return False
         if self.runner.running:
             return False
-        if self.doc.pipeline.runs_code and not self.session.trusted:
-            if not self.ask("Run Python code?",
-                            "This pipeline runs Python code written in the pipeline file. Run it only if "
-                            "you trust where the file came from.\n\nRun it?"):
-                self.show_message("Not run: the pipeline's Python code was not trusted.", "warning")
-                return False
-            self.session.trusted = True
+        if not self.confirm_trust():
+            return False
         try:
             await self.runner.start(mode, rows=rows, max_concurrency=self.run_bar.concurrency.value())
         except Exception as exc:
@@ -266,6 +262,25 @@ class MainWindow(FileActions, QMainWindow):
             return False
         self.message_bar.hide()
         self._fitted = False
+        return True
+
+    def confirm_trust(self) -> bool:
+        """Once per pipeline file, before its first run: ask the user to trust what it wants beyond
+        an untrusted pipeline's rights (like an installer's permission list). False: not trusted."""
+        wanted = self.session.needs_trust()
+        if not wanted:
+            return True
+        path = self.doc.pipeline.path
+        listing = "\n".join(f"• {p.describe()}" for p in wanted[:TRUST_LIST_LIMIT])
+        if len(wanted) > TRUST_LIST_LIMIT:
+            listing += f"\n• … and {len(wanted) - TRUST_LIST_LIMIT} more"
+        if not self.ask("Trust this pipeline?",
+                        f"{path.name if path else 'This pipeline'} wants to:\n\n{listing}\n\n"
+                        "A pipeline can use these to read your files and keys and send them elsewhere. "
+                        "Trust it only if you trust where it came from.\n\nTrust it and run?"):
+            self.show_message("Not run: the pipeline was not trusted.", "warning")
+            return False
+        self.session.trust()
         return True
 
     def update_estimate(self) -> None:

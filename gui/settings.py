@@ -4,9 +4,11 @@ files, window layout. API keys go to the OS keyring when there is one, never to 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from batchgrid.core.pipeline.file import looks_like_key
 from batchgrid.core.providers.keys import has_key, keyring_available, keyring_fields, store_key
 from batchgrid.core.providers.prices import DEFAULT_PRICES, PRICES_FILE, read_user_prices, save_user_prices
 from PySide6.QtCore import QSettings, Qt
@@ -35,6 +37,21 @@ PROVIDER_FIELDS = (("name", "Name"), ("preset", "Kind"), ("base_url", "Base URL"
                    ("api_key_env", "Key variable"))
 
 
+KEY_NOT_HERE = "Not kept in \"Key variable\""
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def variable_name_problem(text: str) -> str:
+    """Why `text` cannot be the name of an environment variable holding a key ('' if it can):
+    most often, it is the key itself."""
+    if looks_like_key(text) or (len(text) >= 24 and "_" not in text and any(c.isdigit() for c in text)
+                                and any(c.islower() for c in text)):
+        return "that looks like an API key, not the name of a variable"
+    if not _VARIABLE_NAME.fullmatch(text):
+        return "a variable's name has only letters, digits and _ (and does not start with a digit)"
+    return ""
+
+
 class AppSettings:
     def __init__(self, qsettings: QSettings | None = None, use_keyring: bool | None = None):
         self.q = qsettings or QSettings("Batchgrid", "Batchgrid")
@@ -55,6 +72,9 @@ class AppSettings:
         return [p for p in value if isinstance(p, dict) and p.get("name")]
 
     def set_providers(self, profiles: list[dict[str, Any]]) -> None:
+        # A key is never written to the settings file, even when one was typed as a variable's name.
+        profiles = [{k: v for k, v in p.items() if not (k == "api_key_env" and variable_name_problem(str(v)))}
+                    for p in profiles]
         self.q.setValue("providers/profiles", json.dumps(profiles))
 
     def pipeline_profile(self, name: str) -> dict[str, Any] | None:
@@ -115,6 +135,7 @@ class SettingsDialog(QDialog):
         self.table.verticalHeader().hide()
         for profile in settings.providers():
             self._add_row(profile)
+        self.table.itemChanged.connect(self._refuse_key_as_variable)
         inner.addWidget(self.table)
         buttons = QHBoxLayout()
         add = QPushButton("Add provider")
@@ -183,6 +204,27 @@ class SettingsDialog(QDialog):
                 self.table.setCellWidget(r, c, combo)
             else:
                 self.table.setItem(r, c, QTableWidgetItem(str(profile.get(key, "") or "")))
+
+    def _refuse_key_as_variable(self, item: QTableWidgetItem) -> None:
+        """A key typed or pasted where the variable's name goes is refused at once (never kept,
+        never saved), with where the key goes instead."""
+        if PROVIDER_FIELDS[item.column()][0] != "api_key_env" or not item.text().strip():
+            return
+        problem = variable_name_problem(item.text().strip())
+        if not problem:
+            if self.error.text().startswith(KEY_NOT_HERE):
+                self.error.hide()
+            return
+        self.table.blockSignals(True)
+        item.setText("")
+        self.table.blockSignals(False)
+        where = ("paste the key into the key field below and press Save key: it goes to your system keyring"
+                 if self.settings.use_keyring else
+                 "put the key in an environment variable before starting Batchgrid (no system keyring was found)")
+        self.error.setText(f"{KEY_NOT_HERE}: {problem}. Write the name of the environment variable that holds "
+                           f"the key here, such as OPENAI_API_KEY; {where}.")
+        self.error.show()
+        self.key_edit.setFocus()
 
     def profiles(self) -> list[dict[str, Any]]:
         found = []

@@ -45,11 +45,12 @@ class Run:
 
 
 def make_engine(steps, records, *, providers=None, data_dir: Path, max_concurrency: int = 8, use_cache: bool = True,
-                settings: dict | None = None, retry_policy: RetryPolicy = FAST_RETRIES) -> Run:
+                settings: dict | None = None, retry_policy: RetryPolicy = FAST_RETRIES,
+                base_dir: Path | None = None) -> Run:
     steps = [new_step(s["type"], **{k: v for k, v in s.items() if k != "type"}) if isinstance(s, dict) else s
              for s in steps]
     resources = RunResources(providers=providers or {}, settings=settings or {}, data_dir=data_dir,
-                             use_cache=use_cache)
+                             use_cache=use_cache, base_dir=base_dir or Path.cwd())  # the pipeline's folder
     engine = Engine(steps, Table.from_records(records), max_concurrency=max_concurrency,
                     retry_policy=retry_policy, resources=resources)
     run = Run(engine)

@@ -115,7 +115,7 @@ async def test_an_estimate_after_a_run_is_the_estimate_before_it(models, tmp_pat
     before_state = declarations()
     before = estimate_cost(pipeline, rows, data_dir=models.data_dir, use_cache=False)
     assert declarations() == before_state  # the estimate changed nothing
-    run = models.engine(pipeline.steps, records, use_cache=False)  # the run binds these very declarations
+    run = models.engine(pipeline.steps, records, use_cache=False, base_dir=tmp_path)  # binds these very declarations
     await run.engine.run()
     assert run.statuses() == ["done"] * 10
     after = estimate_cost(pipeline, rows, data_dir=models.data_dir, use_cache=False)

@@ -262,7 +262,7 @@ async def test_retrieved_passages_feed_a_later_llm_step(models, tmp_path):
     rows = [{"question": "why do cats purr"}, {"question": "will it rain this weekend"}] * 10
     seen = []
     models.server.configure(reply=lambda p, r: seen.append(r["messages"][0]["content"]) or "ok")
-    run = await models.run(steps, rows)
+    run = await models.run(steps, rows, base_dir=tmp_path)  # the reference file is in the pipeline's folder
     assert run.statuses() == ["done"] * 20
     assert run.outputs("match")[:2] == [PASSAGES[0], PASSAGES[2]]
     assert run.outputs("context")[0].split("\n\n")[0] == PASSAGES[0]
@@ -320,7 +320,7 @@ async def test_a_missing_reference_column_is_a_clear_error(models, tmp_path):
     kb = tmp_path / "kb.csv"
     kb.write_text("a,b\n1,2\n", encoding="utf-8")
     step = {"type": "similar", "source": "text", "reference_file": str(kb), "reference_column": "passage"}
-    run = await models.run([step], prompts(1))
+    run = await models.run([step], prompts(1), base_dir=tmp_path)
     assert run.engine.progress.done == 0
     finished = run.of(ev.RunFinished)[0]
     assert finished.reason == "failed"

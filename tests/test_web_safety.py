@@ -40,7 +40,8 @@ def other_server():
 
 
 SECRET_HEADERS = {"X-Api-Key": "${BG_TEST_TOK}", "Authorization": "Bearer ${BG_TEST_TOK}",
-                  "X-Session-Token": "abc-{id}", "Cookie": "sid=1", "Proxy-Authorization": "Basic eDp5",
+                  "X-Session-Token": "abc-{id}", "Cookie": "sid=${BG_TEST_TOK}",  # never a literal: refused
+                  "Proxy-Authorization": "Basic ${BG_TEST_TOK}",
                   "X-Signed": "v=${BG_TEST_TOK}", "X-Tag": "row-{id}"}
 
 

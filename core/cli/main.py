@@ -4,7 +4,7 @@ Exit codes:
   0  every row finished without error
   1  the run finished but some rows failed (their errors are in the output)
   2  nothing ran: bad arguments, a missing or unreadable file, an invalid pipeline,
-     an unknown column, or a code step that was not trusted
+     an unknown column, or a pipeline that wants trust (code, variables, files) without --trust
   3  an internal error (a bug in Batchgrid): one line; BATCHGRID_DEBUG=1 shows the traceback
   130 stopped with Ctrl-C (finished rows are kept in the journal and the output)
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.run import events as ev
 from batchgrid.core.run.job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED
-from batchgrid.core.util.errors import BatchgridError, PipelineError
+from batchgrid.core.util.errors import BatchgridError, PipelineError, UntrustedError
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, metavar="N", help="run only the first N rows")
     run.add_argument("--resume", action="store_true", help="keep rows finished by the last run; run the rest")
     run.add_argument("--retry-failed", action="store_true", help="rerun only the rows that failed last time")
-    run.add_argument("--trust", action="store_true", help="allow the pipeline's Python code steps to run")
+    run.add_argument("--trust", action="store_true",
+                     help="trust the pipeline: let it run Python code, read environment variables outside header "
+                     "values and read files outside its folder (only if you trust where it came from; "
+                     "`check` lists what it wants)")
     run.add_argument("--journal", metavar="PATH", help="journal database (default: in the user data folder)")
     run.add_argument("--no-cache", action="store_true", help="do not answer model calls from the response cache")
     run.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
@@ -91,6 +94,9 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, PipelineError) and len(exc.problems) > 1:
         # Every problem is worth seeing; each is its own line, each stands alone.
         return "the pipeline has problems:\n  " + "\n  ".join(exc.messages())
+    if isinstance(exc, UntrustedError) and len(exc.lines) > 1:
+        return ("this pipeline needs your trust to run; add --trust if you trust where it came from. It wants to:\n  "
+                + "\n  ".join(exc.lines))
     return " ".join(str(exc).split())
 
 
@@ -117,6 +123,10 @@ def check_command(args) -> int:
         pipeline.validate(rows.columns)
     print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps"
           + (f", {len(rows)} rows" if rows is not None else "") + ")")
+    wanted = pipeline.permissions()
+    if wanted:  # not a problem: what `run` needs --trust for, said before anyone runs it
+        print("needs your trust to run (run it with --trust only if you trust where it came from):\n  "
+              + "\n  ".join(str(p) for p in wanted))
     return EXIT_OK
 
 

@@ -27,8 +27,11 @@ from batchgrid.core.steps.tree import Problem, StepPath, format_path, iter_steps
 from batchgrid.core.table.atomic import atomic_path
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import PipelineError
+from batchgrid.core.util.httputil import is_secret_header
 
+from . import trust
 from .model_checks import provider_problems
+from .trust import Permission
 
 CURRENT_VERSION = 1
 
@@ -49,7 +52,18 @@ SETTINGS: tuple[b.Param, ...] = (
 )
 
 _SECRET_KEYS = re.compile(r"^(api[_-]?key|apikey|password|passwd|secret|client[_-]?secret|access[_-]?token|token)$", re.I)
-_SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{16,}|Bearer\s+(?!\$\{)[A-Za-z0-9._\-]{16,}|AKIA[0-9A-Z]{16}|xox[bap]-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{20,})")
+# Values in the known formats of keys and tokens, wherever they are in the file.
+_SECRET_VALUES = re.compile(
+    r"\b(sk-[A-Za-z0-9_\-]{16,}"                       # OpenAI, Anthropic (sk-ant-...)
+    r"|[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"           # Stripe
+    r"|[Bb]earer\s+(?!\$\{)[A-Za-z0-9._~+/\-]{16,}"    # an Authorization value, whatever the key
+    r"|[Tt]oken\s+(?=\S*\d)[A-Za-z0-9._~+/\-]{16,}"     # "Token <key>" (with a digit: not an English word)
+    r"|A[KS]IA[0-9A-Z]{16}"                            # AWS access key ids
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"                  # Slack
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
+    r"|glpat-[A-Za-z0-9_\-]{20,}"                      # GitLab
+    r"|AIza[0-9A-Za-z_\-]{35}"                         # Google
+    r"|hf_[A-Za-z0-9]{30,})")                          # Hugging Face
 
 
 @dataclass
@@ -151,6 +165,17 @@ class Pipeline:
     @property
     def runs_code(self) -> bool:
         return any(v.step.runs_code for v in iter_steps(self.steps, enabled_only=True))
+
+    @property
+    def folder(self) -> Path:
+        """Where its relative paths start, and the files it may read untrusted: its file's folder
+        (an unsaved pipeline: the working folder)."""
+        return self.path.parent if self.path else Path.cwd()
+
+    def permissions(self) -> list[Permission]:
+        """What it wants that needs the user's trust (code, `${NAME}` outside header values, files
+        outside its folder), each located by step and parameter (core/pipeline/trust.py)."""
+        return trust.permissions(self.steps, self.folder)
 
     def output_columns(self) -> list[str]:
         return list(dict.fromkeys(c for s in self.steps if s.enabled for c in all_writes(s)))
@@ -364,6 +389,9 @@ def _provider_problem(text: str) -> Problem:
 
 _KEY_IN_FILE = ('pipeline files never hold keys or passwords; name the environment variable instead '
                 '(for example "api_key_env": "OPENAI_API_KEY")')
+_HEADER_IN_FILE = ("this header carries a credential, and its value is written in the file; pipeline files "
+                   'never hold secrets: write ${ENV_VAR} (for example "Bearer ${MY_TOKEN}") and set that '
+                   "environment variable instead")
 _VALUE_IN_FILE = ("looks like an API key or token; pipeline files never hold secrets; "
                   "write ${ENV_VAR} and set that environment variable instead")
 
@@ -404,18 +432,45 @@ def _step_secrets(raw_steps: list[Any], prefix: StepPath) -> list[Problem]:
     return found
 
 
+def looks_like_key(text: str) -> bool:
+    """The text holds what looks like an API key or token (sk-..., ghp_..., "Bearer <long value>"...)."""
+    return bool(_SECRET_VALUES.search(text))
+
+
+def _header_secrets(headers: dict, path: StepPath | None, where: str) -> list[Problem]:
+    """Headers named like a credential (Authorization, X-Api-Key, Cookie, *token*, *secret*...)
+    must take their value from `${NAME}` or a column, never from text written in the file."""
+    found = []
+    for name, value in headers.items():
+        at = f"{where}.{name}"
+        if not isinstance(value, str):
+            found += _secrets_in(value, path, at)
+        elif looks_like_key(value):
+            found.append(Problem(_VALUE_IN_FILE, path, at))
+        elif is_secret_header(str(name)) and value.strip() and _is_literal(value):
+            found.append(Problem(_HEADER_IN_FILE, path, at))
+    return found
+
+
+def _is_literal(value: str) -> bool:
+    """Plain text: no `${NAME}` and no `{column}` in it."""
+    return all(kind == tpl.LITERAL for _, kind in tpl.parse(value, lenient=True))
+
+
 def _secrets_in(data: Any, path: StepPath | None, where: str) -> list[Problem]:
     found = []
     if isinstance(data, dict):
         for key, value in data.items():
             at = f"{where}.{key}" if where else str(key)
-            if isinstance(key, str) and _SECRET_KEYS.match(key) and isinstance(value, str) and value.strip():
+            if key == "headers" and isinstance(value, dict):
+                found += _header_secrets(value, path, at)
+            elif isinstance(key, str) and _SECRET_KEYS.match(key) and isinstance(value, str) and value.strip():
                 found.append(Problem(_KEY_IN_FILE, path, at))
             else:
                 found += _secrets_in(value, path, at)
     elif isinstance(data, list):
         for i, value in enumerate(data):
             found += _secrets_in(value, path, f"{where}[{i}]")
-    elif isinstance(data, str) and _SECRET_VALUES.search(data):
+    elif isinstance(data, str) and looks_like_key(data):
         found.append(Problem(_VALUE_IN_FILE, path, where))
     return found

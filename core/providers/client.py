@@ -60,7 +60,8 @@ def make_client(profile: Profile, key: str | None, *, in_flight: int = 100) -> o
 
     # Always an explicit key: never let the SDK pick OPENAI_API_KEY up for some other server.
     api_key = key or "no-key"
-    headers = {name: tpl.render(value, {}) for name, value in profile.headers.items()}  # "${TOKEN}": the environment
+    headers = {name: tpl.render(value, {}, allow_env=True)  # "${TOKEN}": the environment
+               for name, value in profile.headers.items()}
     http_client = pooled_client(timeout=profile.timeout, in_flight=in_flight, follow_redirects=True)
     if profile.is_azure:
         return openai.AsyncAzureOpenAI(azure_endpoint=profile.base_url, api_version=profile.api_version,

@@ -36,6 +36,7 @@ from batchgrid.core.steps.context import RunResources
 from batchgrid.core.steps.plan import PlannedStep, bind_steps
 from batchgrid.core.steps.tree import StepPath
 from batchgrid.core.table.columnar import Table
+from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import BatchgridError
 
 from . import events as ev
@@ -219,6 +220,12 @@ class Engine:
 
     # ---- running -----------------------------------------------------------------
     async def run(self) -> Progress:
+        # `${NAME}` outside header values expands only in a run the user trusts: this run's rows,
+        # bindings and worker threads inherit the answer (core/util/template.py).
+        with tpl.env_trusted(self.resources.trusted):
+            return await self._run()
+
+    async def _run(self) -> Progress:
         if self._running:
             raise RuntimeError("this run is already running")
         self._running = True

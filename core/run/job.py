@@ -20,9 +20,10 @@ from typing import Any
 
 from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.pipeline.model_checks import setup_problems
+from batchgrid.core.pipeline.trust import untrusted_error
 from batchgrid.core.providers.prices import money
 from batchgrid.core.table import Table
-from batchgrid.core.util.errors import PipelineError, SetupError, UntrustedCodeError
+from batchgrid.core.util.errors import PipelineError, SetupError
 from batchgrid.core.util.problems import Problem
 
 from . import events as ev
@@ -35,8 +36,6 @@ from .results import ResultSet
 ALL, RESUME, RETRY_FAILED, RESUME_AND_RETRY = "all", "resume", "retry_failed", "resume_and_retry_failed"
 MODES = (ALL, RESUME, RETRY_FAILED, RESUME_AND_RETRY)
 
-UNTRUSTED_MESSAGE = ("this pipeline runs Python code from its file; run it only if you trust where it came from "
-                     "(CLI: add --trust; window: answer Yes when asked)")
 
 
 @dataclass
@@ -107,13 +106,15 @@ class Job:
     # ---- running -------------------------------------------------------------------
     def check_ready(self, pipeline: Pipeline | None = None) -> None:
         """Raise what stops `pipeline` (default: the job's) from running over this table: its
-        problems, code the user has not trusted, a key or server to set up first."""
+        problems, what it wants that the user has not trusted (code, `${NAME}` outside header
+        values, files outside its folder: one line each), a key or server to set up first."""
         pipeline = pipeline or self.pipeline
         problems = pipeline.problems(self.rows.columns)
         if problems:
             raise PipelineError(problems)
-        if pipeline.runs_code and not self.trusted:
-            raise UntrustedCodeError(UNTRUSTED_MESSAGE)
+        wanted = [] if self.trusted else pipeline.permissions()
+        if wanted:
+            raise untrusted_error(wanted)
         setup = setup_problems(pipeline.steps, pipeline.providers)
         if setup:
             raise SetupError(setup)
@@ -121,7 +122,7 @@ class Job:
     def start(self, mode: str = ALL, *, rows: Iterable[int] | None = None,
               max_concurrency: int | None = None) -> Engine:
         """A ready engine (subscribe, then `await engine.run()`). Raises before any row runs
-        if the pipeline is invalid for this table or runs code the user has not trusted."""
+        if the pipeline is invalid for this table or wants what the user has not trusted."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if self.engine is not None and self.engine.running:
@@ -156,7 +157,7 @@ class Job:
 
         settings = pipeline.settings
         resources = RunResources(
-            base_dir=pipeline.path.parent if pipeline.path else Path.cwd(),
+            base_dir=pipeline.folder,
             trusted=self.trusted, providers=pipeline.providers, settings=settings,
             data_dir=self.data_dir, use_cache=self.use_cache and settings.get("use_cache", True),
         )

@@ -59,6 +59,9 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     label: str = ""
+    # Its values may read `${NAME}` without the user's trust: a place where secrets belong (HTTP
+    # header values). Anywhere else `${NAME}` needs trust (core/pipeline/trust.py).
+    allow_env: bool = False
 
     def __post_init__(self):
         if self.kind not in PARAM_KINDS:

@@ -6,12 +6,14 @@ The engine (core/run) implements `StepContext`; steps depend only on this Protoc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from batchgrid.core.providers.run import RunProviders
+from batchgrid.core.util.errors import UntrustedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import PlannedStep
@@ -22,8 +24,10 @@ class RunResources:
     """What steps share during one run: settings, clients, the model state, where relative
     paths start. The engine closes what it holds when the run ends (`aclose`)."""
 
-    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in steps start here
-    trusted: bool = False                             # the user trusts this pipeline's code steps
+    base_dir: Path = field(default_factory=Path.cwd)  # the pipeline's folder: relative paths start here
+    # The user trusts this pipeline: its Python code, `${NAME}` anywhere, files outside its folder
+    # (core/pipeline/trust.py says what an untrusted one may do).
+    trusted: bool = False
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the pipeline's provider profiles
     settings: dict[str, Any] = field(default_factory=dict)              # the pipeline's run settings
     data_dir: Path | None = None                      # where the journal and response cache live
@@ -50,8 +54,16 @@ class RunResources:
         return self._http
 
     def resolve(self, path: str) -> Path:
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
+        """A step's file path: relative to the pipeline's folder; a file outside that folder
+        only for a pipeline the user trusts."""
+        full = Path(path).expanduser()
+        if not full.is_absolute():
+            full = self.base_dir / full
+        if not self.trusted and not within(full, self.base_dir):
+            raise UntrustedError(f"{os.path.realpath(full)} is outside the pipeline's folder ({self.base_dir}); "
+                                 "a pipeline reads files elsewhere only if you trust it "
+                                 "(CLI: --trust; window: answer Yes when asked)")
+        return full
 
     async def aclose(self) -> None:
         """The run is over: close its HTTP client and its model state (a later run reopens them)."""
@@ -59,6 +71,11 @@ class RunResources:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+def within(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or below it once `..` and symbolic links are followed."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 class StepContext(Protocol):

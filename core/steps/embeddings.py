@@ -116,13 +116,16 @@ class Similar(EmbeddingStep):
                      + ("both" if has_list else "neither"))]
         return []
 
-    def reference_texts(self, base_dir: Path) -> list[str]:
+    def reference_texts(self, base_dir: Path, path: Path | None = None) -> list[str]:
+        """The references: the list, or the texts of the reference file (`path` when a run has
+        resolved it, which refuses a file outside the pipeline's folder unless trusted)."""
         if self.config.get("references"):
             return [t for t in (str(r).strip() for r in self.config["references"]) if t]
         from batchgrid.core.table import read_table
 
-        path = Path(self.config["reference_file"]).expanduser()
-        path = path if path.is_absolute() else Path(base_dir) / path
+        if path is None:
+            path = Path(self.config["reference_file"]).expanduser()
+            path = path if path.is_absolute() else Path(base_dir) / path
         frame = read_table(path, sheet=self.config.get("reference_sheet") or None)
         column = self.config.get("reference_column") or (frame.columns[0] if len(frame.columns) else None)
         if column is None or column not in frame.columns:
@@ -142,7 +145,9 @@ class Similar(EmbeddingStep):
 
     async def bind(self, resources: RunResources) -> KnowledgeBase:
         """Read the references (a big sheet: in a worker thread) and embed them, once per run."""
-        texts = await asyncio.to_thread(self.reference_texts, resources.base_dir)
+        file = self.config.get("reference_file")
+        path = resources.resolve(file) if file and not self.config.get("references") else None
+        texts = await asyncio.to_thread(self.reference_texts, resources.base_dir, path)
         batcher = await self.batcher(resources)
         shared = resources.shared
         if shared is None:

@@ -46,7 +46,8 @@ class HttpRequest(Step):
               "start is the address itself and goes in as it is.", required=True, label="URL"),
         Param("raw_in_url", STRINGS, [], "Columns put into the URL as they are, not encoded: their values may add "
               "path segments or query parameters. Only for columns you trust.", label="Raw in URL"),
-        Param("headers", MAPPING, {}, "Header name to value template; write ${ENV_VAR} for secrets."),
+        Param("headers", MAPPING, {}, "Header name to value template; write ${ENV_VAR} for secrets.",
+              allow_env=True),
         Param("body", MULTILINE, "", "Body template (POST/PUT/PATCH), e.g. {\"q\": \"{query}\"}."),
         Param("body_format", CHOICE, "json", "json: the body must be valid JSON after filling in (values are "
               "JSON-escaped); form: one name=value pair a line (values are form-encoded); text: sent as is.",
@@ -93,7 +94,7 @@ class HttpRequest(Step):
 
     def _request(self, row: Mapping[str, Any]) -> dict[str, Any]:
         url = self._url(row)
-        headers = {k: tpl.render(v, row) for k, v in self.config["headers"].items()}
+        headers = {k: tpl.render(v, row, allow_env=True) for k, v in self.config["headers"].items()}
         request: dict[str, Any] = {"method": self.config["method"], "url": url, "headers": headers,
                                    "timeout": self.config["timeout"]}
         body = self.config["body"]

@@ -51,8 +51,17 @@ class PipelineError(BatchgridError):
         return [str(p) for p in self.problems]
 
 
-class UntrustedCodeError(BatchgridError):
-    """The pipeline runs Python code and the user has not said they trust it."""
+class UntrustedError(BatchgridError):
+    """The pipeline wants what only a pipeline the user trusts may do (run Python code, read an
+    environment variable outside a header value, read a file outside its folder), and the user
+    has not said they trust it. `lines`: what it wants, one line each, where it is first."""
+
+    def __init__(self, message: str, lines: Iterable[str] = ()):
+        super().__init__(message)
+        self.lines = list(lines)
+
+
+UntrustedCodeError = UntrustedError  # its name from when only Python code needed trust
 
 
 class InputError(BatchgridError):

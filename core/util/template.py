@@ -4,6 +4,11 @@ Column names may contain spaces or punctuation (`{Customer name}`); `{{` and `}}
 literal braces; `${NAME}` is the environment variable NAME (how secrets such as tokens
 reach a header without being written into the pipeline file).
 
+`${NAME}` expands only where secrets belong (`render(..., allow_env=True)`: HTTP header values,
+provider profile headers), or anywhere during a run the user trusts (`env_trusted`, which the
+engine enters for the run): a stranger's pipeline must not copy a key into a URL, a prompt or a
+result (README, "Sharing pipelines safely").
+
 Lenient templates (request bodies, which are JSON full of braces) treat only `{name}`
 with a plausible column name inside as a placeholder and leave every other brace alone,
 so `{"q": "{query}"}` needs no escaping.
@@ -15,7 +20,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +32,7 @@ from .errors import StepError
 
 LITERAL, COLUMN, ENV = 0, 1, 2
 _NAME_IN_LENIENT = re.compile(r"[^{}\"':\n]+")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class TemplateSyntaxError(ValueError):
@@ -100,15 +108,38 @@ def placeholders(template: str, lenient: bool = False) -> list[str]:
 as_text = display_text
 
 
-def env_value(name: str) -> str:
+# True while a run the user trusts is going on (the tasks and worker threads it starts inherit it).
+_ENV_TRUSTED: ContextVar[bool] = ContextVar("batchgrid_env_trusted", default=False)
+
+
+@contextmanager
+def env_trusted(trusted: bool) -> Iterator[None]:
+    """Within: `${NAME}` expands anywhere if `trusted`, else only where `allow_env` says so."""
+    token = _ENV_TRUSTED.set(trusted)
+    try:
+        yield
+    finally:
+        _ENV_TRUSTED.reset(token)
+
+
+def env_names(text: str) -> list[str]:
+    """The `${NAME}`s a text reads, in order, without repeats (whatever else it holds)."""
+    return list(dict.fromkeys(_ENV_REF.findall(text)))
+
+
+def env_value(name: str, allowed: bool = True) -> str:
+    if not allowed and not _ENV_TRUSTED.get():
+        raise StepError(f"${{{name}}} is not read here: a pipeline reads environment variables only in header "
+                        "values, unless you trust it (CLI: --trust; window: answer Yes when asked)")
     if name not in os.environ:
         raise StepError(f"environment variable {name} is not set (the pipeline reads it as ${{{name}}})")
     return secrets.remembered(os.environ[name])  # hidden wherever it turns up (core/util/secrets.py)
 
 
 def render(template: str, row: Mapping[str, Any], *, lenient: bool = False,
-           escape: Callable[[str], str] | None = None) -> str:
-    """Fill a template from a row. `escape` is applied to column values (not to literals)."""
+           escape: Callable[[str], str] | None = None, allow_env: bool = False) -> str:
+    """Fill a template from a row. `escape` is applied to column values (not to literals).
+    `allow_env`: this is a place for secrets (a header value), where `${NAME}` always expands."""
     out = []
     for text, kind in parse(template, lenient):
         if kind == LITERAL:
@@ -119,5 +150,5 @@ def render(template: str, row: Mapping[str, Any], *, lenient: bool = False,
             value = as_text(row[text])
             out.append(escape(value) if escape else value)
         else:
-            out.append(env_value(text))
+            out.append(env_value(text, allow_env))
     return "".join(out)

@@ -334,7 +334,7 @@ def test_python_step_asks_for_trust_and_does_not_run_without_it(qloop, window, t
     assert run(qloop, window.load_sheet(sheet))
     window.ask = lambda title, text: (window.questions.append(title), False)[1]
     assert run(qloop, window.begin_run("all")) is False
-    assert window.questions == ["Run Python code?"] and "not trusted" in window.last_message
+    assert window.questions == ["Trust this pipeline?"] and "not trusted" in window.last_message
     assert set(window.model.status) == {NOT_RUN}
 
     window.ask = lambda title, text: (window.questions.append(title), True)[1]

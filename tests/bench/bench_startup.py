@@ -2,6 +2,8 @@
 
     .venv/bin/python tests/bench/bench_startup.py              # 10 runs of each, interleaved
     .venv/bin/python tests/bench/bench_startup.py --runs 5
+    /tmp/venv312-bench/bin/python tests/bench/bench_startup.py    # another interpreter: its venv needs
+                                                                   # `pip install -e '.[test]'` (batchgrid-cli)
 
 Every figure is the median wall time of fresh processes, started by this script with the
 same interpreter (sys.executable), the commands interleaved so that a busy moment of the

@@ -25,9 +25,9 @@ from batchgrid.core.steps import base as b
 from batchgrid.core.steps.base import all_writes, walk  # noqa: F401  (walk: re-exported for gui/main_window)
 from batchgrid.core.steps.tree import Problem, StepPath, format_path, iter_steps
 from batchgrid.core.table.atomic import atomic_path
+from batchgrid.core.util import secrets
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import PipelineError
-from batchgrid.core.util.httputil import is_secret_header
 
 from . import trust
 from .model_checks import provider_problems
@@ -52,18 +52,9 @@ SETTINGS: tuple[b.Param, ...] = (
 )
 
 _SECRET_KEYS = re.compile(r"^(api[_-]?key|apikey|password|passwd|secret|client[_-]?secret|access[_-]?token|token)$", re.I)
-# Values in the known formats of keys and tokens, wherever they are in the file.
-_SECRET_VALUES = re.compile(
-    r"\b(sk-[A-Za-z0-9_\-]{16,}"                       # OpenAI, Anthropic (sk-ant-...)
-    r"|[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"           # Stripe
-    r"|[Bb]earer\s+(?!\$\{)[A-Za-z0-9._~+/\-]{16,}"    # an Authorization value, whatever the key
-    r"|[Tt]oken\s+(?=\S*\d)[A-Za-z0-9._~+/\-]{16,}"     # "Token <key>" (with a digit: not an English word)
-    r"|A[KS]IA[0-9A-Z]{16}"                            # AWS access key ids
-    r"|xox[abposr]-[A-Za-z0-9-]{10,}"                  # Slack
-    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
-    r"|glpat-[A-Za-z0-9_\-]{20,}"                      # GitLab
-    r"|AIza[0-9A-Za-z_\-]{35}"                         # Google
-    r"|hf_[A-Za-z0-9]{30,})")                          # Hugging Face
+# An Authorization value written out, whatever the key's format ("Token" with a digit: not a word).
+_SCHEME_VALUES = re.compile(r"\b(?:[Bb]earer\s+(?!\$\{)[A-Za-z0-9._~+/\-]{16,}"
+                            r"|[Tt]oken\s+(?=\S*\d)[A-Za-z0-9._~+/\-]{16,})")
 
 
 @dataclass
@@ -433,13 +424,14 @@ def _step_secrets(raw_steps: list[Any], prefix: StepPath) -> list[Problem]:
 
 
 def looks_like_key(text: str) -> bool:
-    """The text holds what looks like an API key or token (sk-..., ghp_..., "Bearer <long value>"...)."""
-    return bool(_SECRET_VALUES.search(text))
+    """The text holds what looks like an API key or token: a known key format (sk-..., ghp_...,
+    AKIA...: the secret policy's, core/util/secrets.py) or "Bearer/Token <long value>"."""
+    return bool(secrets.KEY_FORMATS.search(text) or _SCHEME_VALUES.search(text))
 
 
 def _header_secrets(headers: dict, path: StepPath | None, where: str) -> list[Problem]:
-    """Headers named like a credential (Authorization, X-Api-Key, Cookie, *token*, *secret*...)
-    must take their value from `${NAME}` or a column, never from text written in the file."""
+    """Headers named like a credential (Authorization, X-Api-Key, Cookie, *token*, *secret*...: the
+    secret policy's names) take their value from `${NAME}` or a column, never from the file."""
     found = []
     for name, value in headers.items():
         at = f"{where}.{name}"
@@ -447,7 +439,7 @@ def _header_secrets(headers: dict, path: StepPath | None, where: str) -> list[Pr
             found += _secrets_in(value, path, at)
         elif looks_like_key(value):
             found.append(Problem(_VALUE_IN_FILE, path, at))
-        elif is_secret_header(str(name)) and value.strip() and _is_literal(value):
+        elif secrets.is_secret_name(str(name)) and value.strip() and _is_literal(value):
             found.append(Problem(_HEADER_IN_FILE, path, at))
     return found
 

@@ -38,6 +38,7 @@ from batchgrid.core.steps.tree import StepPath
 from batchgrid.core.table.columnar import Table
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import BatchgridError
+from batchgrid.core.util.patterns import NeedsWorkerThread
 
 from . import events as ev
 from .budget import BudgetGuard
@@ -376,7 +377,10 @@ class Engine:
                     ctx.details = None
                     out = await call(row, ctx)
                 else:
-                    out = call(row)
+                    try:
+                        out = call(row)
+                    except NeedsWorkerThread:  # a user's pattern outran its slice of the loop
+                        out = await asyncio.to_thread(call, row)
             except StepFailed as failure:  # a step of a branch of this (parallel) step failed
                 if trace is not None:
                     trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,

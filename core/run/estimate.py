@@ -5,11 +5,13 @@ estimated (about four characters each; answers at the step's max tokens, or a ty
 length), requests already in the response cache cost nothing, and later steps see earlier
 model outputs as placeholder text of the expected length. Cheap steps run for real; HTTP
 and code steps do not run (their outputs are blank). Nothing is sent anywhere.
+
+User code stays bounded here too: patterns run under their time limit (core/util/patterns.py),
+and a step whose pattern ran out of time on one sampled row is not run on the others.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from batchgrid.core.providers.prices import PriceTable, money
 from batchgrid.core.providers.profiles import resolve_profile
 from batchgrid.core.providers.tokens import prompt_tokens
 from batchgrid.core.util.paths import default_data_dir
+from batchgrid.core.util.patterns import PatternTooSlow
 
 DEFAULT_SAMPLE = 20
 
@@ -110,6 +113,7 @@ class _Tally:
         self.providers, self.prices, self.cache = providers, prices, cache
         self.per_row, self.once, self.estimate, self.base_dir = per_row, once, estimate, base_dir
         self.first_row = True
+        self.too_slow: set[int] = set()  # steps (by id) whose pattern ran out of time: not run again
 
     def walk(self, steps: Iterable[Any], row: dict[str, Any], prefix: str) -> dict[str, Any]:
         produced: dict[str, Any] = {}
@@ -132,10 +136,15 @@ class _Tally:
         blank = {c: "" for c in step.writes()}
         planned = getattr(step, "planned_calls", None)
         if planned is None:
-            if step.external or step.runs_code or step.is_async():
+            if step.external or step.runs_code or step.is_async() or id(step) in self.too_slow:
                 return blank  # not run in an estimate: HTTP, code
-            with contextlib.suppress(Exception):
+            try:
                 return step.apply(row)
+            except PatternTooSlow as exc:
+                self.too_slow.add(id(step))
+                self.estimate.problems.append(f"{label}: {exc}")
+            except Exception:  # the row would fail here in the run; its outputs count as blank
+                pass
             return blank
         try:
             profile = resolve_profile(step.config.get("provider") or "", self.providers)

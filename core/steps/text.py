@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import StepError
+from batchgrid.core.util.patterns import Pattern, PatternError, compile_pattern
 
 from .base import BOOL, CHOICE, INT, OUTPUT, SOURCE, TEMPLATE, TEXT, Param, Step, register
 
@@ -32,13 +32,10 @@ def shown(value: Any, limit: int = 60) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-@lru_cache(maxsize=256)
-def compile_regex(pattern: str, ignore_case: bool = False) -> re.Pattern:
-    """The compiled pattern, or a StepError saying in words what is wrong with it."""
-    try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
-        raise StepError(f"not a valid regular expression: {exc}") from None
+def compile_regex(pattern: str, ignore_case: bool = False) -> Pattern:
+    """The compiled pattern, run under a time limit (core/util/patterns.py), or a StepError
+    saying in words what is wrong with it."""
+    return compile_pattern(pattern, ignore_case)
 
 
 class TextStep(Step):
@@ -151,7 +148,7 @@ class FindReplace(TextStep):
         output_param(),
     )
 
-    def pattern(self) -> re.Pattern:
+    def pattern(self) -> Pattern:
         find = self.config["find"]
         return compile_regex(find if self.config["regex"] else re.escape(find), not self.config["case_sensitive"])
 
@@ -163,7 +160,7 @@ class FindReplace(TextStep):
         if self.config["regex"]:
             # Fill the replacement in once against an empty match, so a bad group
             # reference is reported now rather than failing every row.
-            probe = re.compile(pattern.pattern + "\n|", pattern.flags)
+            probe = re.compile(pattern.pattern + "\n|", 0 if self.config["case_sensitive"] else re.IGNORECASE)
             try:
                 probe.sub(self.config["replace"], "", count=1)
             except re.error as exc:
@@ -177,7 +174,7 @@ class FindReplace(TextStep):
             replace = lambda _match: literal  # noqa: E731  (no backslash escapes in literal mode)
         try:
             return self.pattern().sub(replace, text, count=self.config["count"])
-        except re.error as exc:
+        except PatternError as exc:
             raise StepError(f"cannot use the replacement {shown(self.config['replace'])}: {exc}") from None
 
 
@@ -198,7 +195,7 @@ class RegexExtract(TextStep):
         output_param("Name of the new column (first and all modes; in groups mode the groups name the columns)."),
     )
 
-    def pattern(self) -> re.Pattern:
+    def pattern(self) -> Pattern:
         return compile_regex(self.config["pattern"], not self.config["case_sensitive"])
 
     def group_names(self) -> list[str]:

@@ -64,6 +64,7 @@ class Session:
         # its folder: core/pipeline/trust.py). A pipeline handed in or loaded is not trusted until
         # the front end asks (`needs_trust`) and the user says yes (`trust`).
         self.trusted = False
+        self._trusted_files: set[tuple[Path, str]] = set()  # (file, fingerprint) trusted in this session
         self.listeners: list[ev.Listener] = []  # hear every run's events (after the store)
         self._run_task: asyncio.Task | None = None
         self._open_generation = 0
@@ -118,7 +119,9 @@ class Session:
         so; one with no file is being built by the user, so it is theirs: trusted."""
         self.pipeline = pipeline
         self.job = None
-        self.trusted = pipeline.path is None  # trust is given to one pipeline, not to whatever is opened next
+        # Trust is given to one pipeline, not to whatever is opened next; reopening a file trusted in
+        # this session, unchanged, is not asked about again.
+        self.trusted = pipeline.path is None or self._file_key(pipeline) in self._trusted_files
         self.pipeline_edited()
 
     def needs_trust(self) -> list[Permission]:
@@ -131,6 +134,13 @@ class Session:
         self.trusted = True
         if self.job is not None:
             self.job.trusted = True
+        if self.pipeline.path is not None:
+            self._trusted_files.add(self._file_key(self.pipeline))
+
+    @staticmethod
+    def _file_key(pipeline: Pipeline) -> tuple[Path, str]:
+        assert pipeline.path is not None
+        return pipeline.path, pipeline.fingerprint()  # what its steps and providers are: what it may want
 
     def pipeline_edited(self) -> None:
         """The pipeline's shape may have changed: the table's output columns follow (between runs;

@@ -229,6 +229,11 @@ async def test_session_trusts_what_the_user_builds_not_what_it_loads(tmp_path):
         await session.start()
         assert await session.wait() == ("finished", "")
         assert session.store.result_set({}).results[0].outputs == {"b": 2}
+        await session.load_pipeline(path)  # the same file again, unchanged: trusted in this session
+        assert session.needs_trust() == []
+        write_pipeline(tmp_path, {"type": "python", "code": "a * 3", "output": "b"})  # changed on disk
+        await session.load_pipeline(path)
+        assert [str(p) for p in session.needs_trust()] == ["steps[0].code: runs Python code"]
     finally:
         await session.close()
 

@@ -67,6 +67,9 @@ def test_a_loaded_pipeline_is_run_only_once_trusted_and_asked_once(qloop, window
     assert column(window, "price") == [1, 2] and set(window.model.status) == {ev.DONE}
     run(qloop, run_all())  # once per pipeline file: the second run asks nothing
     assert len(asked) == 1
+    assert run(qloop, window.load_pipeline(pipeline))  # nor does the same file opened again
+    run(qloop, run_all())
+    assert len(asked) == 1
 
 
 def test_a_pipeline_the_user_builds_is_theirs(qtbot, qloop, window, tmp_path):

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 
 from .errors import RetryableError, StepError
 from .http import http
+from .secrets import is_secret_name
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529}
 
@@ -93,15 +94,15 @@ def transport_error(exc: http.HTTPError, url: str) -> Exception:
 
 # ---- redirects --------------------------------------------------------------------------
 MAX_REDIRECTS = 10
-# A header whose name has one of these in it carries a credential (Authorization,
-# Proxy-Authorization, Cookie, X-Api-Key, X-Session-Token...).
+# On a redirect a header is dropped if the secret policy calls its name a credential, or if its
+# name merely has one of these in it: dropping a harmless header to another origin costs nothing.
 _SECRET_WORDS = ("auth", "cookie", "key", "token", "secret", "password", "passwd", "session", "credential",
                  "signature")
 
 
 def is_secret_header(name: str) -> bool:
     lower = name.lower()
-    return any(word in lower for word in _SECRET_WORDS)
+    return is_secret_name(name) or any(word in lower for word in _SECRET_WORDS)
 
 
 def keeps_credentials(src: http.URL, dst: http.URL) -> bool:

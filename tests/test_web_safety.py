@@ -141,3 +141,11 @@ def test_a_raw_column_that_is_not_in_the_url_is_a_problem():
     with pytest.raises(PipelineError) as info:
         Pipeline.from_dict({"version": 1, "steps": [{"type": "http", "url": "http://x/{id}", "raw_in_url": ["idd"]}]})
     assert info.value.messages()[0] == 'steps[0].raw_in_url: "idd" is not a {column} of the URL'
+
+
+async def test_a_line_break_in_a_header_value_fails_the_row_in_words(fake_openai):
+    steps = [{"type": "http", "url": fake_openai.url + "/echo", "headers": {"X-Tag": "row-{id}"}}]
+    [r] = await run_steps(steps, [{"id": "1\r\nX-Admin: 1"}])
+    assert (r.status, r.attempts) == (ev.ERROR, 1)
+    assert r.error == "the header X-Tag would hold a line break after filling in; a header value is one line"
+    assert fake_openai.stats.requests == 0

@@ -95,6 +95,10 @@ class HttpRequest(Step):
     def _request(self, row: Mapping[str, Any]) -> dict[str, Any]:
         url = self._url(row)
         headers = {k: tpl.render(v, row, allow_env=True) for k, v in self.config["headers"].items()}
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value:  # never sent (the client refuses), and not worth a retry
+                raise StepError(f"the header {name} would hold a line break after filling in; "
+                                "a header value is one line")
         request: dict[str, Any] = {"method": self.config["method"], "url": url, "headers": headers,
                                    "timeout": self.config["timeout"]}
         body = self.config["body"]

@@ -28,6 +28,7 @@ from batchgrid.core.run.job import ALL, Job, ResumeInfo
 from batchgrid.core.run.journal import Journal
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
+from batchgrid.core.util import gc_pause
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import BatchgridError
 from batchgrid.core.util.paths import default_data_dir
@@ -197,11 +198,14 @@ class Session:
         if self.table is None or self.running or not self.pipeline.steps or self.problems():
             return None
         job = await self._current_job()
-        info = await asyncio.to_thread(job.resume_info)
-        if info is None:
-            return None
-        if await asyncio.to_thread(job.load_previous):
-            self.store.reset(self.table, self.output_columns(), job.results)
+        # Decoding a big journal allocates millions of objects: full collections set off in the
+        # worker thread would hold the interpreter (and the window's loop) for 100-400 ms each.
+        async with gc_pause.paused():
+            info = await asyncio.to_thread(job.resume_info)
+            if info is None:
+                return None
+            if await asyncio.to_thread(job.load_previous):
+                self.store.reset(self.table, self.output_columns(), job.results)
         return info
 
     # ---- running ----------------------------------------------------------------------------

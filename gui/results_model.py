@@ -23,11 +23,11 @@ from batchgrid.core.run import events as ev
 from batchgrid.core.run.results import NOT_RUN
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
+from batchgrid.core.util import gc_pause
 from batchgrid.core.util.display import display_text
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 
-from . import gc_pause
 from .icons import status_icon
 
 FLUSH_MS = 40

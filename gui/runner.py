@@ -12,9 +12,9 @@ import gc
 
 from batchgrid.core.run import events as ev
 from batchgrid.core.session import Session
+from batchgrid.core.util import gc_pause
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from . import gc_pause
 from .results_model import ResultsModel
 
 PROGRESS_MS = 200

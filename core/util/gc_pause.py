@@ -1,4 +1,4 @@
-"""Pausing Python's garbage collector while the window does big work.
+"""Pausing Python's garbage collector while big work runs beside a live event loop.
 
 A full collection scans every object the app holds (a big sheet's results are millions)
 and stops the window for hundreds of milliseconds; a burst of allocations (a run, a sort

@@ -172,9 +172,11 @@ class Session:
             return None
         snapshot = Pipeline.from_dict(self.pipeline.to_dict())  # the editor may change it meanwhile
         snapshot.path = self.pipeline.path
+        # No full collection in the worker while the window waits (it holds the interpreter).
         with tpl.env_trusted(self.trusted):  # the prompts read `${NAME}` as the run would
-            return await asyncio.to_thread(estimate_cost, snapshot, self.table, data_dir=self.data_dir,
-                                           use_cache=self.use_cache)
+            async with gc_pause.paused():
+                return await asyncio.to_thread(estimate_cost, snapshot, self.table, data_dir=self.data_dir,
+                                               use_cache=self.use_cache)
 
     # ---- what the journal holds -------------------------------------------------------------
     async def _current_job(self) -> Job:
@@ -206,6 +208,7 @@ class Session:
                 return None
             if await asyncio.to_thread(job.load_previous):
                 self.store.reset(self.table, self.output_columns(), job.results)
+            gc_pause.keep_long_lived()  # the journal's rows stay: no collection need scan them again
         return info
 
     # ---- running ----------------------------------------------------------------------------

@@ -80,7 +80,7 @@ class RunController(QObject):
             self._active = False
             self._timer.stop()
             gc.collect()  # once a run: what the last run left (unfrozen at this run's start) goes now
-            gc.freeze()
+            gc_pause.keep_long_lived()
             gc_pause.resume()
             self.model.run_ended()
             if self.session.progress is not None:

@@ -30,6 +30,12 @@ def resume() -> None:
         gc.enable()
 
 
+def keep_long_lived() -> None:
+    """What is alive now (a sheet's results, say) stays: move it out of the collector's way, so
+    later collections, young or full, do not scan it again. The next run unfreezes it."""
+    gc.freeze()
+
+
 def collect_young() -> None:
     """Collect the young generations: a few milliseconds, whatever the app holds."""
     gc.collect(1)

@@ -232,3 +232,10 @@ def test_a_budget_pause_ends_a_headless_run_instead_of_hanging(files, fake_opena
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 1, result.stderr
     assert "batchgrid: paused:" in result.stderr and "--resume" in result.stderr
+
+
+def test_an_unexpected_error_line_never_quotes_a_credential():
+    from batchgrid.core.cli.main import one_line
+
+    line = one_line(RuntimeError("request failed: headers={'authorization': 'Bearer abcdefghijklmnop1234'}"))
+    assert "abcdefghijklmnop1234" not in line and "request failed" in line

@@ -21,6 +21,7 @@ from pathlib import Path
 from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.run import events as ev
 from batchgrid.core.run.job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED
+from batchgrid.core.util import secrets
 from batchgrid.core.util.errors import BatchgridError, PipelineError, UntrustedError
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -97,7 +98,7 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, UntrustedError) and len(exc.lines) > 1:
         return ("this pipeline needs your trust to run; add --trust if you trust where it came from. It wants to:\n  "
                 + "\n  ".join(exc.lines))
-    return " ".join(str(exc).split())
+    return secrets.redact(" ".join(str(exc).split()))  # an unexpected error's text may quote a request
 
 
 def load_pipeline(pipeline_path: str) -> Pipeline:

@@ -191,9 +191,9 @@ class Pipeline:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def save(self, path: str | os.PathLike) -> None:
-        secrets = find_secrets(self.to_dict())
-        if secrets:
-            raise PipelineError(secrets)
+        found = find_secrets(self.to_dict())
+        if found:
+            raise PipelineError(found)
         path = Path(path)
         text = self.to_json()
         with atomic_path(path) as temp:  # a failed save keeps the old file and leaves no temporary one

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from batchgrid.core.run import events as ev
 from batchgrid.core.session import Session
+from batchgrid.core.util import secrets
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
@@ -127,6 +128,7 @@ class MainWindow(FileActions, QMainWindow):
             button.setEnabled(step is not None)
 
     def show_message(self, text: str, kind: str = "error", actions=None) -> None:
+        text = secrets.redact(text)  # every message the window shows passes the one secret policy
         self.last_message = text
         self.message_bar.show_message(text, kind, actions)
         self.status_text.setText(text.splitlines()[0] if text else "")

@@ -27,3 +27,10 @@ def next_signal(signal) -> asyncio.Future:
     signal.connect(emitted)
     future.add_done_callback(disconnect)
     return future
+
+
+async def run_to_end(window, mode: str = "all") -> tuple[str, str]:
+    """Start a run as the Run button does and wait for its end: (reason, message)."""
+    finished = next_signal(window.runFinished)
+    assert await window.begin_run(mode)
+    return await finished

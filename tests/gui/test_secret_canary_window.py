@@ -9,7 +9,7 @@ import json
 import pandas as pd
 from batchgrid.core.run import events as ev
 
-from qt_async import next_signal, run
+from qt_async import next_signal, run, run_to_end
 from test_secret_canary import CANARY, CANARY_ENV, ROWS, canary_pipeline, files_holding
 
 
@@ -26,12 +26,8 @@ def test_the_window_shows_and_writes_no_canary(qtbot, qloop, window, app_setting
     assert run(qloop, window.load_pipeline(pipeline))
     assert run(qloop, window.load_sheet(sheet))
 
-    async def run_all():
-        finished = next_signal(window.runFinished)
-        assert await window.begin_run("all")  # the trust question is answered Yes by the fixture
-        return await finished
 
-    assert run(qloop, run_all())[0] == "finished"
+    assert run(qloop, run_to_end(window))[0] == "finished"
     assert window.model.status.count(ev.ERROR) == 4
     assert run(qloop, window.export_to(tmp_path / "out.xlsx"))
 

@@ -14,7 +14,7 @@ from batchgrid.core.run import events as ev
 from batchgrid.core.run.results import NOT_RUN
 from batchgrid.gui.settings import SettingsDialog
 
-from qt_async import next_signal, run
+from qt_async import next_signal, run, run_to_end
 from test_pipeline_editor import palette_add
 
 KEY = "sk-proj-Zx81Qa77Lm42Pw09Ty55Rb13"
@@ -57,18 +57,14 @@ def test_a_loaded_pipeline_is_run_only_once_trusted_and_asked_once(qloop, window
 
     asked = answering(window, True)
 
-    async def run_all():
-        finished = next_signal(window.runFinished)
-        assert await window.begin_run("all")
-        await finished
 
-    run(qloop, run_all())
+    run(qloop, run_to_end(window))
     assert [t for t, _ in asked] == ["Trust this pipeline?"]
     assert column(window, "price") == [1, 2] and set(window.model.status) == {ev.DONE}
-    run(qloop, run_all())  # once per pipeline file: the second run asks nothing
+    run(qloop, run_to_end(window))  # once per pipeline file: the second run asks nothing
     assert len(asked) == 1
     assert run(qloop, window.load_pipeline(pipeline))  # nor does the same file opened again
-    run(qloop, run_all())
+    run(qloop, run_to_end(window))
     assert len(asked) == 1
 
 
@@ -81,12 +77,8 @@ def test_a_pipeline_the_user_builds_is_theirs(qtbot, qloop, window, tmp_path):
     window.doc.set_param(step, "output", "m")
     asked = answering(window, False)
 
-    async def run_all():
-        finished = next_signal(window.runFinished)
-        assert await window.begin_run("all")
-        await finished
 
-    run(qloop, run_all())
+    run(qloop, run_to_end(window))
     assert asked == [] and column(window, "m") == [10, 20]
 
 
@@ -99,12 +91,8 @@ def test_a_pipeline_that_wants_nothing_asks_nothing(qloop, window, tmp_path):
     assert run(qloop, window.load_sheet(sheet))
     asked = answering(window, False)
 
-    async def run_all():
-        finished = next_signal(window.runFinished)
-        assert await window.begin_run("all")
-        await finished
 
-    run(qloop, run_all())
+    run(qloop, run_to_end(window))
     assert asked == [] and column(window, "b") == ["x"]
 
 

@@ -21,7 +21,7 @@ from batchgrid.gui.main_window import MainWindow
 from batchgrid.gui.window_layout import save_layout
 
 from conftest import EXAMPLES
-from qt_async import next_signal, run
+from qt_async import next_signal, run, run_to_end
 from test_pipeline_editor import palette_add
 
 MARKER = "refund"  # reviews that mention it get a 400 from the test server, once
@@ -339,12 +339,8 @@ def test_python_step_asks_for_trust_and_does_not_run_without_it(qloop, window, t
 
     window.ask = lambda title, text: (window.questions.append(title), True)[1]
 
-    async def trusted():
-        finished = next_signal(window.runFinished)
-        assert await window.begin_run("all")
-        await finished
 
-    run(qloop, trusted())
+    run(qloop, run_to_end(window))
     assert column(window, "m") == [10, 20]
 
 

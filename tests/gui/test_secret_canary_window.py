@@ -9,7 +9,7 @@ import json
 import pandas as pd
 from batchgrid.core.run import events as ev
 
-from qt_async import next_signal, run, run_to_end
+from qt_async import run, run_to_end
 from test_secret_canary import CANARY, CANARY_ENV, ROWS, canary_pipeline, files_holding
 
 

@@ -14,7 +14,7 @@ from batchgrid.core.run import events as ev
 from batchgrid.core.run.results import NOT_RUN
 from batchgrid.gui.settings import SettingsDialog
 
-from qt_async import next_signal, run, run_to_end
+from qt_async import run, run_to_end
 from test_pipeline_editor import palette_add
 
 KEY = "sk-proj-Zx81Qa77Lm42Pw09Ty55Rb13"

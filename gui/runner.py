@@ -20,7 +20,7 @@ from .results_model import ResultsModel
 PROGRESS_MS = 200
 
 # During a run the garbage collector is paused (gc_pause) and the young generations are
-# collected on each progress tick instead. When the run ends, one full collection frees what
+# collected on each progress tick instead. When a run ends after an earlier one, one full collection frees what
 # earlier runs left in reference cycles (clients, futures), then what survives (the results,
 # mostly) is frozen, so later full collections do not scan it again. The next run unfreezes
 # it first, so its end can free this run's garbage in turn.
@@ -38,6 +38,7 @@ class RunController(QObject):
         self.model = model
         self.task: asyncio.Task | None = None
         self._active = False
+        self._earlier_run_frozen = False
         self._timer = QTimer(self)
         self._timer.setInterval(PROGRESS_MS)
         self._timer.timeout.connect(self._tick)
@@ -59,7 +60,9 @@ class RunController(QObject):
         self._active = True
         header = list(self.model.headers)
         try:
-            gc.unfreeze()  # the last run's survivors may be collected now (else every run leaks)
+            # The last run's survivors may be collected now (else every run leaks what it left in cycles).
+            self._earlier_run_frozen = gc.get_freeze_count() > 0
+            gc.unfreeze()
             await self.session.start(mode, rows=rows, max_concurrency=max_concurrency)
         except BaseException:
             self._active = False
@@ -79,7 +82,10 @@ class RunController(QObject):
         finally:
             self._active = False
             self._timer.stop()
-            gc.collect()  # once a run: what the last run left (unfrozen at this run's start) goes now
+            if self._earlier_run_frozen:  # a full collection (0.3 s at 200,000 rows) only when there is
+                gc.collect()              # an earlier run's garbage to free, never after the first run
+            else:
+                gc_pause.collect_young()
             gc_pause.keep_long_lived()
             gc_pause.resume()
             self.model.run_ended()

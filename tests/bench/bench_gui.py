@@ -82,32 +82,8 @@ def signal_future(signal) -> asyncio.Future:
     return future
 
 
-async def window_run(window: MainWindow, sheet: Path, pipeline: Path) -> tuple[float, list[float], list[float], str]:
-    assert await window.load_pipeline(pipeline)
-    assert await window.load_sheet(sheet)
-    ticker = Ticker()
-    ticker.start()
-    idle0 = time.perf_counter()
-    await asyncio.sleep(1.0)  # the idle window: the baseline of the timer
-    idle1 = t0 = time.perf_counter()
-    finished = signal_future(window.runFinished)
-    watch = GcWatch().start()
-    assert await window.begin_run("all")
-    reason, message = await finished
-    elapsed = time.perf_counter() - t0
-    await asyncio.sleep(0.05)
-    ticker.stop()
-    watch.stop()
-    assert reason == "finished", (reason, message)
-    assert window.session.progress.done == len(window.rows), window.session.progress
-    return (elapsed, gaps_ms(ticker.ticks, t0, t0 + elapsed), gaps_ms(ticker.ticks, idle0, idle1),
-            watch.describe(t0, t0 + elapsed, ticker.ticks))
-
-
-async def run_again(window: MainWindow) -> tuple[float, list[float], str]:
-    """Press Run again in the same window: the last run's results are replaced."""
-    ticker = Ticker()
-    ticker.start()
+async def timed_run(window: MainWindow, ticker: Ticker) -> tuple[float, list[float], str]:
+    """Press Run and wait for the end: (seconds, the timer's gaps meanwhile, the collections meanwhile)."""
     t0 = time.perf_counter()
     finished = signal_future(window.runFinished)
     watch = GcWatch().start()
@@ -118,7 +94,27 @@ async def run_again(window: MainWindow) -> tuple[float, list[float], str]:
     ticker.stop()
     watch.stop()
     assert reason == "finished", (reason, message)
+    assert window.session.progress.done == len(window.rows), window.session.progress
     return elapsed, gaps_ms(ticker.ticks, t0, t0 + elapsed), watch.describe(t0, t0 + elapsed, ticker.ticks)
+
+
+async def window_run(window: MainWindow, sheet: Path, pipeline: Path) -> tuple[float, list[float], list[float], str]:
+    assert await window.load_pipeline(pipeline)
+    assert await window.load_sheet(sheet)
+    ticker = Ticker()
+    ticker.start()
+    idle0 = time.perf_counter()
+    await asyncio.sleep(1.0)  # the idle window: the baseline of the timer
+    idle1 = time.perf_counter()
+    elapsed, gaps, collections = await timed_run(window, ticker)
+    return elapsed, gaps, gaps_ms(ticker.ticks, idle0, idle1), collections
+
+
+async def run_again(window: MainWindow) -> tuple[float, list[float], str]:
+    """Press Run again in the same window: the last run's results are replaced."""
+    ticker = Ticker()
+    ticker.start()
+    return await timed_run(window, ticker)
 
 
 async def close_window(window: MainWindow) -> None:

@@ -42,8 +42,42 @@ restores the defaults and zeroes the counts.
     drop_after_read    {prompt substring: n}: the first n requests whose prompt contains the substring
                        are read in full, then the connection is closed with no answer (counted in
                        `requests` and `dropped`): a server that crashed or restarted mid-request
-    embedding_dim      length of embedding vectors (default 64)
+    embedding_dim      length of embedding vectors (default 64; a request's `dimensions` wins unless
+                       ignore_dimensions)
     seed               seed of the random faults (default 0)
+
+What real servers do (llama.cpp's llama-server, llama-cpp-python, the engines under LM Studio
+and Ollama), each off by default:
+    slots              N: the server works on at most N chat/embeddings requests at once (llama.cpp's
+                       --parallel); the rest wait in its queue, counted in `queued`/`peak_queued`
+    hold               True: every counted request waits (received, counted in in_flight) until hold
+                       is set back to False: an event-driven "freeze" for crash and stop tests
+    context_size       N tokens (words): a chat prompt longer than N is refused as llama.cpp does
+                       (400, type "exceed_context_size_error", with n_prompt_tokens and n_ctx), or, with
+                       context_overflow="empty_stream" and "stream": true, answered as llama-cpp-python
+                       does: HTTP 200, a role chunk, no content, no finish reason, then [DONE].
+                       An answer is also cut (finish_reason "length") where the context ends.
+                       GET /props then reports it (llama.cpp: default_generation_settings.n_ctx).
+    context_overflow   "error" (default) or "empty_stream" (see context_size)
+    empty_stream       {prompt substring: n}: the first n streamed answers for a matching prompt are
+                       empty 200 streams (role chunk, no content, no finish reason, [DONE], a clean end)
+    stall_stream       {prompt substring: seconds}: streams for a matching prompt stop sending for this
+                       long after their first word (a server hanging mid-answer)
+    ignores_max_completion_tokens  True: `max_completion_tokens` is ignored, only `max_tokens` limits the
+                       answer (llama-cpp-python)
+    rate_limit         (requests, seconds): a sliding-window limit over chat/embeddings requests; a request
+                       over it is answered 429 at once with the time until the window has room, as
+                       retry_after_style says (not counted against the window)
+    retry_after_style  "seconds" (Retry-After: 2), "ms" (retry-after-ms), "date" (Retry-After as an HTTP
+                       date), "epoch" (x-ratelimit-reset: a Unix time, as GitHub sends it) or "none"
+    refuse_json_schema True: response_format json_schema is answered 500 "Input should be 'text' or
+                       'json_object'" (llama-cpp-python); json_object still works
+    embeddings         "on" (default); "501": 501 "This server does not support embeddings" (llama.cpp
+                       started without --embeddings); "500": 500 "Llama model must be created with
+                       embedding=True" (llama-cpp-python)
+    ignore_dimensions  True: `dimensions` is ignored, vectors are embedding_dim long
+A restart: `server.go_down()` stops listening and drops every connection (requests in flight get
+no answer; new connections are refused); `server.come_back()` listens again on the same port.
 
 Endpoints
 ---------
@@ -95,12 +129,18 @@ Counts (`server.stats`, read from any thread; `server.stats.snapshot()` gives a 
     log               list of (time.monotonic(), path, prompt, status) per finished request
     authorizations    set of Authorization / api-key header values seen
     last_headers      the headers of the last counted request (names in lower case)
+    last_body         the JSON body of the last chat or embeddings request
+    answered          Counter: chat answers sent in full with status 200, per prompt (paid calls that
+                      finished: a stream counts once its last byte is written)
+    queued, peak_queued  requests waiting for a slot (see `slots`), and the most at once
+    rate_limited      requests refused by the sliding-window `rate_limit`
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import hashlib
 import json
 import math
@@ -108,7 +148,7 @@ import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -131,10 +171,23 @@ DEFAULTS: dict[str, Any] = {
     "drop_after_read": {},
     "embedding_dim": 64,
     "seed": 0,
+    "slots": None,
+    "hold": False,
+    "context_size": None,
+    "context_overflow": "error",
+    "empty_stream": {},
+    "stall_stream": {},
+    "ignores_max_completion_tokens": False,
+    "rate_limit": None,
+    "retry_after_style": "seconds",
+    "refuse_json_schema": False,
+    "embeddings": "on",
+    "ignore_dimensions": False,
 }
 DEFAULT_MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 411: "Length Required",
-           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+           429: "Too Many Requests", 500: "Internal Server Error", 501: "Not Implemented",
+           503: "Service Unavailable"}
 _WORD = re.compile(r"\S+\s*")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
 
@@ -166,6 +219,11 @@ class Stats:
     log: list = field(default_factory=list)
     authorizations: set = field(default_factory=set)
     last_headers: dict = field(default_factory=dict)
+    last_body: Any = None
+    answered: Counter = field(default_factory=Counter)
+    queued: int = 0
+    peak_queued: int = 0
+    rate_limited: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -175,6 +233,8 @@ class Stats:
             "statuses": {str(k): v for k, v in self.statuses.items()}, "per_prompt": dict(self.per_prompt),
             "faults_by_prompt": dict(self.faults_by_prompt), "embedding_batches": list(self.embedding_batches),
             "embedded": dict(self.embedded), "log": [list(e) for e in self.log],
+            "answered": dict(self.answered), "queued": self.queued, "peak_queued": self.peak_queued,
+            "rate_limited": self.rate_limited,
         }
 
 
@@ -370,6 +430,9 @@ class FakeOpenAI:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._window: deque[float] = deque()   # times of the requests the rate_limit let through
+        self._busy = 0                         # requests holding one of the `slots`
+        self._slot_waiters: deque[asyncio.Future] = deque()
 
     # ---- lifecycle ----------------------------------------------------------------
     @property
@@ -412,7 +475,8 @@ class FakeOpenAI:
             return
 
         async def shutdown() -> None:
-            self._server.close()
+            if self._server is not None:
+                self._server.close()
             for conn in list(self._connections):
                 if conn.transport is not None:
                     conn.transport.abort()
@@ -425,6 +489,24 @@ class FakeOpenAI:
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(5)
         self._loop = self._thread = None
+
+    def go_down(self) -> None:
+        """Stop listening and drop every connection, as a killed server does (see the docstring)."""
+        async def down() -> None:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            for conn in list(self._connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+        asyncio.run_coroutine_threadsafe(down(), self._loop).result(5)
+
+    def come_back(self) -> None:
+        """Listen again on the same port (after go_down)."""
+        async def up() -> None:
+            self._server = await self._loop.create_server(lambda: _Connection(self), self.host, self.port,
+                                                          backlog=1024, reuse_address=True)
+        asyncio.run_coroutine_threadsafe(up(), self._loop).result(5)
 
     def __enter__(self) -> "FakeOpenAI":
         return self.start() if self._thread is None else self
@@ -449,6 +531,7 @@ class FakeOpenAI:
         self._options = dict(DEFAULTS)
         self._random = random.Random(0)
         self._script_used = Counter()
+        self._window.clear()
         self.stats = Stats()
         return self
 
@@ -515,14 +598,40 @@ class FakeOpenAI:
             if key is not None and auth not in (f"Bearer {key}", key):
                 conn.send(401, _error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
                 return 401
+        while self._options["hold"]:
+            await conn.pause(0.005)
+        options = self._options
         if path == "/v1/models":
             await conn.pause(options["latency"])
             names = options["models"] or DEFAULT_MODELS
             conn.send(200, {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "test"} for n in names]})
             return 200
+        if path == "/props":  # llama.cpp's server properties
+            if options["context_size"] is None:
+                conn.send(404, _error("File Not Found", "not_found_error", None))
+                return 404
+            conn.send(200, {"default_generation_settings": {"n_ctx": options["context_size"]},
+                            "total_slots": options["slots"] or 1})
+            return 200
+        model_call = path in ("/v1/chat/completions", "/v1/embeddings")
+        if model_call and options["rate_limit"] is not None:
+            wait = self._over_rate_limit(options["rate_limit"])
+            if wait is not None:
+                self.stats.rate_limited += 1
+                conn.send(429, _error("Rate limit reached. Please try again later.", "requests",
+                                      "rate_limit_exceeded"), _wait_headers(wait, options["retry_after_style"]))
+                return 429
         fault = self._fault(prompt, options)
         if fault:
             return self._send_fault(conn, fault, prompt, options)
+        if model_call and options["slots"]:
+            await self._take_slot(conn, options["slots"])
+            try:
+                if path == "/v1/chat/completions":
+                    return await self._chat(conn, request, prompt, options)
+                return await self._embeddings(conn, request, options)
+            finally:
+                self._give_slot()
         if path == "/v1/chat/completions":
             return await self._chat(conn, request, prompt, options)
         if path == "/v1/embeddings":
@@ -550,6 +659,52 @@ class FakeOpenAI:
         conn.send(404, _error(f"no such endpoint: {path}", "invalid_request_error", "not_found"))
         return 404
 
+    def _over_rate_limit(self, limit: tuple[int, float]) -> float | None:
+        """None when the sliding window has room (the request is counted in it), else seconds until it has."""
+        count, seconds = limit
+        now = time.monotonic()
+        while self._window and self._window[0] <= now - seconds:
+            self._window.popleft()
+        if len(self._window) < count:
+            self._window.append(now)
+            return None
+        return self._window[0] + seconds - now
+
+    async def _take_slot(self, conn: _Connection, slots: int) -> None:
+        stats = self.stats
+        if self._busy >= slots:
+            stats.queued += 1
+            stats.peak_queued = max(stats.peak_queued, stats.queued)
+            try:
+                while self._busy >= slots:
+                    future = asyncio.get_running_loop().create_future()
+                    self._slot_waiters.append(future)
+                    closed = asyncio.ensure_future(conn.closed.wait())
+                    try:
+                        await asyncio.wait([future, closed], return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        closed.cancel()
+                    if conn.closed.is_set():
+                        if future.done() and not future.cancelled():
+                            self._wake_slot()  # pass the turn on
+                        else:
+                            future.cancel()
+                        raise _Disconnected
+            finally:
+                stats.queued -= 1
+        self._busy += 1
+
+    def _give_slot(self) -> None:
+        self._busy -= 1
+        self._wake_slot()
+
+    def _wake_slot(self) -> None:
+        while self._slot_waiters:
+            future = self._slot_waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+
     def _fault(self, prompt: str, options: dict) -> int:
         for marker, statuses in options["script"].items():
             if marker in prompt:
@@ -569,7 +724,7 @@ class FakeOpenAI:
         if status == 429:
             headers = {}
             if options["retry_after"] is not None:
-                headers["Retry-After"] = f"{options['retry_after']:g}"
+                headers = _wait_headers(options["retry_after"], options["retry_after_style"])
             if options["retry_after_ms"] is not None:
                 headers["retry-after-ms"] = f"{options['retry_after_ms']:g}"
             if options["ratelimit_reset"] is not None:
@@ -581,16 +736,16 @@ class FakeOpenAI:
         return status
 
     def _cut(self, prompt: str, options: dict) -> bool:
-        for marker, count in options["cut_stream"].items():
-            if marker in prompt and self._script_used["cut:" + marker] < count:
-                self._script_used["cut:" + marker] += 1
-                return True
-        return False
+        return self._first_n("cut", options["cut_stream"], prompt)
 
     def _drop(self, prompt: str, options: dict) -> bool:
-        for marker, count in options["drop_after_read"].items():
-            if marker in prompt and self._script_used["drop:" + marker] < count:
-                self._script_used["drop:" + marker] += 1
+        return self._first_n("drop", options["drop_after_read"], prompt)
+
+    def _first_n(self, kind: str, counts: dict[str, int], prompt: str) -> bool:
+        """True for the first n requests whose prompt contains a marker of `counts` ({marker: n})."""
+        for marker, count in counts.items():
+            if marker in prompt and self._script_used[f"{kind}:{marker}"] < count:
+                self._script_used[f"{kind}:{marker}"] += 1
                 return True
         return False
 
@@ -603,55 +758,91 @@ class FakeOpenAI:
 
     async def _chat(self, conn: _Connection, request: _Request, prompt: str, options: dict) -> int:
         body = request.json()
+        self.stats.last_body = body
         model = body.get("model")
         if not self._check_model(conn, model, options):
             return 404
-        await conn.pause(_latency_for(prompt, options))
-        answer = _chat_answer(prompt, body, options)
+        fmt = body.get("response_format") or {}
+        if options["refuse_json_schema"] and fmt.get("type") == "json_schema":
+            conn.send(500, _error("[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                                  "'msg': \"Input should be 'text' or 'json_object'\"}]", "internal_server_error", None))
+            return 500
         prompt_tokens = sum(_words(_text_of(m.get("content"))) for m in body.get("messages", []))
+        stream = bool(body.get("stream"))
+        context = options["context_size"]
+        overflow = context is not None and prompt_tokens > context
+        if overflow and not (stream and options["context_overflow"] == "empty_stream"):
+            conn.send(400, {"error": {"code": 400, "type": "exceed_context_size_error",
+                                      "message": "the request exceeds the available context size, try increasing it",
+                                      "n_prompt_tokens": prompt_tokens, "n_ctx": context}})
+            return 400
+        await conn.pause(_latency_for(prompt, options))
+        pieces, finish = _WORD.findall(_chat_answer(prompt, body, options)), "stop"
+        limit = _answer_limit(body, options, None if context is None else context - prompt_tokens)
+        if limit is not None and len(pieces) > limit:
+            pieces, finish = pieces[:max(0, limit)], "length"
+        answer = "".join(pieces).rstrip() if finish == "length" else "".join(pieces)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": _words(answer),
                  "total_tokens": prompt_tokens + _words(answer)}
         ident = "chatcmpl-" + hashlib.sha1(prompt.encode()).hexdigest()[:12]
         created = int(time.time())
-        if not body.get("stream"):
+        if not stream:
             conn.send(200, {"id": ident, "object": "chat.completion", "created": created, "model": model,
-                            "choices": [{"index": 0, "finish_reason": "stop",
+                            "choices": [{"index": 0, "finish_reason": finish,
                                          "message": {"role": "assistant", "content": answer}}],
                             "usage": usage})
+            self.stats.answered[prompt] += 1
             return 200
-        conn.start_stream(close=options["stream_close"])
+        conn.start_stream(close=options["stream_close"] or overflow)
 
         def chunk(delta: dict, finish: str | None = None) -> str:
             return json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
         conn.stream_event(chunk({"role": "assistant", "content": ""}))
+        if overflow or self._first_n("empty", options["empty_stream"], prompt):
+            conn.stream_event("[DONE]")  # llama-cpp-python: no content, no finish reason, a clean end
+            conn.end_stream()
+            return 200
         cut = self._cut(prompt, options)
-        for piece in _WORD.findall(answer) or [answer]:
-            await conn.pause(options["stream_delay"])
+        stall = next((seconds for marker, seconds in options["stall_stream"].items() if marker in prompt), 0.0)
+        for n, piece in enumerate(pieces or [answer]):
+            await conn.pause(options["stream_delay"] + (stall if n == 1 else 0.0))
             conn.stream_event(chunk({"content": piece}))
             if cut:
                 conn.transport.close()
                 return 200
-        conn.stream_event(chunk({}, "stop"))
+        conn.stream_event(chunk({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             conn.stream_event(json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
                                           "model": model, "choices": [], "usage": usage}))
         conn.stream_event("[DONE]")
         conn.end_stream()
+        self.stats.answered[prompt] += 1
         return 200
 
     async def _embeddings(self, conn: _Connection, request: _Request, options: dict) -> int:
         body = request.json()
+        self.stats.last_body = body
         texts = body.get("input")
         texts = [texts] if isinstance(texts, str) else list(texts or [])
         self.stats.embedding_batches.append(len(texts))
         for t in texts:
             self.stats.embedded[t] += 1
+        if options["embeddings"] == "501":
+            conn.send(501, {"error": {"code": 501, "type": "not_supported_error",
+                                      "message": "This server does not support embeddings. Start it with `--embeddings`"}})
+            return 501
+        if options["embeddings"] == "500":
+            conn.send(500, _error("Llama model must be created with embedding=True to call this method",
+                                  "internal_server_error", None))
+            return 500
         if not self._check_model(conn, body.get("model"), options):
             return 404
         await conn.pause(max((_latency_for(t, options) for t in texts), default=options["latency"]))
         dim = options["embedding_dim"]
+        if body.get("dimensions") and not options["ignore_dimensions"]:
+            dim = int(body["dimensions"])
         data = [{"object": "embedding", "index": i, "embedding": embed_text(t, dim)} for i, t in enumerate(texts)]
         tokens = sum(_words(t) for t in texts)
         conn.send(200, {"object": "list", "model": body.get("model"), "data": data,
@@ -672,6 +863,30 @@ class FakeOpenAI:
 
 
 # ---- answers: deterministic functions of the request ---------------------------------
+def _wait_headers(seconds: float, style: str) -> dict[str, str]:
+    """How a server says "wait `seconds`" (see retry_after_style)."""
+    if style == "ms":
+        return {"retry-after-ms": f"{seconds * 1000:.0f}"}
+    if style == "date":
+        return {"Retry-After": email.utils.formatdate(time.time() + seconds, usegmt=True)}
+    if style == "epoch":
+        return {"x-ratelimit-reset": f"{int(time.time() + seconds + 0.999)}"}
+    if style == "none":
+        return {}
+    return {"Retry-After": f"{seconds:g}" if seconds == int(seconds) or seconds < 1 else f"{math.ceil(seconds)}"}
+
+
+def _answer_limit(body: dict, options: dict, room: int | None) -> int | None:
+    """The most tokens (words) the answer may have: max_tokens, max_completion_tokens (unless the server
+    ignores it, as llama-cpp-python does), and what is left of the context."""
+    limits = [body.get("max_tokens")]
+    if not options["ignores_max_completion_tokens"]:
+        limits.append(body.get("max_completion_tokens"))
+    limits.append(room)
+    limits = [int(n) for n in limits if isinstance(n, (int, float)) and not isinstance(n, bool)]
+    return min(limits) if limits else None
+
+
 def _error(message: str, kind: str, code: str | None) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 

@@ -36,6 +36,17 @@ class RetryableError(BatchgridError):
         self.rate_limited = rate_limited
 
 
+class ServerUnreachable(RetryableError):
+    """A server that has already answered in this run now refuses connections (it is restarting):
+    the run waits for it, retrying with a capped backoff, instead of failing the rest of the
+    sheet. Before a server's first answer a refused connection is a setup error, not this.
+    `url` is the server's address, for "waiting for the server at ..."."""
+
+    def __init__(self, message: str, *, url: str, retry_after: float | None = None):
+        super().__init__(message, retry_after=retry_after)
+        self.url = url
+
+
 class PipelineError(BatchgridError):
     """The pipeline is invalid. `problems` lists every problem, each with where it is (data:
     a step path and a parameter); `messages()` gives them as the CLI prints them, one a line.

@@ -196,7 +196,7 @@ def test_csv_prefixes_formula_looking_text_with_a_quote(tmp_path, results):
     assert rows[1][7] == '["a", "b"]'
     rs = make_result_set([{"n": -5, "t": "-5", "at": "@x", "tab": "\tx"}], [{"o": 1}])
     with open(export_results(rs, tmp_path / "n.csv"), encoding="utf-8-sig", newline="") as f:
-        assert list(csv.reader(f))[1][:4] == ["-5", "'-5", "'@x", "'\tx"]  # numbers stay numbers
+        assert list(csv.reader(f))[1][:4] == ["-5", "-5", "'@x", "'\tx"]  # numbers stay numbers, as text too
 
 
 def test_parquet_keeps_types_and_makes_mixed_columns_text(tmp_path, results):

@@ -12,6 +12,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -34,6 +35,8 @@ from .model_checks import provider_problems
 from .trust import Permission
 
 CURRENT_VERSION = 1
+MAX_STEP_NESTING = 20    # parallel steps within parallel steps: deeper files are refused
+MAX_JSON_NESTING = 100   # any value in a file: deeper ones are refused before anything walks them
 
 # Run settings, declared like step parameters so that files and forms are checked alike.
 SETTINGS: tuple[b.Param, ...] = (
@@ -89,6 +92,9 @@ class Pipeline:
         except json.JSONDecodeError as exc:
             raise PipelineError([Problem(f"{path.name}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
                                          f"{exc.msg}")]) from None
+        except RecursionError:  # thousands of brackets deep: Python's parser gives up
+            raise PipelineError([Problem(f"{path.name}: nested too deep to read; steps nested more than "
+                                         f"{MAX_STEP_NESTING} deep are refused")]) from None
         pipeline = cls.from_dict(data)
         pipeline.path = path.resolve()
         return pipeline
@@ -99,6 +105,9 @@ class Pipeline:
         problems: list[Problem] = []
         if not isinstance(data, dict):
             raise PipelineError([Problem('the pipeline must be a JSON object with "version" and "steps"')])
+        too_deep = nesting_problem(data)
+        if too_deep is not None:  # refused before anything below walks it (recursively)
+            raise PipelineError([too_deep])
         problems += find_secrets(data)
         version = data.get("version")
         if version is None:
@@ -307,16 +316,66 @@ def check_values(params: Iterable[b.Param], config: dict[str, Any], path: StepPa
         if p.kind == b.CHOICE and value not in p.choices:
             problems.append(problem(f"{value!r} is not one of: {', '.join(p.choices)}"))
         if p.kind in (b.INT, b.FLOAT):
+            if isinstance(value, float) and not math.isfinite(value):
+                # NaN passes every comparison and Infinity every minimum: neither is a setting.
+                problems.append(problem(f"must be a number, not {json.dumps(value)}"))
+                continue
             if p.minimum is not None and value < p.minimum:
                 problems.append(problem(f"must be at least {p.minimum:g}"))
             if p.maximum is not None and value > p.maximum:
                 problems.append(problem(f"must be at most {p.maximum:g}"))
+        if p.kind == b.JSON and _has_non_finite(value):
+            problems.append(problem("must not hold NaN or Infinity (they are not JSON numbers)"))
         if p.kind == b.TEMPLATE or (p.kind == b.SOURCE and b.is_template(value)):
             try:
                 tpl.parse(value)
             except tpl.TemplateSyntaxError as exc:
                 problems.append(problem(str(exc)))
     return problems
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def nesting_problem(data: dict[str, Any]) -> Problem | None:
+    """Steps nested more than MAX_STEP_NESTING deep (parallel steps within parallel steps), or
+    any value nested more than MAX_JSON_NESTING deep: one problem, found without recursion."""
+    lists: list[tuple[Any, int]] = [(data.get("steps"), 1)]
+    while lists:
+        raw_steps, depth = lists.pop()
+        if not isinstance(raw_steps, list):
+            continue
+        for raw in raw_steps:
+            kind = raw.get("type") if isinstance(raw, dict) else None
+            cls = REGISTRY.get(kind) if isinstance(kind, str) else None
+            if cls is None:
+                continue
+            for p in cls.params:
+                branches = raw.get(p.name) if p.kind == b.BRANCHES else None
+                if isinstance(branches, dict):
+                    if depth >= MAX_STEP_NESTING and any(isinstance(v, list) and v for v in branches.values()):
+                        return Problem(f"nested more than {MAX_STEP_NESTING} deep (parallel steps within "
+                                       "parallel steps); flatten the pipeline", None, "steps")
+                    lists.extend((branch, depth + 1) for branch in branches.values())
+    values: list[tuple[Any, int]] = [(data, 1)]
+    while values:
+        value, depth = values.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_NESTING:
+                return Problem(f"values are nested more than {MAX_JSON_NESTING} deep; a pipeline file is refused "
+                               f"past that (and steps nested more than {MAX_STEP_NESTING} deep)")
+            values.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return None
 
 
 def check_configs(steps: list[Step]) -> list[Problem]:

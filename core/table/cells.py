@@ -5,8 +5,13 @@ return must never run as a formula in someone's spreadsheet, whatever a model or
 page put in it.
 - xlsx: such text is written as a string cell (type "s", never a formula) with Excel's
   quote-prefix flag, so editing the cell in Excel keeps it text too.
-- csv: such text gets a leading single quote ('=1+1), the OWASP convention; Excel then
-  shows it as text. Real numbers (-5) are numbers, not text, and are left alone.
+- csv: text a spreadsheet would evaluate gets a leading single quote ('=1+1), the OWASP
+  convention; Excel then shows it as text. That is text starting with = or @, with tab or
+  carriage return, with spaces or line breaks before any of these, and text starting with
+  + or - unless it is data no spreadsheet evaluates: a number (-5, -5.5, +1e3, -12%), a lone
+  sign or a run of one (-, ---), a phone number written with spaces (+44 20 7946 0958).
+  Anything else after the sign (-2+3, +A1, -SUM(1), +1-555-123-4567) is quoted: a number
+  stays a number, a formula stays text.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # Text openpyxl would otherwise write as an error value rather than as text.
 EXCEL_ERROR_TEXTS = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
 _CHECK_FIRST = frozenset("=+-@\t\r#")  # first characters that need a closer look
+_CSV_CHECK_FIRST = frozenset("=+-@\t\r \n")  # in a CSV
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # made once: json.dumps(**options) builds one per call
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters XML cannot hold
 
@@ -118,11 +124,28 @@ def _excel_text(text: str) -> str:
     return text
 
 
+# Text after a leading + or - that no spreadsheet evaluates as a formula (see the module's docstring).
+_SIGNED_DATA = re.compile(r"[+-](?:(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?%?|\d+(?: \d+)+)|-+|\++")
+
+
+def csv_needs_quote(text: str) -> bool:
+    """True if a spreadsheet opening the CSV would evaluate `text` as a formula."""
+    first = text[:1]
+    if first in ("=", "@", "\t", "\r"):
+        return True
+    if first in ("+", "-"):
+        return _SIGNED_DATA.fullmatch(text) is None
+    if first in (" ", "\n"):  # some importers trim spaces and line breaks first
+        rest = text.lstrip(" \t\r\n")
+        return rest != text and rest[:1] in ("=", "@", "+", "-") and csv_needs_quote(rest)
+    return False
+
+
 def csv_value(value: Any) -> Any:
-    """A value for csv.writer: numbers as numbers, formula-looking text behind a quote."""
+    """A value for csv.writer: numbers as numbers, text a spreadsheet would evaluate behind a quote."""
     kind = type(value)
     if kind is str:
-        return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+        return "'" + value if value[:1] in _CSV_CHECK_FIRST and csv_needs_quote(value) else value
     if kind is int or (kind is float and math.isfinite(value)):
         return value
     if value is None or is_missing(value):

@@ -57,7 +57,9 @@ def test_libreoffice_reads_back_every_sheet(exported, tmp_path):
             assert_same_values(ours[column], theirs[column], rel_tol=1e-9)  # LibreOffice prints 15 digits
 
 
-def shown(value) -> str:
+def shown(value) -> str | None:
+    if value is None:  # a section heading's empty value
+        return None
     return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value)
 
 

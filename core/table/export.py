@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -17,11 +17,14 @@ FORMATS = {".xlsx": "xlsx", ".csv": "csv", ".tsv": "tsv", ".txt": "csv",
 Progress = Callable[[int, int], None]
 
 
-def export_results(result_set, path, *, fmt: str | None = None, on_progress: Progress | None = None) -> Path:
+def export_results(result_set, path, *, fmt: str | None = None, on_progress: Progress | None = None,
+                   rows: Sequence[int] | None = None) -> Path:
     """Write a run's results. fmt: "xlsx", "csv" or "parquet"; None picks it from the suffix.
 
-    xlsx is the full report (Results, Errors and Run sheets); csv and parquet hold the
-    Results table only. `on_progress(done, total)` is called every 1,000 rows and at the end
+    xlsx is the full report (Results, Errors and Run sheets; see `write_xlsx`); csv and parquet
+    hold the Results table only. `rows`: the row numbers to write, in that order (what a window
+    shows, sorted or filtered); None writes every row in input order.
+    `on_progress(done, total)` is called every 1,000 rows and at the end
     (from the thread that exports: a window should hand it to its own thread).
     Text that looks like a formula never becomes one (see `cells`); the file appears
     whole or not at all (see `atomic`). Raises ExportError with a one-line message.
@@ -29,11 +32,13 @@ def export_results(result_set, path, *, fmt: str | None = None, on_progress: Pro
     path = Path(path)
     fmt = _format(path, fmt)
     if fmt == "xlsx":
-        return write_xlsx.write_results(result_set, path, on_progress)
-    rows = secrets.redact_rows(result_set.iter_rows())  # no remembered secret in any cell (core/util/secrets.py)
+        return write_xlsx.write_results(result_set, path, on_progress, rows=rows)
+    order = write_xlsx.row_order(rows, len(result_set))
+    values = (result_set.row_values(i) for i in order)
+    redacted = secrets.redact_rows(values)  # no remembered secret in any cell (core/util/secrets.py)
     if fmt == "parquet":
-        return write_flat.write_parquet(result_set.header(), rows, path, len(result_set), on_progress)
-    return write_flat.write_csv(result_set.header(), rows, path, len(result_set),
+        return write_flat.write_parquet(result_set.header(), redacted, path, len(order), on_progress)
+    return write_flat.write_csv(result_set.header(), redacted, path, len(order),
                                 on_progress, delimiter="\t" if fmt == "tsv" else ",")
 
 

@@ -67,3 +67,49 @@ def test_formula_looking_text_is_text_for_libreoffice_too(exported, tmp_path):
     sheets = libreoffice_csv(exported, tmp_path / "lo")
     results = read_table(sheets.get("Results") or sheets["report"])
     assert set(results["formula"]) == {'=HYPERLINK("http://x","click")'}  # never evaluated to "click"
+
+
+# ---- the report on paper (issue 11) ------------------------------------------------------------------
+
+POPPLER = all(shutil.which(tool) for tool in ("pdftotext", "pdffonts", "pdfinfo"))
+
+
+def libreoffice_pdf(path, folder):
+    """The workbook printed to PDF by LibreOffice, as a user would (every sheet, its print setup)."""
+    profile = folder / "profile"
+    done = subprocess.run([SOFFICE, f"-env:UserInstallation={profile.as_uri()}", "--headless",
+                           "--convert-to", "pdf", "--outdir", str(folder), str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    pdf = folder / (path.stem + ".pdf")
+    assert pdf.exists(), f"LibreOffice wrote no PDF: {done.stdout} {done.stderr}"
+    return pdf
+
+
+def poppler(*args) -> str:
+    return subprocess.run(list(args), capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+@pytest.mark.skipif(not POPPLER, reason="poppler-utils (pdftotext, pdffonts, pdfinfo) are not installed")
+def test_the_report_prints_as_a_finished_document(tmp_path):
+    from test_report_format import realistic_run
+
+    pdf = libreoffice_pdf(export_results(realistic_run(300), tmp_path / "report.xlsx"), tmp_path)
+    info = dict(line.split(":", 1) for line in poppler("pdfinfo", str(pdf)).splitlines() if ":" in line)
+    pages = int(info["Pages"])
+    width, height = (float(v) for v in info["Page size"].split()[0:3:2])
+    assert width > height                                  # landscape
+    assert pages <= 25                                     # 300 rows fitted to the width (was 69 pages)
+    fonts = [line.split()[0] for line in poppler("pdffonts", str(pdf)).splitlines()[2:]]
+    families = {name.split("+")[-1].split("-")[0] for name in fonts}
+    assert len(families) == 1 and not any("Serif" in f for f in families), fonts  # one font, headers too
+    text = [poppler("pdftotext", "-layout", "-f", str(n), "-l", str(n), str(pdf), "-") for n in range(1, pages + 1)]
+    first, second = text[0], text[1]
+    for header in ("customer", "review", "rating", "ordered", "sentiment", "status", "cost"):
+        assert header in first and header in second        # the header row on every page
+    assert "2026-04-25" in first and "0:00:00" not in first  # a date-only column shows dates
+    assert "$0.0015" in first and "0.125" in first and "Customer 001" in first
+    assert "of the model's context window" in first or "context window" in first  # wrapped, not clipped
+    run = "\n".join(page for page in text if "Totals" in page or "step 1" in page)
+    assert run.count("tokens in") == 1 and "Clean review text (trim)" in run and "output: review_clean" in run
+    assert not any(line.strip() in ("{", "}") for line in run.splitlines())  # the pipeline as text, not JSON

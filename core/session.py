@@ -22,10 +22,11 @@ from batchgrid.core import table as tables
 from batchgrid.core.pipeline import Pipeline, walk
 from batchgrid.core.pipeline.trust import Permission
 from batchgrid.core.run import events as ev
+from batchgrid.core.run import storage as kept
 from batchgrid.core.run.engine import Engine, Progress
 from batchgrid.core.run.estimate import CostEstimate, estimate_cost
 from batchgrid.core.run.job import ALL, Job, ResumeInfo
-from batchgrid.core.run.journal import Journal
+from batchgrid.core.run.journal import Journal, default_journal_path
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
 from batchgrid.core.util import gc_pause
@@ -270,6 +271,31 @@ class Session:
     def run_ended(self) -> list[int]:
         """After a run: rows left queued or in flight show their last result (rows that changed)."""
         return self.store.run_ended()
+
+    @property
+    def journal_failure(self) -> str:
+        """Why the latest run's journal could not be written, one line ('' if it could): the run
+        was paused with this reason; a headless run stops on it."""
+        return self.job.journal_failure if self.job is not None else ""
+
+    # ---- what is kept on disk ---------------------------------------------------------------
+    def _journal_file(self) -> Path:
+        return self.journal.path if self.journal is not None else (self.journal_path or default_journal_path())
+
+    async def storage(self) -> kept.Storage:
+        """The response cache's and the journal's files and their sizes on disk (read off the loop)."""
+        return await asyncio.to_thread(kept.sizes, self.data_dir, self._journal_file())
+
+    async def clear_cache(self) -> None:
+        """Forget every cached model answer (off the loop)."""
+        await asyncio.to_thread(kept.clear_cache, self.data_dir)
+
+    async def clear_journal(self) -> None:
+        """Forget every run the journal kept (off the loop); not while a run writes to it."""
+        if self.running:
+            raise BatchgridError("stop the run before clearing the journal")
+        await asyncio.to_thread(kept.clear_journal, self.journal, self._journal_file())
+        self.job = None  # its run is gone: the next run starts afresh
 
     # ---- results ----------------------------------------------------------------------------
     def run_info(self) -> dict[str, Any]:

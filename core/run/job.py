@@ -4,6 +4,9 @@ Both front ends drive runs through this: the CLI and the window only choose what
 and show what happens. It checks the pipeline and trust before any row runs, wires the
 journal, and keeps the latest result of every row.
 
+The journal's recorder pauses the run when the journal cannot be written (a full disk): the
+reason is the pause's, `journal_failure` keeps it, and resuming writes the rows it held.
+
 Each run works on its own copy of the pipeline, taken when it starts: the user may go on
 editing `job.pipeline` while it runs, and the edits apply to the next run.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,12 +27,12 @@ from batchgrid.core.pipeline.model_checks import setup_problems
 from batchgrid.core.pipeline.trust import untrusted_error
 from batchgrid.core.providers.prices import money
 from batchgrid.core.table import Table
-from batchgrid.core.util.errors import PipelineError, SetupError
+from batchgrid.core.util.errors import BatchgridError, PipelineError, SetupError
 from batchgrid.core.util.problems import Problem
 
 from . import events as ev
 from .engine import Engine, RetryPolicy, RunResources
-from .journal import Journal, row_hash
+from .journal import Journal, Recorder, row_hash, write_failure
 from .results import ResultSet
 
 # What a run tries: every row afresh; the rows the last run did not finish; the rows that
@@ -71,6 +75,7 @@ class Job:
         self.run_id: str | None = None
         self._run_fingerprint = ""  # the pipeline's fingerprint when the current results were made
         self.engine: Engine | None = None
+        self.recorder: Recorder | None = None  # the latest run's journal listener
         self.started_at: float | None = None
 
     # ---- before a run --------------------------------------------------------------
@@ -167,12 +172,20 @@ class Job:
                         max_concurrency=max_concurrency or settings["max_concurrency"],
                         retry_policy=policy, resources=resources, only=selection, previous=previous)
         self.results = engine.results  # the engine fills the job's results as rows finish
+        self.recorder = None
         if self.journal is not None and self.run_id is not None:
-            engine.subscribe(self.journal.recorder(self.run_id, self.input_hash))
+            # A journal that cannot be written pauses the run, saying why (rows are held, not lost).
+            self.recorder = self.journal.recorder(self.run_id, self.input_hash, on_failure=engine.pause)
+            engine.subscribe(self.recorder)
         self.engine = engine
         self.run_pipeline = pipeline
         self.started_at = time.time()
         return engine
+
+    @property
+    def journal_failure(self) -> str:
+        """Why the latest run's journal could not be written, one line ('' if it could)."""
+        return self.recorder.failure if self.recorder is not None else ""
 
     def input_hash(self, index: int) -> str:
         return row_hash(self.rows.row(index))
@@ -181,9 +194,12 @@ class Job:
         self.results = [None] * len(self.rows)
         self._run_fingerprint = self.pipeline.fingerprint()
         if self.journal is not None:
-            self.run_id = self.journal.new_run(self.key(), self.pipeline.fingerprint(),
-                                               str(self.input_path) if self.input_path else None,
-                                               self.sheet, len(self.rows))
+            try:
+                self.run_id = self.journal.new_run(self.key(), self.pipeline.fingerprint(),
+                                                   str(self.input_path) if self.input_path else None,
+                                                   self.sheet, len(self.rows))
+            except sqlite3.Error as exc:  # a full disk before any row ran: nothing runs
+                raise BatchgridError(write_failure(self.journal.path, exc)) from exc
 
     def _load_latest_run(self) -> None:
         """Take the journal's finished rows whose input has not changed since."""

@@ -2,11 +2,18 @@
 
 Exit codes:
   0  every row finished without error
-  1  the run finished but some rows failed (their errors are in the output)
-  2  nothing ran: bad arguments, a missing or unreadable file, an invalid pipeline,
-     an unknown column, or a pipeline that wants trust (code, variables, files) without --trust
+  1  the run finished but some rows failed or did not run (their errors are in the output)
+  2  nothing ran: bad arguments, a missing or unreadable file, an invalid pipeline (also one
+     nested too deep, or with NaN or Infinity for a number), an unknown column, a journal that
+     cannot be used, or a pipeline that wants trust (code, variables, files) without --trust
   3  an internal error (a bug in Batchgrid): one line; BATCHGRID_DEBUG=1 shows the traceback
-  130 stopped with Ctrl-C (finished rows are kept in the journal and the output)
+  4  the rows ran but the output could not be written: they are in the journal, and the same
+     command with --resume writes them without running them again
+  130 stopped with Ctrl-C (or SIGTERM) at any moment: one line; before the run nothing is
+     written; during the run the finished rows are written (and kept in the journal); during
+     the export the previous output is left as it was (--resume writes the rows later)
+
+Every failure is one line on stderr (a pipeline's problems: one line each).
 """
 
 from __future__ import annotations
@@ -15,24 +22,55 @@ import argparse
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
-from batchgrid.core.pipeline.file import Pipeline
+from batchgrid.core.pipeline.file import SETTINGS, Pipeline
 from batchgrid.core.run import events as ev
 from batchgrid.core.run.job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED
 from batchgrid.core.util import secrets
 from batchgrid.core.util.errors import BatchgridError, PipelineError, UntrustedError
 
-EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_NOT_WRITTEN, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+MAX_CONCURRENCY = next(p.maximum for p in SETTINGS if p.name == "max_concurrency")  # one limit: file and flag
 
 
 class CliError(Exception):
     """A one-line message for stderr and exit code 2."""
 
 
+class NotWritten(Exception):
+    """The rows ran but the output could not be written: a one-line message and exit code 4."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: a one-line message (what was written, what was kept) and exit code 130."""
+
+
+class _ExportStopped(Exception):
+    """Raised in the export's thread when Ctrl-C comes: the file is not written."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one line on a bad argument (its default is the usage, then the error)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(message)
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batchgrid", description="Run a Batchgrid pipeline over a spreadsheet.")
+    parser = Parser(prog="batchgrid", description="Run a Batchgrid pipeline over a spreadsheet.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a pipeline over every row of a sheet",
@@ -42,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="results file: .xlsx (formatted report), .csv or .parquet "
                      "(default: INPUT-results.xlsx beside the input)")
     run.add_argument("--sheet", help="sheet name in a workbook (default: the first non-empty sheet)")
-    run.add_argument("--max-concurrency", type=int, metavar="N",
-                     help="rows in flight and external calls at once (default: the pipeline's setting)")
-    run.add_argument("--limit", type=int, metavar="N", help="run only the first N rows")
+    run.add_argument("--max-concurrency", type=whole_number, metavar="N",
+                     help=f"rows in flight and external calls at once, 1 to {MAX_CONCURRENCY} "
+                     "(default: the pipeline's setting)")
+    run.add_argument("--limit", type=whole_number, metavar="N", help="run only the first N rows")
     run.add_argument("--resume", action="store_true", help="keep rows finished by the last run; run the rest")
     run.add_argument("--retry-failed", action="store_true", help="rerun only the rows that failed last time")
     run.add_argument("--trust", action="store_true",
@@ -65,9 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    code = _main(argv)
+    if code == EXIT_INTERRUPTED and argv is None:
+        exit_now_if_threads_linger(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
+        args = build_parser().parse_args(argv)
         if args.command == "run":
             return run_command(args)
         if args.command == "check":
@@ -76,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print(steps_markdown())
         return EXIT_OK
+    except (Interrupted, KeyboardInterrupt) as exc:
+        said = str(exc) if isinstance(exc, Interrupted) else "before any row ran; nothing was written"
+        print(f"batchgrid: stopped: {said}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NotWritten as exc:
+        print(f"batchgrid: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_WRITTEN
     except (CliError, BatchgridError) as exc:
         print(f"batchgrid: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -132,10 +184,11 @@ def check_command(args) -> int:
 
 
 def run_command(args) -> int:
-    if args.max_concurrency is not None and args.max_concurrency < 1:
-        raise CliError("--max-concurrency must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise CliError("--limit must be at least 1")
+    for flag, value, most in (("--max-concurrency", args.max_concurrency, MAX_CONCURRENCY), ("--limit", args.limit, None)):
+        if value is not None and value < 1:
+            raise CliError(f"{flag} must be at least 1")
+        if value is not None and most is not None and value > most:
+            raise CliError(f"{flag} must be at most {most:g}")
     pipeline = load_pipeline(args.pipeline)
     input_path = check_input(args.input)
     output = Path(args.output) if args.output else default_output(input_path)
@@ -143,7 +196,120 @@ def run_command(args) -> int:
         raise CliError(f"{output}: the output must end in .xlsx, .csv or .parquet")
     if not output.parent.exists():
         raise CliError(f"{output.parent}: no such folder for the output")
-    return asyncio.run(run_headless(args, pipeline, input_path, output))
+    if output.is_dir():
+        raise CliError(f"{output}: is a folder, not a results file")
+    return run_loop(run_headless(args, pipeline, input_path, output))
+
+
+def run_loop(main_coro) -> int:
+    """asyncio.run, except that a worker thread abandoned by Ctrl-C (a sheet still being read) is
+    not waited for here: `main` ends the process instead (exit_now_if_threads_linger)."""
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main_coro)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()  # the default executor is shut down without waiting
+
+
+def exit_now_if_threads_linger(code: int) -> None:
+    """After Ctrl-C: a worker thread still busy (reading a big sheet for a run that will not happen)
+    would hold the process until it is done; nothing it does is kept, so end the process now."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+STARTING, RUNNING, EXPORTING, CLOSING = "starting", "running", "exporting", "closing"
+
+
+class CtrlC:
+    """What Ctrl-C does depends on the moment: while starting, the start is cancelled (nothing is
+    written); while running, the run stops (what finished is written); while exporting, the export
+    stops (its temporary file is removed, the previous output stays as it was)."""
+
+    def __init__(self, task: asyncio.Task, session):
+        self.task = task
+        self.session = session
+        self.phase = STARTING
+        self.pressed = False
+        self.stop_export = threading.Event()
+
+    def __call__(self) -> None:
+        self.pressed = True
+        if self.phase == STARTING:
+            self.task.cancel()
+        elif self.phase == RUNNING:
+            self.session.stop()
+        elif self.phase == EXPORTING:
+            self.stop_export.set()
+
+    def export_progress(self, done: int, total: int) -> None:
+        """The export's progress callback (in its thread): stop it while it can still be undone."""
+        if self.stop_export.is_set() and done < total:
+            raise _ExportStopped
+
+
+def install_interrupt_handler(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Callable[[], None]:
+    """Run `callback` on the loop when Ctrl-C (or SIGTERM) comes; returns what undoes it.
+
+    loop.add_signal_handler where there is one (Unix); where it raises NotImplementedError
+    (Windows), signal.signal, which works there for Ctrl-C and Ctrl-Break: the same callback."""
+    added: list[int] = []
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, callback)
+            added.append(sig)
+    except (NotImplementedError, RuntimeError, AttributeError):
+        for number in added:
+            loop.remove_signal_handler(number)
+    else:
+        def remove() -> None:
+            for number in added:
+                loop.remove_signal_handler(number)
+
+        return remove
+
+    def handler(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(callback)
+
+    previous: dict[int, Any] = {}
+    ctrl_signals: list[int] = [signal.SIGINT] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])  # Windows
+    for ctrl in ctrl_signals:
+        previous[ctrl] = signal.getsignal(ctrl)
+        signal.signal(ctrl, handler)
+
+    def restore() -> None:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+    return restore
+
+
+def open_journal(path: Path | None):
+    """The run journal, or CliError in words: a headless run that cannot be resumed is not started."""
+    from batchgrid.core.run.journal import Journal
+    from batchgrid.core.util.paths import default_data_dir
+
+    path = path or default_data_dir() / "journal.sqlite"
+    where = f"cannot use the journal at {path}"
+    fix = "choose another file with --journal PATH"
+    if path.is_dir():
+        raise CliError(f"{where}: it is a folder; {fix}")
+    try:
+        return Journal(path)
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            raise CliError(f"{where}: it is not a Batchgrid journal ({text}); {fix}") from None
+        raise CliError(f"{where}: it cannot be written ({text}); {fix}") from None
+    except OSError as exc:
+        raise CliError(f"{where}: it cannot be written ({exc.strerror or exc}); {fix}") from None
 
 
 async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path) -> int:
@@ -152,22 +318,69 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
 
     session = Session(journal_path=Path(args.journal) if args.journal else None, use_cache=not args.no_cache,
                       pipeline=pipeline)
+    task = asyncio.current_task()
+    assert task is not None
+    ctrl_c = CtrlC(task, session)
+    restore = install_interrupt_handler(asyncio.get_running_loop(), ctrl_c)
     try:
-        session.trusted = args.trust
-        await session.open_sheet(input_path, args.sheet, limit=args.limit)
-        await session.check_ready()
-        await print_projected_cost(session)
-        modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
-                 (True, True): RESUME_AND_RETRY}
-        engine = await session.start(modes[args.resume, args.retry_failed], max_concurrency=args.max_concurrency)
-        interrupted = await follow(session, engine, quiet=args.quiet)
+        try:
+            session.trusted = args.trust
+            session.journal = await asyncio.to_thread(open_journal, session.journal_path)
+            await session.open_sheet(input_path, args.sheet, limit=args.limit)
+            await session.check_ready()
+            await print_projected_cost(session)
+            modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
+                     (True, True): RESUME_AND_RETRY}
+            engine = await session.start(modes[args.resume, args.retry_failed],
+                                         max_concurrency=args.max_concurrency)
+            ctrl_c.phase = RUNNING  # no await between the start and this: Ctrl-C now stops the run
+        except asyncio.CancelledError:
+            if not ctrl_c.pressed:
+                raise
+            kept = f" ({output.name} is as it was)" if output.exists() else ""
+            raise Interrupted(f"before any row ran; nothing was written{kept}") from None
+        await follow(session, engine, quiet=args.quiet)
         reason, message = await session.wait()
         session.run_ended()
         if reason == "failed":
             raise CliError(message)
-        await session.export(output)
+        ctrl_c.phase = EXPORTING
+        line = summary(session, engine, output)
+        finished = session.store.count(ev.DONE) + session.store.count(ev.ERROR)
+        try:
+            await session.export(output, on_progress=ctrl_c.export_progress)
+        except _ExportStopped:
+            raise Interrupted(f"while writing {output.name}, which is left as it was; {finished} finished rows are "
+                              "kept in the journal: run again with --resume to write them") from None
+        except (BatchgridError, OSError) as exc:
+            reason_line = one_line(exc) if isinstance(exc, BatchgridError) else f"{output}: {exc.strerror or exc}"
+            raise NotWritten(f"{reason_line}; the {finished} finished rows are kept in the journal: run again "
+                             "with --resume (and an output you can write) to write them without running them again") \
+                from None
     finally:
-        await session.close()
+        ctrl_c.phase = CLOSING
+        try:
+            await session.close()
+        finally:
+            restore()
+    if ctrl_c.pressed:
+        rest = "; finished rows are kept: run again with --resume to finish the rest" if session.store.count(ev.DONE) \
+            + session.store.count(ev.ERROR) < len(session.store) else ""
+        raise Interrupted(f"{line}{rest}")
+    print(line, file=sys.stderr)
+    if session.journal_failure:  # the run stopped on it, or its last rows were not journalled
+        print(f"batchgrid: error: {session.journal_failure}; stopped: the finished rows are in "
+              f"{output.name} (a --resume runs again those the journal could not keep)", file=sys.stderr)
+        return EXIT_ROW_ERRORS
+    if session.journal_failure:  # the run stopped on it, or its last rows were not journalled
+        print(f"batchgrid: error: {session.journal_failure}; stopped: the finished rows are in "
+              f"{output.name} (a --resume runs again those the journal could not keep)", file=sys.stderr)
+        return EXIT_ROW_ERRORS
+    done, failed = session.store.count(ev.DONE), session.store.count(ev.ERROR)
+    return EXIT_ROW_ERRORS if failed or done + failed < len(session.store) else EXIT_OK
+
+
+def summary(session, engine, output: Path) -> str:
     progress = engine.progress
     store = session.store
     done, failed = store.count(ev.DONE), store.count(ev.ERROR)
@@ -176,15 +389,7 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
             + f" of {len(store)} rows in {progress.elapsed:.1f} s")
     if progress.tokens_in or progress.tokens_out:
         line += f"; {progress.tokens_in + progress.tokens_out:,} tokens, ${progress.cost:.4f}"
-    print(f"{line} -> {output}", file=sys.stderr)
-    if session.journal_failure:  # the run stopped on it, or its last rows were not journalled
-        print(f"batchgrid: error: {session.journal_failure}; stopped: the finished rows are in "
-              f"{output.name} (a --resume runs again those the journal could not keep)", file=sys.stderr)
-        return EXIT_ROW_ERRORS
-    if interrupted:
-        print("stopped: finished rows are kept; run again with --resume to finish the rest", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_ROW_ERRORS if failed or not_run else EXIT_OK
+    return f"{line} -> {output}"
 
 
 async def print_projected_cost(session) -> None:
@@ -199,38 +404,30 @@ def default_output(input_path: Path) -> Path:
     return input_path.with_name(f"{input_path.stem}-results.xlsx")
 
 
-async def follow(session, engine, *, quiet: bool) -> bool:
-    """Follow the run with a live progress bar; Ctrl-C stops at once. True if interrupted."""
-    loop = asyncio.get_running_loop()
-    interrupted = False
-
-    def on_interrupt():
-        nonlocal interrupted
-        interrupted = True
-        session.stop()
+async def follow(session, engine, *, quiet: bool) -> None:
+    """Follow the run with a live progress bar (Ctrl-C stops it: run_headless's CtrlC)."""
 
     def on_pause(event):
-        # Nobody is at a headless run to press Resume: a pause (the budget cap) ends it.
+        # Nobody is at a headless run to press Resume: a pause (the budget cap, the same error
+        # again and again, a server silent for minutes) ends it; the rows left count as not run (exit 1).
+        if isinstance(event, ev.RunPaused) and session.journal_failure:
+            session.stop()  # said once, after the export (core/run/journal.py)
+            return
         if isinstance(event, ev.RunPaused) and session.journal_failure:
             session.stop()  # said once, after the export (core/run/journal.py)
             return
         if isinstance(event, ev.RunPaused):
+            again = "raise the budget and run again" if event.kind in ("", "budget") else "run again"
             print(f"batchgrid: paused: {event.reason or 'the run was paused'}; stopping here "
-                  "(finished rows are kept: raise the budget and run again with --resume)", file=sys.stderr)
+                  f"(finished rows are kept: {again} with --resume)", file=sys.stderr)
             session.stop()
 
     engine.subscribe(on_pause)  # the run has not published anything yet: it starts on the next loop turn
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
-    except (NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt still ends the run
-        pass
     if quiet or not sys.stderr.isatty():
         await session.wait()
-        return interrupted
+        return
     from .progress import ProgressBar
 
     with ProgressBar(engine) as bar:
         engine.subscribe(bar.on_event)
         await session.wait()
-    return interrupted

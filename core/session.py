@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from batchgrid.core.run.job import ALL, Job, ResumeInfo
 from batchgrid.core.run.journal import Journal, default_journal_path
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
+from batchgrid.core.table import worker as reader
 from batchgrid.core.util import gc_pause
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import BatchgridError
@@ -77,16 +78,20 @@ class Session:
         return self.sheet.table if self.sheet else None
 
     async def open_sheet(self, path: str | Path, sheet: str | None = None,
-                         on_preview: Callable[[Sheet], None] | None = None, limit: int | None = None) -> Sheet | None:
+                         on_preview: Callable[[Sheet], None] | None = None, limit: int | None = None,
+                         password: str | None = None) -> Sheet | None:
         """Read a sheet off the loop: its first rows at once (handed to `on_preview`), then all
         of it (or its first `limit` rows). None if another open_sheet started meanwhile.
-        Raises InputError and OSError with one line for the user."""
+        The file is read in a reader process (`core/table/worker.py`): no file can crash or hang
+        the app. `password` opens an encrypted workbook (it is not kept). Raises InputError
+        (PasswordRequired / WrongPassword for an encrypted one) with one line for the user."""
         if self.running:
             raise BatchgridError("stop the run before opening another sheet")
         path = Path(path)
         self._open_generation += 1
         generation = self._open_generation
-        first = await asyncio.to_thread(tables.preview, path, sheet=sheet, rows=min(PREVIEW_ROWS, limit or PREVIEW_ROWS))
+        first = await asyncio.to_thread(reader.preview, path, sheet=sheet, rows=min(PREVIEW_ROWS, limit or PREVIEW_ROWS),
+                                        password=password)
         if generation != self._open_generation:
             return None
         shown = Sheet(path.resolve(), first.sheet, list(first.sheets), Table.from_frame(first.frame), first.complete)
@@ -96,8 +101,7 @@ class Session:
             if on_preview is not None:
                 self._set_sheet(shown)
                 on_preview(shown)
-            frame = await asyncio.to_thread(tables.read_table, path, sheet=first.sheet, limit=limit)
-            whole = await asyncio.to_thread(Table.from_frame, frame)
+            whole = await asyncio.to_thread(reader.read_rows, path, sheet=first.sheet, limit=limit, password=password)
             if generation != self._open_generation:
                 return None
             shown = Sheet(shown.path, shown.name, shown.names, whole, True)
@@ -301,16 +305,18 @@ class Session:
     def run_info(self) -> dict[str, Any]:
         return self.job.run_info() if self.job is not None else {}
 
-    async def export(self, path: str | Path, on_progress: Callable[..., None] | None = None) -> int:
-        """Write the results (xlsx report, csv or parquet) off the loop; the rows written."""
+    async def export(self, path: str | Path, on_progress: Callable[..., None] | None = None,
+                     rows: Sequence[int] | None = None) -> int:
+        """Write the results (xlsx report, csv or parquet) off the loop; the rows written.
+        `rows`: the row numbers to write, in that order (a window's sorted or filtered view)."""
         path = Path(path)
         if path.suffix.lower() not in (".xlsx", ".csv", ".parquet"):
             raise BatchgridError(f"{path.name}: export to a .xlsx, .csv or .parquet file")
         if self.table is None:
             raise BatchgridError("open a spreadsheet and run a pipeline before exporting")
         results = self.store.result_set(self.run_info())
-        await asyncio.to_thread(tables.export_results, results, path, on_progress=on_progress)
-        return len(results)
+        await asyncio.to_thread(tables.export_results, results, path, on_progress=on_progress, rows=rows)
+        return len(results) if rows is None else len(rows)
 
     async def close(self) -> None:
         """Stop a run in flight, wait for its end (its last rows reach the journal), close the journal."""

@@ -9,7 +9,6 @@ the error text (#N/A...) back where python-calamine leaves a blank.
 from __future__ import annotations
 
 import io
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,33 +26,76 @@ _SUFFIXES = {XLSX: {".xlsx", ".xlsm", ".xltx", ".xltm", ".xlam"}, XLSB: {".xlsb"
 _NOT_TABLES = (pc.SheetTypeEnum.ChartSheet, pc.SheetTypeEnum.Vba, pc.SheetTypeEnum.DialogSheet)  # unhashable
 
 
+SHARED_STRINGS_MAX = 256 << 20  # unzipped; more is a bomb (a million long unique strings is ~100 MB)
+MAX_CELLS = 20_000_000           # a sheet's grid (its used range) beyond this cannot be held in memory
+
+
 def list_sheets(path: Path, kind: str) -> list[str]:
-    with _open(path, kind) as wb:
+    package = _package(path, kind)
+    with _open(path, kind, _head(path, kind, None, package)) as wb:
         return _table_sheets(wb)
 
 
 def load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None = None) -> tuple[list[str], str, Grid]:
     """(sheet names, chosen sheet, its grid). `max_rows` bounds the rows read from the top."""
-    head = _head(path, kind, max_rows)
+    package = _package(path, kind)
+    head = _head(path, kind, max_rows, package)
     with _open(path, kind, head) as wb:
         names = _table_sheets(wb)
         if sheet is None:
             for name in _default_order(wb, names):
-                grid = _grid(path, kind, wb, name, max_rows, head)
+                grid = _grid(path, kind, wb, name, max_rows, head, package)
                 if any(v != "" for row in grid.rows for v in row):
                     return names, name, grid
             raise InputError(f"{path.name} has no data: every sheet is empty")
         name = _resolve(path, names, sheet)
-        return names, name, _grid(path, kind, wb, name, max_rows, head)
+        return names, name, _grid(path, kind, wb, name, max_rows, head, package)
 
 
-def _head(path: Path, kind: str, max_rows: int | None) -> bytes | None:
-    """For a bounded read of a big xlsx: the workbook cut after the rows we need."""
-    if kind != XLSX or max_rows is None:
+def _package(path: Path, kind: str) -> xlsx_zip.Package | None:
+    """An xlsx's sheets and part sizes, checked for bombs before calamine sees them (calamine
+    aborts the process when an allocation fails). None when not an xlsx or too damaged to tell."""
+    if kind != XLSX:
         return None
     try:
-        copy = xlsx_zip.head_copy(path, max_rows)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
+        package = xlsx_zip.inspect(path)
+    except xlsx_zip.ZIP_ERRORS:
+        return None  # calamine says what is wrong
+    size = package.sizes.get(package.shared_strings or "", 0)
+    if size > SHARED_STRINGS_MAX:
+        raise InputError(f"{path.name} cannot be read: its shared strings unzip to {size / 2**30:.1f} GB, far more "
+                         f"than a workbook holds (the file is damaged or made to exhaust memory)")
+    return package
+
+
+def _check_extent(path: Path, name: str, package: xlsx_zip.Package | None, source) -> None:
+    """A stray cell far from the data (XFD1048576 beside A1:B3) makes calamine allocate the whole
+    range between them: refuse a small sheet whose range claims more cells than memory holds."""
+    member = package.members.get(name) if package else None
+    if member is None:
+        return
+    try:
+        found = xlsx_zip.extent(source, member)
+    except xlsx_zip.ZIP_ERRORS:
+        return
+    if found is None:
+        return
+    top, left, bottom, right, count = found
+    cells = (bottom - top + 1) * (right - left + 1)
+    if cells > MAX_CELLS:
+        raise InputError(f"sheet {name!r} of {path.name} claims {cells:,} cells "
+                         f"({xlsx_zip.cell_name(top, left)}:{xlsx_zip.cell_name(bottom, right)}) but holds {count:,}; "
+                         "a stray cell lies far from the data: delete it in Excel and save again")
+
+
+def _head(path: Path, kind: str, max_rows: int | None, package: xlsx_zip.Package | None = None) -> bytes | None:
+    """For a bounded read of a big xlsx: the workbook cut after the rows we need (and, for any
+    read, without Excel 4.0 macro sheets, which calamine refuses)."""
+    if kind != XLSX or package is None or (max_rows is None and not package.macro_sheets):
+        return None
+    try:
+        copy = xlsx_zip.head_copy(path, max_rows, package)
+    except xlsx_zip.ZIP_ERRORS:
         return None  # let the full read report what is wrong
     return copy.getvalue() if copy else None
 
@@ -97,10 +139,13 @@ def _resolve(path: Path, names: list[str], sheet: str | int) -> str:
 
 
 def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: int | None,
-          head: bytes | None) -> Grid:
+          head: bytes | None, package: xlsx_zip.Package | None = None) -> Grid:
+    source = io.BytesIO(head) if head else path
+    _check_extent(path, name, package, source)
+    member = package.members.get(name) if package else None
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Runs while calamine parses (calamine and zlib work without holding the GIL): no time added.
-        errors = pool.submit(xlsx_zip.error_cells, io.BytesIO(head) if head else path, name) if kind == XLSX else None
+        errors = pool.submit(xlsx_zip.error_cells, io.BytesIO(head) if head else path, member) if member else None
         try:
             sheet = wb.get_sheet_by_name(name)
             start = sheet.start

@@ -40,6 +40,17 @@ class EmptySheet(Exception):
     """The grid holds no value at all (the caller words the message: it knows the sheet)."""
 
 
+class TooWide(Exception):
+    """More columns than a sheet can have (Excel's 16,384): not a table (a one-line blob, say)."""
+
+    def __init__(self, width: int):
+        super().__init__(width)
+        self.width = width
+
+
+MAX_COLUMNS = 16_384
+
+
 class HeaderBeyondData(Exception):
     def __init__(self, last_row: int):
         super().__init__(last_row)
@@ -74,6 +85,8 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
 
     lengths = set(map(len, data))
     width = max(len(header), max(lengths, default=0))
+    if width > MAX_COLUMNS:
+        raise TooWide(width)
     if len(lengths) == 1:  # calamine's grids are rectangular: the fast transpose
         columns = list(zip(*data, strict=True))
     else:  # ragged CSV records
@@ -126,12 +139,14 @@ def unique_names(names: Sequence[str]) -> list[str]:
     names = [name or f"column_{i}" for i, name in enumerate(names, 1)]
     taken = set(names)
     seen: set[str] = set()
+    next_number: dict[str, int] = {}  # where the search for name_<n> goes on: linear, not quadratic
     result = []
     for name in names:
         if name in seen:
-            n = 2
+            n = next_number.get(name, 2)
             while f"{name}_{n}" in taken:
                 n += 1
+            next_number[name] = n + 1
             name = f"{name}_{n}"
             taken.add(name)
         seen.add(name)

@@ -13,7 +13,7 @@ import pandas as pd
 from batchgrid.core.util.errors import InputError
 
 from . import excel, sniff, textfile
-from .frame import EmptySheet, HeaderBeyondData, frame_from_grid, header_text, unique_names
+from .frame import MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, unique_names
 
 HEADER_MARGIN = 100  # extra rows read under a row limit, for blank rows above the header
 
@@ -31,7 +31,7 @@ class Preview:
 
 
 def read_table(path, *, sheet: str | int | None = None, header_row: int | None = None,
-               limit: int | None = None) -> pd.DataFrame:
+               limit: int | None = None, password: str | None = None) -> pd.DataFrame:
     """A sheet as a DataFrame with unique string column names; blank cells are None/NaN.
 
     sheet: a name, a 0-based index into `list_sheets(path)`, or None for the first
@@ -40,10 +40,10 @@ def read_table(path, *, sheet: str | int | None = None, header_row: int | None =
     named column_1, column_2...), None for the first non-empty row. limit: at most this
     many data rows. Raises InputError with a one-line message for any unusable file.
     """
-    return _read(Path(path), sheet, header_row, limit)[2]
+    return _read(Path(path), sheet, header_row, limit, password)[2]
 
 
-def list_sheets(path) -> list[str]:
+def list_sheets(path, *, password: str | None = None) -> list[str]:
     """Names of the sheets that can hold a table (a text or parquet file has one: its name)."""
     path = Path(path)
     kind = _kind(path)
@@ -52,15 +52,16 @@ def list_sheets(path) -> list[str]:
     return [path.stem]
 
 
-def preview(path, *, sheet: str | int | None = None, header_row: int | None = None, rows: int = 200) -> Preview:
+def preview(path, *, sheet: str | int | None = None, header_row: int | None = None, rows: int = 200,
+            password: str | None = None) -> Preview:
     """Sheet names, columns and the first `rows` rows, quickly whatever the file's size."""
     path = Path(path)
-    sheets, chosen, frame, kind = _read(path, sheet, header_row, rows + 1)
+    sheets, chosen, frame, kind = _read(path, sheet, header_row, rows + 1, password)
     return Preview(sheets=sheets, sheet=chosen, columns=[str(c) for c in frame.columns],
                    frame=frame.head(rows), complete=len(frame) <= rows, kind=kind)
 
 
-def _read(path: Path, sheet, header_row, limit) -> tuple[list[str], str, pd.DataFrame, str]:
+def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> tuple[list[str], str, pd.DataFrame, str]:
     if header_row is not None and header_row < 0:
         raise ValueError("header_row must be >= 0")
     if limit is not None and limit < 0:
@@ -81,6 +82,9 @@ def _read(path: Path, sheet, header_row, limit) -> tuple[list[str], str, pd.Data
     except EmptySheet:
         where = path.name if kind == sniff.CSV else f"sheet {chosen!r} of {path.name}"
         raise InputError(f"{where} is empty") from None
+    except TooWide as exc:
+        raise InputError(f"{path.name} is not a table Batchgrid can read: a row has {exc.width:,} columns, "
+                         f"more than a sheet can hold ({MAX_COLUMNS:,})") from None
     except HeaderBeyondData as exc:
         raise InputError(f"header row {header_row} is below the last row with data "
                          f"(row {exc.last_row}) in {path.name}") from None

@@ -8,6 +8,7 @@ comes from the first bytes and, for zip and OLE2 containers, from what is inside
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 from batchgrid.core.util.errors import InputError
@@ -81,7 +82,10 @@ def _zip_kind(path: Path) -> str:
             names = {n.replace("\\", "/").lower(): n for n in z.namelist()}
             types = z.read(names["[content_types].xml"])[:100_000] if "[content_types].xml" in names else b""
             mimetype = z.read(names["mimetype"])[:100] if "mimetype" in names else b""
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+    except RuntimeError:  # zipfile: "File ... is encrypted" (zip encryption, which Office never uses)
+        raise InputError(f"{path.name} cannot be read: its parts are encrypted as a zip archive; "
+                         "Excel never does that, so the file is damaged or not a workbook") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error):
         raise InputError(f"{path.name} is damaged or incomplete (it is not a readable zip/xlsx file)") from None
     if "xl/workbook.bin" in names or b"sheet.binary" in types:
         return XLSB
@@ -149,13 +153,32 @@ def _text_kind(head: bytes) -> str | None:
     return None
 
 
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\v\x1a\x1b")
+
+
 def _looks_binary(head: bytes) -> bool:
-    """NUL bytes mean binary, unless the text is UTF-16/32 (which the CSV reader decodes)."""
+    """Many control bytes mean binary, unless the text is UTF-16/32 (which the CSV reader decodes).
+    A stray NUL in a CSV (a database export's padding) does not make it binary."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
         return False
-    if b"\x00" not in head:
+    if wide_text_encoding(head) is not None:
         return False
-    return utf16_without_bom(head) is None
+    controls = len(head) - len(head.translate(None, _CONTROL))
+    return controls > max(2, len(head) // 50)
+
+
+def wide_text_encoding(head: bytes) -> str | None:
+    """'utf-32-le'/'utf-32-be'/'utf-16-le'/'utf-16-be' when NUL bytes fall where ASCII text in
+    that encoding has them (text without a BOM), else None."""
+    sample = head[: len(head) - len(head) % 4][:4000]
+    if len(sample) >= 8:
+        quarter = len(sample) // 4
+        nuls = [sample[i::4].count(0) for i in range(4)]
+        if min(nuls[1:]) > 0.7 * quarter and nuls[0] < 0.1 * quarter:
+            return "utf-32-le"
+        if min(nuls[:3]) > 0.7 * quarter and nuls[3] < 0.1 * quarter:
+            return "utf-32-be"
+    return utf16_without_bom(head)
 
 
 def utf16_without_bom(head: bytes) -> str | None:

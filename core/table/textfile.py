@@ -1,6 +1,6 @@
 """Delimited text (csv, tsv, txt): encoding and delimiter found from the content.
 
-Encoding: a BOM wins (UTF-8, UTF-16, UTF-32); else UTF-16 recognised by its NUL bytes;
+Encoding: a BOM wins (UTF-8, UTF-16, UTF-32); else UTF-32 or UTF-16 recognised by where its NUL bytes fall;
 else UTF-8 if every byte decodes; else Windows-1252 (what Excel writes on Western
 Windows), or Latin-1 when a byte is undefined in 1252. Delimiter: among , ; tab |, the
 one that splits the header and the first rows into the same number of fields; none when
@@ -17,7 +17,7 @@ from pathlib import Path
 from batchgrid.core.util.errors import InputError
 
 from .frame import Grid
-from .sniff import utf16_without_bom
+from .sniff import wide_text_encoding
 
 DELIMITERS = (",", ";", "\t", "|")
 NO_DELIMITER = "\x1f"  # a one-column file: split on a character text never holds (ASCII unit separator)
@@ -36,9 +36,9 @@ def detect_encoding(path: Path, max_bytes: int | None = None) -> str:
         for bom, name in _BOMS:
             if head.startswith(bom):
                 return name
-        utf16 = utf16_without_bom(head)
-        if utf16:
-            return utf16
+        wide = wide_text_encoding(head)
+        if wide:
+            return wide
         f.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
         seen = 0

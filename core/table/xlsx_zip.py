@@ -15,6 +15,7 @@ import posixpath
 import re
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 from xml.etree import ElementTree
@@ -38,6 +39,41 @@ HEAD_MIN_SHEET_BYTES = 4 << 20  # smaller sheets are parsed whole: that is alrea
 HEAD_MAX_BYTES = 256 << 20      # a head copy bigger than this is not worth it (or a zip bomb): ValueError
 
 
+# What reading the zip and XML of a damaged package raises (ParseError is a SyntaxError;
+# RuntimeError: a member flagged as zip-encrypted).
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, KeyError, EOFError, ValueError, zlib.error, ElementTree.ParseError,
+              RuntimeError, NotImplementedError)
+_MACRO_TYPES = ("/xlMacrosheet", "/xlIntlMacrosheet")  # Excel 4.0 macro sheets: calamine refuses the workbook
+
+
+@dataclass
+class Package:
+    """What one look at an xlsx's zip and workbook part tells (read once per load)."""
+
+    members: dict[str, str]                              # sheet name -> zip member of its XML
+    macro_sheets: set[str] = field(default_factory=set)  # Excel 4.0 macro sheets (no table; calamine refuses them)
+    sizes: dict[str, int] = field(default_factory=dict)  # member -> declared unzipped size
+    shared_strings: str | None = None
+
+
+def inspect(source: Path | BinaryIO) -> Package:
+    """The package's sheets, macro sheets and part sizes. Raises one of ZIP_ERRORS when damaged."""
+    with zipfile.ZipFile(source) as z:
+        main, rels = _workbook_rels(z)
+        by_path = _members_by_path(z)
+        members, macros = {}, set()
+        for el in ElementTree.fromstring(z.read(by_path[main.lower()])).iter():
+            if _local(el.tag) == "sheet":
+                rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
+                kind, path = rels.get(rid or "", ("", ""))
+                if kind.endswith(_MACRO_TYPES):
+                    macros.add(el.get("name", ""))
+                elif path.lower() in by_path:
+                    members[el.get("name", "")] = by_path[path.lower()]
+        strings = next((p for t, p in rels.values() if t.endswith("/sharedStrings")), "")
+        return Package(members, macros, {i.filename: i.file_size for i in z.infolist()}, by_path.get(strings.lower()))
+
+
 def sheet_members(z: zipfile.ZipFile) -> dict[str, str]:
     """Sheet name -> zip member of its XML, following the package's relationships."""
     main, rels = _workbook_rels(z)
@@ -46,10 +82,41 @@ def sheet_members(z: zipfile.ZipFile) -> dict[str, str]:
     for el in ElementTree.fromstring(z.read(by_path[main.lower()])).iter():
         if _local(el.tag) == "sheet":
             rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
-            path = rels.get(rid or "", ("", ""))[1]
-            if path.lower() in by_path:
+            kind, path = rels.get(rid or "", ("", ""))
+            if path.lower() in by_path and not kind.endswith(_MACRO_TYPES):
                 members[el.get("name", "")] = by_path[path.lower()]
     return members
+
+
+# ---- the extent of a sheet ---------------------------------------------------------------
+
+EXTENT_SCAN_BYTES = 4 << 20  # sheets up to this size are checked for a far-away stray cell first
+_CELL_AT = re.compile(rb"<" + _NAME + rb"c\b[^>]*?\sr=[\"']([A-Z]{1,3})([0-9]{1,7})[\"']")
+
+
+def extent(source: Path | BinaryIO, member: str) -> tuple[int, int, int, int, int] | None:
+    """(first row, first column, last row, last column, cells) 0-based of a small sheet's cells
+    with a position; None for a big sheet (not scanned) or a sheet without such cells."""
+    with zipfile.ZipFile(source) as z:
+        if z.getinfo(member).file_size > EXTENT_SCAN_BYTES:
+            return None
+        with z.open(member) as f:
+            xml = f.read(EXTENT_SCAN_BYTES + 1)
+    refs = _CELL_AT.findall(xml)
+    if not refs:
+        return None
+    rows = [int(r) - 1 for _, r in refs]
+    columns = [_column_index(c) for c, _ in refs]
+    return min(rows), min(columns), max(rows), max(columns), len(refs)
+
+
+def cell_name(row: int, column: int) -> str:
+    letters = ""
+    column += 1
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"{letters}{row + 1}"
 
 
 def shared_strings_member(z: zipfile.ZipFile) -> str | None:
@@ -85,19 +152,16 @@ def _local(tag: str) -> str:
 
 # ---- error cells -----------------------------------------------------------------------
 
-def error_cells(source: Path | BinaryIO, sheet: str) -> dict[tuple[int, int], str]:
-    """(row, column) 0-based -> the error text Excel shows, for every error cell of `sheet`.
+def error_cells(source: Path | BinaryIO, member: str) -> dict[tuple[int, int], str]:
+    """(row, column) 0-based -> the error text Excel shows, for every error cell of the sheet
+    whose XML is zip member `member`.
 
     Best effort: a file calamine cannot read either gives {} and calamine's error is reported.
     """
     try:
-        with zipfile.ZipFile(source) as z:
-            member = sheet_members(z).get(sheet)
-            if member is None:
-                return {}
-            with z.open(member) as f:
-                return _scan_errors(f)
-    except (zipfile.BadZipFile, OSError, KeyError, EOFError, ValueError, zlib.error, ElementTree.ParseError):
+        with zipfile.ZipFile(source) as z, z.open(member) as f:
+            return _scan_errors(f)
+    except ZIP_ERRORS:
         return {}
 
 
@@ -138,24 +202,31 @@ def _column_index(letters: bytes) -> int:
 
 # ---- head copy --------------------------------------------------------------------------
 
-def head_copy(path: Path, max_rows: int) -> io.BytesIO | None:
-    """An in-memory xlsx with each big sheet cut after `max_rows` rows; None if no sheet is big.
+def head_copy(path: Path | BinaryIO, max_rows: int | None, package: Package | None = None) -> io.BytesIO | None:
+    """An in-memory xlsx with each big sheet cut after `max_rows` rows that hold a value (None:
+    no cut) and without Excel 4.0 macro sheets (calamine refuses a workbook that has one);
+    None when there is nothing to cut or leave out.
 
     A big shared-strings table is cut too, after the last string those rows use (tables
     written by Excel list strings in order of first use, so that is near the start).
     ValueError when the copy would be huge anyway (the caller then reads the whole file).
     """
     with zipfile.ZipFile(path) as z:
-        sheets = set(sheet_members(z).values())
-        big = {m for m in sheets if z.getinfo(m).file_size > HEAD_MIN_SHEET_BYTES}
-        if not big:
+        package = package or inspect(path)
+        sheets = set(package.members.values())
+        big = {m for m in sheets if max_rows is not None and z.getinfo(m).file_size > HEAD_MIN_SHEET_BYTES}
+        if not big and not package.macro_sheets:
             return None
-        parts = {m: _head(z, m, ROW_END, max_rows, (b"sheetData", b"worksheet")) if m in big else z.read(m)
-                 for m in sheets}
+        parts = {m: _head(z, m, ROW_END, max_rows or 0, (b"sheetData", b"worksheet"), _holds_value)
+                 if m in big else z.read(m) for m in sheets}
         strings = shared_strings_member(z)
-        if strings and z.getinfo(strings).file_size > HEAD_MIN_SHEET_BYTES:
+        if big and strings and z.getinfo(strings).file_size > HEAD_MIN_SHEET_BYTES:
             used = max((int(i) for xml in parts.values() for i in SHARED_INDEX.findall(xml)), default=0)
             parts[strings] = _head(z, strings, STRING_END, used + 1, (b"sst",))
+        if package.macro_sheets:
+            main = _workbook_rels(z)[0]
+            member = _members_by_path(z)[main.lower()]
+            parts[member] = _without_sheets(z.read(member), package.macro_sheets)
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as w:
             for info in z.infolist():
@@ -170,16 +241,35 @@ def head_copy(path: Path, max_rows: int) -> io.BytesIO | None:
         return out
 
 
-def _head(z: zipfile.ZipFile, member: str, end_tag: re.Pattern, count: int, close: tuple[bytes, ...]) -> bytes:
-    """The part's XML up to its `count`-th `end_tag`, with `close` elements closed so it parses."""
+_SHEET_ENTRY = re.compile(rb"<" + _NAME + rb"sheet\b[^>]*?\sname=[\"']([^\"']*)[\"'][^>]*>(?:\s*</" + _NAME + rb"sheet>)?")
+
+
+def _without_sheets(workbook_xml: bytes, names: set[str]) -> bytes:
+    """The workbook part without the <sheet> entries of `names` (names as XML escapes them)."""
+    from xml.sax.saxutils import escape
+
+    escaped = {escape(n, {'"': "&quot;", "'": "&apos;"}).encode() for n in names} | {n.encode() for n in names}
+    return _SHEET_ENTRY.sub(lambda m: b"" if m.group(1) in escaped else m.group(0), workbook_xml)
+
+
+def _holds_value(row_xml: bytes) -> bool:
+    """A row with a value (<v> or an inline string), not only formatting."""
+    return b"<v>" in row_xml or b"<is>" in row_xml or b":v>" in row_xml or b":is>" in row_xml
+
+
+def _head(z: zipfile.ZipFile, member: str, end_tag: re.Pattern, count: int, close: tuple[bytes, ...],
+          counts=None) -> bytes:
+    """The part's XML up to its `count`-th `end_tag` (of those whose element `counts`), with
+    `close` elements closed so it parses."""
     data = bytearray()
     found, pos = 0, 0
     with z.open(member) as f:
         while chunk := f.read(CHUNK):
             data += chunk
             for m in end_tag.finditer(data, pos):
-                found += 1
-                pos = m.end()
+                element, pos = data[pos:m.end()], m.end()
+                if counts is None or counts(element):
+                    found += 1
                 if found >= count:
                     root = ROOT.search(data)
                     prefix = root.group(1) if root else b""

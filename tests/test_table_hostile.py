@@ -1,0 +1,109 @@
+"""Hostile and odd files (issue 11): every one opens through the session or says in one line
+what is wrong, and none can crash or hang the app.
+
+The files are built by tests/hostile_files.py. The session reads in a reader process
+(core/table/worker.py) with a 1 GB address-space cap and a 10 s limit for its first look: a
+Rust abort or a hang there is a one-line message here, and this test process lives on (a
+calamine abort in-process would end the whole test run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import hostile_files as hf
+from batchgrid.core.session import Session
+from batchgrid.core.table import worker
+from batchgrid.core.util.errors import InputError
+from table_fixtures import CORPUS
+
+# file name -> (builder, what must happen): ("rows", n rows, first columns) or ("error", words in the message)
+HOSTILE = {
+    "far_cell.xlsx": (hf.sparse_far_cell, ("error", "claims 17,179,869,184 cells")),
+    "strings_one_huge.xlsx": (hf.shared_strings_one_huge, ("error", "shared strings")),
+    "strings_many.xlsx": (hf.shared_strings_many, ("error", "shared strings")),
+    "empty_sheets.xlsx": (hf.empty_sheets, ("error", "every sheet is empty")),
+    "corrupt_deflate.xlsx": (hf.corrupt_deflate, ("error", "damaged")),
+    "encrypted_member.xlsx": (hf.encrypted_member, ("error", "encrypted")),
+    "malformed_rels.xlsx": (hf.malformed_rels, ("error", "damaged")),
+    "repeated_header.csv": (hf.repeated_header_csv, ("rows", 1, ["name", "name_2", "name_3"])),
+    "million_fields.csv": (hf.million_fields_csv, ("error", "a row has 1,000,000 columns")),
+    "utf32_bom.csv": (lambda p: hf.utf32_csv(p, bom=True), ("rows", 2, ["id", "name"])),
+    "utf32.csv": (lambda p: hf.utf32_csv(p, bom=False), ("rows", 2, ["id", "name"])),
+    "nul_byte.csv": (hf.csv_with_nul, ("rows", 2, ["id", "name"])),
+    "spreadsheetml_2003.xls": (hf.spreadsheetml_2003, ("rows", 2, ["id", "name", "when"])),
+    "html_export.xls": (hf.html_as_xls, ("rows", 2, ["id", "name", "amount"])),
+    "macro_sheet.xlsx": (hf.macrosheet_workbook, ("rows", 2, ["id", "name"])),
+    "blank_rows_then_data.xlsx": (hf.blank_rows_then_data, ("rows", 60_000, ["id", "name"])),
+    "password.xlsx": (hf.password_xlsx, ("error", "password")),
+}
+LOOPING_SOURCE = CORPUS / "date.xls"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("hostile")
+    files = {name: build(folder / name) for name, (build, _) in HOSTILE.items()}
+    if LOOPING_SOURCE.is_file():
+        files["looping_sectors.xls"] = hf.looping_xls(folder / "looping_sectors.xls", LOOPING_SOURCE)
+    return files
+
+
+def expected(name: str):
+    return HOSTILE[name][1] if name in HOSTILE else ("error", "damaged")
+
+
+async def open_in_session(path: Path, tmp_path: Path, **kwargs):
+    session = Session(data_dir=tmp_path)
+    try:
+        return await session.open_sheet(path, **kwargs)
+    finally:
+        await session.close()
+
+
+NOT_YET = {"spreadsheetml_2003.xls", "html_export.xls"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True)) if n in NOT_YET else n
+                                  for n in [*HOSTILE, "looping_sectors.xls"]])
+async def test_opens_through_the_session_or_says_why(hostile, tmp_path, name):
+    if name not in hostile:
+        pytest.skip(f"no xls to bend at {LOOPING_SOURCE}")
+    path = hostile[name]
+    kind, *want = expected(name)
+    try:
+        sheet = await open_in_session(path, tmp_path)
+    except InputError as exc:
+        message = str(exc)
+        assert message.strip() and "\n" not in message and len(message) < 300, message
+        assert path.name in message and "Traceback" not in message
+        assert kind == "error", f"{name} should load: {message}"
+        assert want[0] in message, message
+        return
+    assert kind == "rows", f"{name} loaded {len(sheet.table)} rows; expected an error with {want[0]!r}"
+    rows, columns = want
+    assert len(sheet.table) == rows
+    assert sheet.table.columns[:len(columns)] == columns
+
+
+async def test_the_reader_lives_on_after_a_file_that_kills_it(hostile, tmp_path):
+    path = hostile.get("looping_sectors.xls", hostile["far_cell.xlsx"])
+    with pytest.raises(InputError):
+        await open_in_session(path, tmp_path)
+    sheet = await open_in_session(hostile["utf32_bom.csv"], tmp_path)
+    assert sheet.table.column("name") == ["Zoë", "Ünal"]
+
+
+def test_a_reader_that_dies_is_a_one_line_message(tmp_path, monkeypatch):
+    """The worst case the cap is for: the reader process aborts (as Rust does when an allocation fails)."""
+    monkeypatch.setattr(worker, "READ_MEMORY", 1 << 20)  # too little to read anything
+    worker.shutdown()
+    path = tmp_path / "small.csv"
+    path.write_text("id,name\n" + "".join(f"{i},name {i}\n" for i in range(200_000)), encoding="utf-8")
+    try:
+        with pytest.raises(InputError, match="small.csv"):
+            worker.read_table(path)
+    finally:
+        worker.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
@@ -24,7 +26,8 @@ def duration(seconds: float | None) -> str:
 
 
 def progress_text(p, paused: bool = False) -> str:
-    """done / failed / in flight / queued, rows per second, ETA, tokens and cost."""
+    """done / failed / in flight / queued, rows per second, ETA (or the server the run waits for),
+    tokens and cost."""
     parts = [f"{p.done:,} done", f"{p.failed:,} failed", f"{p.running:,} in flight", f"{p.queued:,} queued"]
     if p.cancelled:
         parts.append(f"{p.cancelled:,} stopped")
@@ -32,6 +35,8 @@ def progress_text(p, paused: bool = False) -> str:
     parts.append(f"{rate:,.1f} rows/s" if rate < 10 else f"{rate:,.0f} rows/s")
     if paused:
         parts.append("paused")
+    elif getattr(p, "waiting", ""):  # a server that stopped answering (a restart): its rows wait
+        parts.append(f"{p.waiting} (retrying in {max(0.0, p.waiting_until - time.perf_counter()):.0f} s)")
     elif p.finished < p.selected:
         parts.append(f"ETA {duration(p.eta)}")
     tokens = p.tokens_in + p.tokens_out

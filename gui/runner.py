@@ -26,11 +26,25 @@ PROGRESS_MS = 200
 # it first, so its end can free this run's garbage in turn.
 
 
+# What a run that paused itself offers, by why it paused (events.RunPaused.kind).
+_RESUME_HINTS = {
+    "failures": ("Resume anyway to go on, or Stop", "Resume anyway"),
+    "server": ("Resume when it is back, or Stop", "Resume"),
+    "wait": ("Resume to try again, or Stop", "Resume"),
+}
+
+
+def pause_offer(event: ev.RunPaused) -> tuple[str, str]:
+    """The message bar's line for a run that paused itself, and its Resume button's label."""
+    hint, label = _RESUME_HINTS.get(event.kind, ("Resume to go on anyway, or Stop", "Resume"))
+    return f"Paused: {event.reason}. {hint}; finished rows are kept.", label
+
+
 class RunController(QObject):
     started = Signal()
     progressed = Signal(object, bool)    # the run's progress, paused
     finished = Signal(str, str)          # reason ("finished", "stopped", "failed"), message
-    pausedBy = Signal(str)               # the engine paused itself, saying why (a budget, say)
+    pausedBy = Signal(str, str)          # the engine paused itself: the message to show, the Resume button's label
 
     def __init__(self, session: Session, model: ResultsModel, parent=None):
         super().__init__(parent)
@@ -94,10 +108,10 @@ class RunController(QObject):
             self.finished.emit(reason, message)
 
     def _on_event(self, event: object) -> None:
-        if isinstance(event, (ev.RunPaused, ev.RunResumed)):
-            self._tick()
+        if isinstance(event, (ev.RunPaused, ev.RunResumed, ev.RunWaiting, ev.ServerBack)):
+            self._tick()  # "waiting for the server at ..." shows (and goes) at once
             if isinstance(event, ev.RunPaused) and event.reason:
-                self.pausedBy.emit(event.reason)
+                self.pausedBy.emit(*pause_offer(event))
 
     def _tick(self) -> None:
         if self._active:

@@ -165,9 +165,8 @@ def connect_signals(self: MainWindow) -> None:
     self.runner.started.connect(self.update_state)
     self.runner.progressed.connect(self._progressed)
     self.runner.finished.connect(self._run_finished)
-    self.runner.pausedBy.connect(lambda reason: self.show_message(
-        f"Paused: {reason}. Resume to go on anyway, or Stop; finished rows are kept.", "warning",
-        [("Resume", self.toggle_pause), ("Stop", self.stop_run)]))
+    self.runner.pausedBy.connect(lambda text, resume: self.show_message(  # runner.pause_offer
+        text, "warning", [(resume, self.toggle_pause), ("Stop", self.stop_run)]))
     self.view.rowSelected.connect(self.show_row)
     self.model.dataChanged.connect(self._rows_changed)
     self.model.sorting.connect(lambda busy: self._set_busy("Sorting…" if busy else "", busy))

@@ -77,7 +77,7 @@ class SlowCall(Step):
                 if flaky.get(value, 0) > 0:
                     flaky[value] -= 1
                     raise RetryableError("HTTP 429 Too Many Requests", retry_after=BEHAVIOUR.get("retry_after"),
-                                         rate_limited=True)
+                                         rate_limited=BEHAVIOUR.get("rate_limited", True))
             except asyncio.CancelledError:
                 METER.leave(cancelled=True)
                 raise

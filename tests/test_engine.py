@@ -192,6 +192,7 @@ async def test_pause_lets_rows_in_flight_finish_and_starts_no_new_ones():
 
 async def test_retries_are_per_row_and_results_stay_bound_to_their_row():
     BEHAVIOUR["flaky"] = {"row 2": 2, "row 5": 1}
+    BEHAVIOUR["rate_limited"] = False  # transient errors, which spend attempts (429s do not)
     p = pipeline({"type": "test_slow_call", "source": "text", "seconds": 0.001})
     e = engine_for(p, rows(8), max_concurrency=8)
     retrying = []
@@ -219,6 +220,7 @@ async def test_retry_after_is_honoured():
 
 async def test_giving_up_after_max_attempts_fails_only_that_row():
     BEHAVIOUR["flaky"] = {"row 1": 99}
+    BEHAVIOUR["rate_limited"] = False
     p = pipeline({"type": "test_slow_call", "source": "text", "seconds": 0.0})
     e = engine_for(p, rows(3), max_concurrency=3)
     await e.run()

@@ -43,7 +43,9 @@ async def test_a_429_storm_ends_with_every_row_done_with_its_own_answer(models):
 
 
 async def test_retry_after_is_honoured_and_holds_the_whole_provider(models):
-    models.server.configure(script={"row 0": [429]}, retry_after=0.3)
+    # 429s to every request of the first round: a rate limit, not a scattered 429 (which delays
+    # only its own row: tests/test_rate_limits.py)
+    models.server.configure(script={"row 0": [429], "row 1": [429], "row 2": [429], "row 3": [429]}, retry_after=0.3)
     t0 = time.monotonic()
     run = await models.run([LLM], prompts(12), max_concurrency=4)
     assert run.statuses() == ["done"] * 12

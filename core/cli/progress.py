@@ -1,6 +1,9 @@
-"""The CLI's live progress bar (rich): done, failed, in flight, rows/s, ETA, tokens and cost."""
+"""The CLI's live progress bar (rich): done, failed, in flight, rows/s, ETA, tokens and cost, and
+the server the run waits for ("waiting for the server at ... (retrying in 8 s)")."""
 
 from __future__ import annotations
+
+import time
 
 from batchgrid.core.run import events as ev
 from rich.console import Console
@@ -33,7 +36,8 @@ class ProgressBar:
         self._progress.stop()
 
     def on_event(self, event: object) -> None:
-        if isinstance(event, (ev.RowFinished, ev.RunPaused, ev.RunResumed, ev.RunFinished)):
+        if isinstance(event, (ev.RowFinished, ev.RunPaused, ev.RunResumed, ev.RunFinished, ev.RunWaiting,
+                              ev.ServerBack)):
             self._refresh()
 
     def _refresh(self) -> None:
@@ -43,7 +47,15 @@ class ProgressBar:
                   f"{p.rows_per_second:,.0f} rows/s" + (f" ETA {eta:,.0f} s" if eta is not None else ""))
         if p.tokens_in or p.tokens_out:
             detail += f" {p.tokens_in + p.tokens_out:,} tokens ${p.cost:.4f}"
-        state = "paused" if self.engine.paused else "running"
+        if p.waiting:  # a server that stopped answering: "waiting for the server at ... (retrying in 8 s)"
+            detail += f" [yellow]{waiting_text(p)}[/]"
+        state = "paused" if self.engine.paused else "waiting" if p.waiting else "running"
         if self._task is None:
             return
         self._progress.update(self._task, completed=p.finished, detail=detail, description=state)
+
+
+def waiting_text(p) -> str:
+    """"waiting for the server at URL (retrying in 8 s)" from the run's progress."""
+    left = max(0.0, p.waiting_until - time.perf_counter())
+    return f"{p.waiting} (retrying in {left:.0f} s)"

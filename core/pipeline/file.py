@@ -42,7 +42,8 @@ MAX_JSON_NESTING = 100   # any value in a file: deeper ones are refused before a
 SETTINGS: tuple[b.Param, ...] = (
     b.Param("max_concurrency", b.INT, 8, "Rows in flight, and external calls at once, across all rows and branches.",
             minimum=1, maximum=1000),
-    b.Param("max_attempts", b.INT, 4, "Attempts per call when it fails for a transient reason (429, 5xx, timeout).",
+    b.Param("max_attempts", b.INT, 4, "Attempts per call when it fails for a transient reason (5xx, timeout); "
+            "a rate limit (429) spends none.",
             minimum=1, maximum=20),
     b.Param("retry_base_delay", b.FLOAT, 1.0, "Seconds before the first retry; doubles each time, with jitter.",
             minimum=0.0, maximum=600.0),
@@ -50,6 +51,10 @@ SETTINGS: tuple[b.Param, ...] = (
             minimum=0.0, maximum=3600.0),
     b.Param("use_cache", b.BOOL, True, "Answer a model request made before from the response cache, at no cost "
             "(also for temperature > 0; turn off to ask again)."),
+    b.Param("pause_after_failures", b.INT, 20, "Pause the run when this many rows in a row fail with the same "
+            "error (0: never).", minimum=0, maximum=1_000_000),
+    b.Param("server_patience", b.FLOAT, 300.0, "Seconds a run waits for a server that stopped answering (a "
+            "restart) before it pauses.", minimum=1.0, maximum=86_400.0),
     b.Param("budget", b.FLOAT, None, "Pause the run when its projected cost would pass this many dollars.",
             minimum=0.0),
 )

@@ -1,17 +1,23 @@
 """A provider's own limits, on top of the run's max concurrency (docs/architecture.md, engine contract point 2).
 
-- max requests in flight, and a *window* below it that a 429 halves (once per round of
+- max requests in flight, and a *window* below it that a rate limit halves (once per round of
   requests: the answers to requests already on the wire are not news) and that each
   success widens by 1/window, so concurrency creeps back up. The run's max concurrency
   stays the ceiling.
-- a 429 also holds every new request of the provider until its Retry-After has passed:
-  a rate limit slows the whole provider, not just the row that met it.
 - requests per minute and tokens per minute as token buckets holding one second's worth,
   so a limit is spread over the minute instead of spent in a burst. Tokens are estimated
   before the call and corrected from the response's usage.
+- 429s. A scattered 429 (most of the latest answers were not 429s: a busy server shedding a
+  few requests) delays only its own row, by the server's Retry-After. When 429s are the rule
+  (half or more of the latest answers) the provider has met a real rate limit: every new
+  request waits until the server's Retry-After has passed, and the limiter learns the rate
+  the server lets through, from the requests that succeeded in its window (the time from the
+  first request to the Retry-After's end, measured at the first limit met) and from then on
+  sends at 95% of it, one request at a time, so that a long run stays just under the limit
+  instead of bursting into it again at the start of every window.
 
 The engine drives it through `RowContext.call(make_call, limiter=gate)`: a `CallGate`
-(one per call, carrying that call's token estimate) offers `acquire()` and `rate_limited(delay)`.
+(one per call, carrying that call's token estimate) offers `acquire()` and `rate_limited(wait)`.
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ import asyncio
 import time
 from collections import deque
 
+RECENT = 32          # answers the limiter remembers to tell a rate limit from scattered 429s
+PACE_SHARE = 0.95    # of the rate the server was seen to let through
+MIN_LEARNT = 4       # successes in the server's window needed to learn a pace from them
+
 
 class TokenBucket:
-    def __init__(self, per_minute: float):
+    def __init__(self, per_minute: float, burst: float = 1.0):
         self.rate = per_minute / 60.0                 # refill per second
-        self.capacity = max(1.0, self.rate)           # one second's worth
+        self.capacity = max(1.0, self.rate * burst)   # `burst` seconds' worth (at least one)
         self.level = self.capacity
         self.stamp = time.monotonic()
 
@@ -58,6 +68,11 @@ class ProviderLimiter:
         self.tokens = TokenBucket(tpm) if tpm else None
         self._last_cut = 0.0
         self._waiters: deque[asyncio.Future] = deque()
+        self.recent: deque[bool] = deque(maxlen=RECENT)  # the latest answers: True for a 429
+        self.successes: deque[float] = deque(maxlen=100_000)  # when the latest successful requests were sent
+        self.first_sent = 0.0
+        self.limit_window: float | None = None  # the server's rate-limit window, once learnt (seconds)
+        self.pace: TokenBucket | None = None    # the learnt rate, one request at a time
 
     def gate(self, tokens: int = 0) -> CallGate:
         return CallGate(self, tokens)
@@ -78,20 +93,29 @@ class ProviderLimiter:
                 wait = self.requests.wait_time(1, now)
             if self.tokens is not None and tokens:
                 wait = max(wait, self.tokens.wait_time(tokens, now))
+            if self.pace is not None:
+                wait = max(wait, self.pace.wait_time(1, now))
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
             if self.requests is not None:
                 self.requests.take(1)
+            if self.pace is not None:
+                self.pace.take(1)
+            if not self.first_sent:
+                self.first_sent = now
             if self.tokens is not None:
                 self.tokens.take(tokens)
             self.in_flight += 1
             return now
 
-    def leave(self, succeeded: bool) -> None:
+    def leave(self, succeeded: bool, started_at: float = 0.0) -> None:
         self.in_flight -= 1
-        if succeeded and self.window < self.ceiling:
-            self.window = min(float(self.ceiling), self.window + 1.0 / self.window)
+        if succeeded:
+            self.recent.append(False)
+            self.successes.append(started_at)
+            if self.window < self.ceiling:
+                self.window = min(float(self.ceiling), self.window + 1.0 / self.window)
         self._wake()
 
     def settle(self, estimated: int, actual: int) -> None:
@@ -99,14 +123,37 @@ class ProviderLimiter:
         if self.tokens is not None and actual:
             self.tokens.adjust(estimated - actual)
 
-    def rate_limited(self, delay: float, started_at: float) -> None:
-        """A 429: hold the whole provider for `delay`, and halve the window once per round."""
+    def rate_limited(self, wait: float, started_at: float) -> None:
+        """A 429, the server asking to wait `wait` seconds (its Retry-After, capped by the engine).
+
+        Scattered among successes it is the row's own business (the row waits). When 429s are
+        the rule, a rate limit: hold every new request for `wait`, halve the window and learn
+        the pace, once per round (a 429 to a request sent before the last cut is no news)."""
         now = time.monotonic()
         self.rate_limits += 1
-        self.blocked_until = max(self.blocked_until, now + delay)
-        if started_at >= self._last_cut:  # sent after the last cut: this is news
-            self.window = max(1.0, self.window / 2)
-            self._last_cut = now
+        self.recent.append(True)
+        if started_at < self._last_cut or sum(self.recent) * 2 < len(self.recent):
+            return
+        self.blocked_until = max(self.blocked_until, now + wait)
+        self.window = max(1.0, self.window / 2)
+        self._last_cut = now
+        self._learn_pace(started_at or now, wait)
+
+    def _learn_pace(self, sent: float, wait: float) -> None:
+        """The rate the server lets through: the requests that succeeded in its window (which
+        ends when its Retry-After does, counted from when the refused request was sent), over
+        the window's length."""
+        if self.limit_window is None:
+            if not self.first_sent:
+                return
+            self.limit_window = max(0.01, sent + wait - self.first_sent)
+        start = sent + wait - self.limit_window
+        let_through = sum(1 for t in self.successes if t >= start)
+        if let_through < MIN_LEARNT:
+            return
+        rate = PACE_SHARE * let_through / self.limit_window
+        self.pace = TokenBucket(rate * 60.0, burst=0.0)
+        self.pace.level = 0.0  # the first request after the hold waits its turn too
 
     # ---- waiting for room in the window ------------------------------------------------
     async def _wait_for_room(self) -> None:
@@ -154,7 +201,7 @@ class CallGate:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        self.limiter.leave(exc_type is None)
+        self.limiter.leave(exc_type is None, self.started_at)
 
-    def rate_limited(self, delay: float) -> None:
-        self.limiter.rate_limited(delay, self.started_at)
+    def rate_limited(self, wait: float) -> None:
+        self.limiter.rate_limited(wait, self.started_at)

@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from batchgrid.core.steps.context import RunResources, StepContext
 from batchgrid.core.steps.plan import PlannedStep
 from batchgrid.core.steps.tree import StepPath
-from batchgrid.core.util.errors import RetryableError, StepError
+from batchgrid.core.util.errors import RetryableError, ServerUnreachable, StepError
 
 from . import events as ev
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
+
+
+def wait_words(seconds: float) -> str:
+    """A wait, said as a user would: "45 seconds", "5 minutes", "1 hour", "2 hours 10 minutes"."""
+    if seconds < 90:
+        return "1 second" if round(seconds) == 1 else f"{seconds:.0f} seconds" if seconds >= 1 else f"{seconds:.1f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours, minutes = divmod(minutes, 60)
+    text = "1 hour" if hours == 1 else f"{hours} hours"
+    return text + (f" {minutes} minutes" if minutes else "")
 
 log = logging.getLogger(__name__)
 
@@ -46,34 +59,84 @@ class RowContext:
         self.details: dict[str, Any] | None = None
 
     async def call(self, make_call: Callable[[], Awaitable[Any]], *, limiter: Any = None) -> Any:
-        """Make one external call under the run's budget, retrying transient failures.
+        """Make one external call under the run's budget, retrying what retrying can fix.
 
         `make_call` is called afresh for every attempt. `limiter` (optional, a provider's
         own limits) offers `acquire()` as an async context manager and
-        `rate_limited(delay)`, called when the server says 429 so the whole provider slows.
+        `rate_limited(delay)`, told the server's wait when it says 429 (the provider decides
+        whether the whole provider waits: see core/providers/limiter.py).
+
+        - A transient error (5xx, timeout) spends one of the policy's `max_attempts`.
+        - A 429 spends none: the row waits what the server asked for; it gives up only when
+          the run has made no progress for the policy's `rate_limit_patience`.
+        - A wait the server asks for above the policy's `max_server_wait` pauses the run in the
+          server's words; the row tries again at once when the run is resumed.
+        - ServerUnreachable (a server that answered in this run refuses connections): the row
+          waits for it with the others, one probe at a time, spending no attempt
+          (`Engine.server_turn`).
         """
         engine = self.engine
         policy = engine.retry_policy
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if limiter is not None:
-                    async with limiter.acquire():
-                        async with engine.slots:
-                            return await make_call()
+        attempt = 1      # the attempt being made (transient errors count)
+        limited = 0      # 429s met
+        wait = None      # the server this row waits for, with the turn to probe it held
+        try:
+            while True:
+                try:
+                    result = await self._once(make_call, limiter)
+                except ServerUnreachable as exc:
+                    if wait is not None:
+                        wait.turn.release()  # the probe failed: the next row's turn
+                    wait = None
+                    wait = await engine.server_turn(exc.url)
+                    continue
+                except RetryableError as exc:
+                    if wait is not None:  # it answered, if with an error: it is back
+                        engine.server_answered(wait)
+                        wait = None
+                    asked = exc.retry_after
+                    if asked is not None and asked > policy.max_server_wait:
+                        engine.pause(f"{exc}: the server asks to wait {wait_words(asked)}", "wait")
+                        await engine.until_resumed()
+                        continue
+                    if exc.rate_limited:
+                        limited += 1
+                        stalled = time.monotonic() - engine.last_progress
+                        if stalled >= policy.rate_limit_patience:
+                            raise StepError(f"{exc} (gave up: rate limited with no progress for "
+                                            f"{wait_words(stalled)})") from exc
+                        delay = policy.rate_limit_delay(limited, asked)
+                        if limiter is not None:
+                            limiter.rate_limited(min(asked, policy.max_server_wait) if asked is not None else delay)
+                        self._retrying(attempt, 0, delay, str(exc))
+                    else:
+                        if attempt >= policy.max_attempts:
+                            raise StepError(f"{exc} (gave up after {attempt} attempts)") from exc
+                        delay = policy.delay(attempt, asked)
+                        attempt += 1
+                        self._retrying(attempt, policy.max_attempts, delay, str(exc))
+                    self.attempts += 1
+                    engine.progress.retries += 1
+                    await asyncio.sleep(delay)
+                    continue
+                if wait is not None:
+                    engine.server_answered(wait)
+                    wait = None
+                engine.last_progress = time.monotonic()
+                return result
+        finally:
+            if wait is not None and wait.turn.locked():
+                wait.turn.release()
+
+    async def _once(self, make_call: Callable[[], Awaitable[Any]], limiter: Any) -> Any:
+        """One attempt: the provider's turn, then one of the run's slots while on the wire."""
+        engine = self.engine
+        if limiter is not None:
+            async with limiter.acquire():
                 async with engine.slots:
                     return await make_call()
-            except RetryableError as exc:
-                if attempt >= policy.max_attempts:
-                    raise StepError(f"{exc} (gave up after {attempt} attempts)") from exc
-                delay = policy.delay(attempt, exc.retry_after)
-                if exc.rate_limited and limiter is not None:
-                    limiter.rate_limited(delay)
-                self.attempts += 1
-                engine.progress.retries += 1
-                self._retrying(attempt + 1, policy.max_attempts, delay, str(exc))
-                await asyncio.sleep(delay)
+        async with engine.slots:
+            return await make_call()
 
     def _retrying(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
         self.engine.publish(ev.RowRetrying(self.index, self.step, attempt, max_attempts, delay, reason))
@@ -139,7 +202,7 @@ class SharedContext(RowContext):
         super().__init__(engine, -1)
 
     def _retrying(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
-        log.info("shared work: retrying (%d/%d) in %.1f s: %s", attempt, max_attempts, delay, reason)
+        log.info("shared work: retrying (%d/%s) in %.1f s: %s", attempt, max_attempts or "-", delay, reason)
 
     def partial(self, column: str, text: str) -> None:
         pass  # no row's cell to grow

@@ -42,7 +42,7 @@ from batchgrid.core.util.patterns import NeedsWorkerThread
 
 from . import events as ev
 from .budget import BudgetGuard
-from .contexts import RowContext, SharedContext
+from .contexts import RowContext, SharedContext, wait_words
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,63 @@ DEFAULT_MAX_CONCURRENCY = 8
 
 @dataclass
 class RetryPolicy:
-    """Exponential backoff with jitter; a server's Retry-After wins over our guess."""
+    """When a row's call is tried again (contexts.py, `RowContext.call`).
+
+    - Transient errors (5xx, timeouts, a broken connection): exponential backoff with jitter,
+      at most `max_attempts` attempts; a server's Retry-After wins over our guess.
+    - Rate limits (429): the server's Retry-After (or our backoff when it gives none); they spend
+      none of the row's attempts. A rate-limited row gives up only when the run has made no
+      progress for `rate_limit_patience` seconds.
+    - A server's suggested wait is honoured up to `max_server_wait`; above it the run pauses,
+      saying what the server asked for.
+    - A server that answered in this run and now refuses connections (ServerUnreachable, a
+      restart) is waited for: one probe at a time, `base_delay` doubling up to
+      `server_retry_cap` apart; after `server_patience` seconds of silence the run pauses.
+    """
 
     max_attempts: int = 4
     base_delay: float = 1.0
     max_delay: float = 60.0
+    max_server_wait: float = 120.0
+    server_retry_cap: float = 8.0
+    server_patience: float = 300.0
+    rate_limit_patience: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         wait = backoff * random.uniform(0.5, 1.0)  # jitter: rows that failed together don't retry together
         if retry_after is not None:
-            wait = max(wait, retry_after * random.uniform(1.0, 1.1))
+            wait = max(wait, min(retry_after, self.max_server_wait) * random.uniform(1.0, 1.1))
         return wait
+
+    def rate_limit_delay(self, waits: int, retry_after: float | None = None) -> float:
+        """Seconds a row waits after its `waits`-th 429: what the server asked for (a little more,
+        so rows told the same do not come back together), else our backoff."""
+        if retry_after is not None:
+            return min(retry_after, self.max_server_wait) * random.uniform(1.0, 1.1)
+        return min(self.max_delay, self.base_delay * (2 ** (waits - 1))) * random.uniform(0.5, 1.0)
+
+    def probe_delay(self, probes: int) -> float:
+        """Seconds before probe number `probes` (1-based) of a server that refuses connections."""
+        return min(self.server_retry_cap, self.base_delay * (2 ** (probes - 1)))
+
+
+FIRST_ROWS = 3  # when the first rows of a run all fail with the same error, the run pauses and says it
+DEFAULT_PAUSE_AFTER_FAILURES = 20
+
+
+class ServerWait:
+    """A server that answered in this run and now refuses connections (a restart). Rows that meet
+    it wait together: one of them at a time probes it (holding `turn`), the backoff capped by
+    the retry policy; the first answer ends the wait for all."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.since = time.monotonic()  # about when it last answered
+        self.probes = 0
+        self.over = False
+        self.turn = asyncio.Lock()
 
 
 @dataclass
@@ -84,6 +128,10 @@ class Progress:
     cost: float = 0.0
     cached: int = 0
     retries: int = 0
+    # A server the run waits for (one line for the front ends: "waiting for the server at ..."),
+    # and when it is tried next (time.perf_counter()); "" when the run waits for nothing.
+    waiting: str = ""
+    waiting_until: float = 0.0
     # Of the totals above, what work shared by every row cost (a knowledge base embedded
     # once): the run's, in no row's result.
     shared_tokens_in: int = 0
@@ -179,6 +227,14 @@ class Engine:
         self.outcome: tuple[str, str] | None = None  # (reason, message) once the run has ended
         self._slice_start = 0.0
         self._slice_used = False
+        # Fail fast: consecutive rows failing with the same error pause the run (0: never).
+        setting = self.resources.settings.get("pause_after_failures")
+        self.pause_after_failures = DEFAULT_PAUSE_AFTER_FAILURES if setting is None else int(setting)
+        self._streak_error: tuple[str, str] | None = None  # (step, error) of the latest failures
+        self._streak = 0
+        self._accepted_errors: set[tuple[str, str]] = set()  # the user resumed anyway after these
+        self._server_waits: dict[str, ServerWait] = {}
+        self.last_progress = time.monotonic()  # the latest call that succeeded (or row that ended)
 
     # ---- control -----------------------------------------------------------------
     def subscribe(self, listener: ev.Listener) -> None:
@@ -200,11 +256,12 @@ class Engine:
         for task in self._workers:
             task.cancel()
 
-    def pause(self, reason: str = "") -> None:
-        """Let rows in flight finish; start no new row until `resume()`."""
+    def pause(self, reason: str = "", kind: str = "") -> None:
+        """Let rows in flight finish; start no new row until `resume()`. `reason`: why the run
+        paused itself, one line (see events.RunPaused for `kind`)."""
         if self._unpaused.is_set() and not self._stopping:
             self._unpaused.clear()
-            self.publish(ev.RunPaused(reason))
+            self.publish(ev.RunPaused(reason, kind))
 
     def resume(self) -> None:
         if not self._unpaused.is_set():
@@ -214,6 +271,77 @@ class Engine:
     @property
     def paused(self) -> bool:
         return not self._unpaused.is_set()
+
+    async def until_resumed(self) -> None:
+        """Wait while the run is paused; raises CancelledError if it is stopped meanwhile."""
+        await self._unpaused.wait()
+        if self._stopping:
+            raise asyncio.CancelledError
+
+    # ---- waiting for a server that stopped answering ---------------------------------------
+    async def server_turn(self, url: str) -> ServerWait | None:
+        """A row's call met `url` refusing connections: wait for this row's turn to probe it.
+        Returns the wait with its turn held (the row probes, then calls `server_answered` or
+        gives the turn back), or None if the server answered meanwhile (retry at once)."""
+        wait = self._server_waits.get(url)
+        if wait is None:
+            wait = self._server_waits[url] = ServerWait(url)
+        await wait.turn.acquire()
+        try:
+            if wait.over:
+                wait.turn.release()
+                return None
+            policy = self.retry_policy
+            silent = time.monotonic() - wait.since
+            if silent >= policy.server_patience:
+                self.pause(f"the server at {url} has not answered for {wait_words(policy.server_patience)}",
+                           "server")
+                await self.until_resumed()
+                wait.since = time.monotonic()
+                wait.probes = 0
+                silent = 0.0
+            wait.probes += 1
+            delay = min(policy.probe_delay(wait.probes), max(0.0, policy.server_patience - silent))
+            p = self.progress
+            p.waiting = f"waiting for the server at {url}"
+            p.waiting_until = time.perf_counter() + delay
+            self.publish(ev.RunWaiting(url, delay, silent))
+            await asyncio.sleep(delay)
+            return wait
+        except BaseException:
+            wait.turn.release()
+            raise
+
+    def server_answered(self, wait: ServerWait) -> None:
+        """The probe got an answer: the wait is over for every row."""
+        wait.over = True
+        if self._server_waits.get(wait.url) is wait:
+            del self._server_waits[wait.url]
+        if not self._server_waits:
+            self.progress.waiting = ""
+        if wait.turn.locked():
+            wait.turn.release()
+        self.publish(ev.ServerBack(wait.url))
+
+    # ---- fail fast -------------------------------------------------------------------------
+    def _row_failed_like(self, result: ev.RowResult) -> None:
+        """Rows failing with the same error, again and again, pause the run: said once."""
+        error = (result.failed_step, result.error)
+        if error == self._streak_error:
+            self._streak += 1
+        else:
+            self._streak_error, self._streak = error, 1
+        n = self.pause_after_failures
+        if not n or error in self._accepted_errors or self.paused:
+            return
+        if self.progress.done == 0 and self._streak == min(FIRST_ROWS, n) < self.progress.selected:
+            reason = f"{result.error} (the first {self._streak} rows all failed with this error)"
+        elif self._streak == n:
+            reason = f"{n} rows in a row failed with the same error: {result.error}"
+        else:
+            return
+        self._accepted_errors.add(error)  # resumed: not asked again for this error
+        self.pause(reason, "failures")
 
     @property
     def running(self) -> bool:
@@ -347,6 +475,8 @@ class Engine:
             event: ev.RowFinished
             if status == ev.DONE:
                 p.done += 1
+                self._streak_error, self._streak = None, 0
+                self.last_progress = time.monotonic()
                 event = ev.RowDone(index, result)
             elif status == ev.ERROR:
                 p.failed += 1
@@ -357,6 +487,8 @@ class Engine:
             if self.budget is not None and status != ev.CANCELLED:
                 self.budget.row_finished(result.cost)
             self.publish(event)
+            if status == ev.ERROR:
+                self._row_failed_like(result)
 
     async def _run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any], ctx: RowContext,
                          trace: list[ev.StepTrace] | None, parent: str = "",

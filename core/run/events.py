@@ -107,7 +107,7 @@ class RowRetrying:
     index: int
     step: str
     attempt: int       # the attempt that will be made next
-    max_attempts: int
+    max_attempts: int  # 0: a rate limit's wait, which spends none of the row's attempts
     delay: float
     reason: str
 
@@ -115,6 +115,8 @@ class RowRetrying:
         self.reason = secrets.redact(self.reason)
 
     def describe(self) -> str:
+        if not self.max_attempts:
+            return f"rate limited, retrying in {self.delay:.0f} s: {self.reason}"
         return f"retrying ({self.attempt}/{self.max_attempts}) in {self.delay:.0f} s: {self.reason}"
 
 
@@ -139,8 +141,37 @@ class RowCancelled(RowFinished):
 
 
 @dataclass(slots=True)
+class RunWaiting:
+    """A server that answered earlier in this run refuses connections (a restart): its rows wait
+    for it, spending none of their attempts, and it is tried again in `retry_in` seconds."""
+
+    url: str
+    retry_in: float
+    silent_for: float = 0.0  # seconds since it last answered
+
+    def describe(self) -> str:
+        return f"waiting for the server at {self.url} (retrying in {self.retry_in:.0f} s)"
+
+
+@dataclass(slots=True)
+class ServerBack:
+    """The server the run was waiting for answers again: its rows go on."""
+
+    url: str
+
+
+@dataclass(slots=True)
 class RunPaused:
+    """The run starts no new row until it is resumed. `reason` (one line) when the engine paused
+    itself; `kind` says why, for a front end's hint: "budget", "failures" (the same error again
+    and again), "server" (silent too long) or "wait" (a server asked for a longer wait than we
+    wait on our own); "" when the user paused it."""
+
     reason: str = ""
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        self.reason = secrets.redact(self.reason)
 
 
 @dataclass(slots=True)

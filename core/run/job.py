@@ -166,7 +166,8 @@ class Job:
             trusted=self.trusted, providers=pipeline.providers, settings=settings,
             data_dir=self.data_dir, use_cache=self.use_cache and settings.get("use_cache", True),
         )
-        policy = RetryPolicy(settings["max_attempts"], settings["retry_base_delay"], settings["retry_max_delay"])
+        policy = RetryPolicy(settings["max_attempts"], settings["retry_base_delay"], settings["retry_max_delay"],
+                             server_patience=settings.get("server_patience", 300.0))
         previous = {i: r for i, r in enumerate(self.results) if r is not None and i not in selection}
         engine = Engine(pipeline.steps, self.rows,
                         max_concurrency=max_concurrency or settings["max_concurrency"],

@@ -13,8 +13,14 @@ from .secrets import is_secret_name
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529}
 
 
+# A reset "duration" this large is a Unix time (GitHub's x-ratelimit-reset), not seconds to wait.
+EPOCH_AFTER = 1_000_000_000
+
+
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The server's wait hint: retry-after-ms, Retry-After (seconds or a date), x-ratelimit-reset-*."""
+    """The server's wait hint in seconds: retry-after-ms, Retry-After (seconds or a date),
+    x-ratelimit-reset-* (a duration such as "6m0s", or a Unix time). Not capped: the engine caps
+    every server-suggested wait (core/run/engine.py, RetryPolicy.max_server_wait)."""
     lower = {k.lower(): v for k, v in headers.items()}
     value = lower.get("retry-after-ms")
     if value:
@@ -34,6 +40,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         value = lower.get(key)
         if value:
             seconds = parse_duration(value)
+            if seconds is not None and seconds >= EPOCH_AFTER:  # a time, not a wait
+                seconds = max(0.0, seconds - time.time())
             if seconds is not None:
                 return seconds
     return None

@@ -37,6 +37,11 @@ def build_actions(self: MainWindow) -> None:
     self.act_save_as = make_action(self, "Save pipeline as…", self.save_pipeline_as, K.SaveAs, "save")
     self.act_export = make_action(self, "Export results…", self.export_results, "Ctrl+E", "export",
                                    "Export the results to Excel, CSV or Parquet (Ctrl+E)")
+    self.act_export_shown = make_action(self, "Export rows as shown (sorted/filtered)…", self.export_shown_results,
+                                         None, "export", "Export only the rows the results table shows, in its order")
+    self.act_export_shown.setEnabled(False)
+    for signal in (self.model.layoutChanged, self.model.modelReset, self.act_export.changed):
+        signal.connect(self.update_export_shown)  # offered while a sort or a filter is on
     self.act_settings = make_action(self, "Settings…", self.open_settings, K.Preferences, "settings")
     self.act_quit = make_action(self, "Quit", self.close, K.Quit)
     stack = self.doc.undo_stack
@@ -73,6 +78,7 @@ def build_actions(self: MainWindow) -> None:
         menu.addAction(action)
     menu.addSeparator()
     menu.addAction(self.act_export)
+    menu.addAction(self.act_export_shown)
     menu.addSeparator()
     menu.addAction(self.act_quit)
     edit = self.menuBar().addMenu("&Edit")

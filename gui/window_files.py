@@ -209,8 +209,23 @@ class FileActions(_Base):
         path = self.ask_save_path()
         return self.spawn(self.export_to(Path(path))) if path else None
 
-    async def export_to(self, path: Path) -> bool:
-        """Write the results off the UI thread, with progress in the status bar."""
+    def shown_rows(self) -> list[int] | None:
+        """The rows the results table shows, in its order, while a sort or a filter is on."""
+        return None if self.model.order is None else list(self.model.order)
+
+    def update_export_shown(self) -> None:
+        self.act_export_shown.setEnabled(self.act_export.isEnabled() and self.model.order is not None)
+
+    def export_shown_results(self) -> asyncio.Task | None:
+        rows = self.shown_rows()
+        if rows is None:  # nothing sorted or filtered: every row, in input order
+            return self.export_results()
+        path = self.ask_save_path()
+        return self.spawn(self.export_to(Path(path), rows)) if path else None
+
+    async def export_to(self, path: Path, rows: list[int] | None = None) -> bool:
+        """Write the results off the UI thread, with progress in the status bar; `rows`: only
+        these, in this order (the table as shown)."""
         loop = asyncio.get_running_loop()
         self._set_busy(f"Exporting to {path.name}…", True, 100)
 
@@ -219,14 +234,15 @@ class FileActions(_Base):
             loop.call_soon_threadsafe(self.busy.setValue, percent)
 
         try:
-            written = await self.session.export(path, on_progress=on_progress)
+            written = await self.session.export(path, on_progress=on_progress, rows=rows)
         except Exception as exc:
             self._set_busy("", False)
             self.show_message(f"Could not export to {path.name}: {one_line(exc)}")
             self.exportFinished.emit("")
             return False
-        self._set_busy(f"Exported {written:,} rows to {path}", False)
-        self.show_message(f"Exported {written:,} rows to {path}", "ok")
+        what = f"{written:,} rows" + (" as shown" if rows is not None else "")
+        self._set_busy(f"Exported {what} to {path}", False)
+        self.show_message(f"Exported {what} to {path}", "ok")
         self.exportFinished.emit(str(path))
         return True
 

@@ -63,7 +63,7 @@ async def open_in_session(path: Path, tmp_path: Path, **kwargs):
         await session.close()
 
 
-NOT_YET = {"spreadsheetml_2003.xls", "html_export.xls"}
+NOT_YET: set[str] = set()
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True)) if n in NOT_YET else n

@@ -197,9 +197,11 @@ def test_a_csv_named_xlsx_is_read_as_csv(tmp_path):
     (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "it looks like a PDF document"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "it looks like a PNG image"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF", "it looks like a JPEG image"),
-    (b"<!DOCTYPE html><html><body><table><tr><td>1</td></tr></table>", "it looks like a web page (HTML)"),
+    (b"<!DOCTYPE html><html><body><p>Your session has expired.</p></body></html>",
+     "a web page (HTML) with no table in it"),
     (b'<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet">',
-     "it looks like an Excel 2003 XML spreadsheet"),
+     "the Excel 2003 XML spreadsheet is damaged (it is not well-formed XML at line 1)"),
+    (b'<?xml version="1.0"?><catalog><book id="1"/></catalog>', "it looks like an XML file"),
     (b"\x00\x01\x02\x03\x00\x00\xfe\xff" * 100, "binary file"),
     (b"", "is empty"),
     (b"\n\n  \n", "is empty"),
@@ -296,3 +298,31 @@ def test_a_damaged_parquet_file_is_a_clear_error(tmp_path):
     (tmp_path / "cut.parquet").write_bytes(data[:200])
     with pytest.raises(InputError, match=r"^cut.parquet cannot be read: the file is damaged or not a valid parquet file"):
         read_table(tmp_path / "cut.parquet")
+
+
+# ---- markup saved as .xls: Excel 2003 XML and HTML tables ------------------------------------
+
+def test_an_excel_2003_xml_workbook_reads_with_its_types_and_sheets(tmp_path):
+    import hostile_files
+
+    path = hostile_files.spreadsheetml_2003(tmp_path / "export.xls")
+    assert list_sheets(path) == ["Report", "Other"]
+    frame = read_table(path)
+    assert frame.columns.tolist() == ["id", "name", "when"]
+    assert frame["id"].tolist()[0] == 1 and pd.isna(frame["id"].tolist()[1])
+    assert frame["name"].tolist() == ["Zoë", "no id"]
+    assert frame["when"][0] == dt.datetime(2024, 1, 31)
+    assert read_table(path, sheet="other")["x"].tolist() == [True]
+    assert preview(path).kind == "xml2003"
+
+
+def test_an_html_table_saved_as_xls_reads_like_a_csv(tmp_path):
+    path = tmp_path / "export.xls"
+    path.write_text('<html><body><table><tr><td colspan="2">layout</td></tr></table>'
+                    '<table><tr><th>zip</th><th>amount</th><th>city</th></tr>'
+                    '<tr><td>007</td><td>2.5</td><td rowspan="2">Köln</td></tr>'
+                    '<tr><td>010</td><td>10</td></tr></table></body></html>', encoding="cp1252")
+    assert list_sheets(path) == ["Table 1", "Table 2"]
+    frame = read_table(path)  # the biggest table
+    assert frame.to_dict("list") == {"zip": ["007", "010"], "amount": [2.5, 10.0], "city": ["Köln", "Köln"]}
+    assert preview(path).kind == "html"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from batchgrid.core.util.errors import InputError
 
-from . import excel, sniff, textfile
+from . import excel, markup, sniff, textfile
 from .frame import MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, unique_names
 
 HEADER_MARGIN = 100  # extra rows read under a row limit, for blank rows above the header
@@ -27,7 +27,7 @@ class Preview:
     columns: list[str]
     frame: pd.DataFrame    # the first rows
     complete: bool         # True when `frame` is the whole table
-    kind: str              # "xlsx", "xlsb", "xls", "ods", "csv" or "parquet"
+    kind: str              # "xlsx", "xlsb", "xls", "ods", "csv", "parquet", "xml2003" (Excel 2003 XML) or "html"
 
 
 def read_table(path, *, sheet: str | int | None = None, header_row: int | None = None,
@@ -49,6 +49,8 @@ def list_sheets(path, *, password: str | None = None) -> list[str]:
     kind = _kind(path)
     if kind in sniff.EXCEL_KINDS:
         return _guard(path, lambda: excel.list_sheets(path, kind))
+    if kind in sniff.MARKUP_KINDS:
+        return _guard(path, lambda: _load_markup(path, kind, None, None))[0]
     return [path.stem]
 
 
@@ -75,10 +77,12 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
         _only_sheet(path, sheet)
         sheets, chosen = [path.stem], path.stem
         grid = _guard(path, lambda: textfile.read_grid(path, max_rows)[0])
+    elif kind in sniff.MARKUP_KINDS:
+        sheets, chosen, grid = _guard(path, lambda: _load_markup(path, kind, sheet, max_rows))
     else:
         sheets, chosen, grid = _guard(path, lambda: excel.load(path, kind, sheet, max_rows))
     try:
-        frame = frame_from_grid(grid, header_row=header_row, limit=limit, parse_text=kind == sniff.CSV)
+        frame = frame_from_grid(grid, header_row=header_row, limit=limit, parse_text=kind in (sniff.CSV, sniff.HTML))
     except EmptySheet:
         where = path.name if kind == sniff.CSV else f"sheet {chosen!r} of {path.name}"
         raise InputError(f"{where} is empty") from None
@@ -89,6 +93,10 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
         raise InputError(f"header row {header_row} is below the last row with data "
                          f"(row {exc.last_row}) in {path.name}") from None
     return sheets, chosen, frame, kind
+
+
+def _load_markup(path: Path, kind: str, sheet, max_rows):
+    return (markup.load_xml if kind == sniff.XML2003 else markup.load_html)(path, sheet, max_rows)
 
 
 def _kind(path: Path) -> str:

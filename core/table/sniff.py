@@ -15,7 +15,9 @@ from batchgrid.core.util.errors import InputError
 
 # Kinds this package reads.
 XLSX, XLSB, XLS, ODS, CSV, PARQUET = "xlsx", "xlsb", "xls", "ods", "csv", "parquet"
+XML2003, HTML = "xml2003", "html"  # Excel 2003 XML and HTML tables (often named .xls): markup.py
 EXCEL_KINDS = (XLSX, XLSB, XLS, ODS)  # read through calamine
+MARKUP_KINDS = (XML2003, HTML)
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -68,6 +70,8 @@ def detect(path: Path) -> str:
         if head.startswith(magic):
             raise InputError(f"{path.name} is not a spreadsheet (it looks like {what})")
     text_kind = _text_kind(head)
+    if text_kind in MARKUP_KINDS:
+        return text_kind
     if text_kind:
         raise InputError(f"{path.name} is not a spreadsheet Batchgrid can read (it looks like {text_kind}); "
                          "open it in Excel and save it as .xlsx or .csv")
@@ -142,13 +146,16 @@ def _scan_for(path: Path, needles: tuple[bytes, ...]) -> set[bytes]:
 
 
 def _text_kind(head: bytes) -> str | None:
-    """Text formats that are not delimited tables: HTML pages and Excel 2003 XML."""
+    """Text formats that are not delimited tables: Excel 2003 XML (XML2003), HTML pages (HTML:
+    an HTML table saved as .xls is the commonest "Excel export" of web apps), other XML."""
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if start.startswith(b"<") and (b"<html" in start[:2000] or b"<table" in start[:2000]):
-        return "a web page (HTML)"
+    if not start.startswith(b"<"):
+        return None
+    if b"urn:schemas-microsoft-com:office:spreadsheet" in head and b"<workbook" in start:
+        return XML2003
+    if b"<html" in start[:2000] or b"<table" in start[:2000] or start.startswith(b"<!doctype html"):
+        return HTML
     if start.startswith(b"<?xml"):
-        if b"urn:schemas-microsoft-com:office:spreadsheet" in head:
-            return "an Excel 2003 XML spreadsheet"
         return "an XML file"
     return None
 

@@ -167,3 +167,26 @@ async def test_after_editing_the_pipeline_old_results_are_not_mixed_with_new_one
     assert engine.selection == [0, 1]  # stale results: everything runs again under the new pipeline
     await engine.run()
     assert job.results[0].outputs == {"renamed": "called:a"}
+
+
+def test_the_journal_keeps_the_last_runs_of_each_job_and_sampled_traces(tmp_path):
+    from batchgrid.core.run.journal import KEEP_RUNS
+
+    journal = Journal(tmp_path / "j.sqlite", keep_runs=3)
+    assert KEEP_RUNS == 5  # the default
+    other = journal.new_run("other", "p", None, None, 1)
+    runs = [journal.new_run("job", "p", None, None, 1000) for _ in range(5)]
+    assert journal.runs("job") == runs[:1:-1]  # the last 3, newest first
+    assert journal.runs("other") == [other]  # another sheet or pipeline keeps its own
+    trace = [ev.StepTrace("1. Trim", 0.001, 1, "", None, (0,))]
+    results = [ev.RowResult(i, ev.ERROR if i == 150 else ev.DONE, {"o": i}, trace=list(trace)) for i in range(1000)]
+    journal.write_rows(runs[-1], [("h", r) for r in results])
+    back = journal.load_rows(runs[-1])
+    kept = sorted(i for i, (_, r) in back.items() if r.trace)
+    # the first 100 rows, 1 in 100 after, and every failed row; every row's outputs
+    assert kept == sorted([*range(100), 150, *range(100, 1000, 100)])
+    assert [back[i][1].outputs for i in range(1000)] == [{"o": i} for i in range(1000)]
+    journal.new_run("job", "p", None, None, 1)
+    with sqlite3.connect(tmp_path / "j.sqlite") as con:  # the oldest run's rows went with it
+        assert con.execute("SELECT COUNT(*) FROM rows WHERE run_id = ?", (runs[2],)).fetchone()[0] == 0
+    journal.close()

@@ -110,3 +110,48 @@ async def test_the_same_resources_serve_a_second_run(models):
     await again.run()
     assert [r.outputs["answer"] for r in again.results] == ["echo: row 0", "echo: row 1", "echo: row 2"]
     assert again.progress.cached == 3
+
+
+def test_a_put_is_durable_when_it_returns_even_with_a_loop(tmp_path):
+    import asyncio
+    import sqlite3
+
+    async def put_then_look():
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        cache.put("k", {"text": "paid for"})
+        # another connection (another process after a kill) sees it at once: no buffer
+        with sqlite3.connect(tmp_path / "c.sqlite") as con:
+            assert con.execute("SELECT value FROM responses WHERE key = 'k'").fetchone() == ('{"text":"paid for"}',)
+        cache.close()
+
+    asyncio.run(put_then_look())
+
+
+def test_past_its_size_limit_the_least_recently_used_answers_go(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", size_limit=10_000)
+    value = {"text": "x" * 989}  # 1,000 bytes stored
+    for i in range(9):
+        cache.put(f"k{i}", value)
+    assert cache.evicted == 0 and cache.size == 9_000
+    assert cache.get("k0") == value  # k0 is used again: k1 is now the least recently used
+    cache.put("k9", value)
+    cache.put("k10", value)  # past the limit: evicted down to 90%
+    assert cache.size <= 9_000
+    assert "k1" not in cache and "k0" in cache and "k10" in cache
+    cache.close()
+    again = ResponseCache(tmp_path / "c.sqlite", size_limit=10_000)  # the size is read back
+    assert again.size == cache.size
+    again.clear()
+    assert again.size == 0 and again.get("k0") is None
+    again.close()
+
+
+def test_a_cache_from_before_eviction_is_upgraded(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "c.sqlite") as con:
+        con.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        con.execute("INSERT INTO responses VALUES ('old', '{\"text\":\"kept\"}', 1.0)")
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    assert cache.get("old") == {"text": "kept"} and cache.size == len('{"text":"kept"}')
+    cache.close()

@@ -109,7 +109,8 @@ class RowInspector(QTextBrowser):
             for trace in result.trace:
                 parts.append(self._step_html(trace, step_of(trace, steps), values))
             if not result.trace and result.status != ev.ERROR:
-                parts.append("<p class='blank'>No step details were kept for this row.</p>")
+                parts.append("<p class='blank'>Trace not kept for this row: traces are kept for failed rows "
+                             "and a sample of done rows.</p>")
         else:
             parts.append("<p class='blank'>This row has not finished in this run.</p>")
         self.setHtml("".join(parts))

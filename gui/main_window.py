@@ -372,7 +372,7 @@ class MainWindow(FileActions, QMainWindow):
     # ================================================================ settings
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self.session.data_dir, self)
+        dialog = SettingsDialog(self.settings, self.session.data_dir, self, session=self.session)
         if dialog.exec():
             self.form_panel.app_providers = [p["name"] for p in self.settings.providers()]
             self.form_panel.rebuild()

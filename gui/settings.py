@@ -1,17 +1,25 @@
 """Application settings (QSettings): provider profiles, prices, default concurrency, recent
-files, window layout. API keys go to the OS keyring when there is one, never to a file."""
+files, window layout. API keys go to the OS keyring when there is one, never to a file.
+
+The Settings dialog also shows what is kept on disk (the response cache, the run journal) with
+a Clear button each: a view over the session's `storage` / `clear_cache` / `clear_journal`,
+which do the work off the GUI thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from batchgrid.core.pipeline.file import looks_like_key
 from batchgrid.core.providers.keys import has_key, keyring_available, keyring_fields, store_key
 from batchgrid.core.providers.prices import DEFAULT_PRICES, PRICES_FILE, read_user_prices, save_user_prices
-from PySide6.QtCore import QSettings, Qt
+from batchgrid.core.util.errors import BatchgridError
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -111,13 +119,26 @@ class AppSettings:
         self.q.setValue(f"recent/{kind}", items[:RECENT_LIMIT])
 
 
-class SettingsDialog(QDialog):
-    """Provider profiles, their keys, model prices and the default concurrency."""
+def human_size(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return ""
 
-    def __init__(self, settings: AppSettings, data_dir: Path | None = None, parent=None):
+
+class SettingsDialog(QDialog):
+    """Provider profiles, their keys, model prices, the default concurrency, and what is kept on
+    disk (with `session`: the cache's and the journal's sizes, a Clear button each)."""
+
+    storageShown = Signal()  # the sizes on disk were (re)read and shown, or a clear failed
+
+    def __init__(self, settings: AppSettings, data_dir: Path | None = None, parent=None, session=None):
         super().__init__(parent)
         self.settings = settings
         self.data_dir = data_dir
+        self.session = session
+        self._tasks: set[asyncio.Task] = set()
         self.setWindowTitle("Settings")
         self.resize(820, 620)
         layout = QVBoxLayout(self)
@@ -183,6 +204,8 @@ class SettingsDialog(QDialog):
         self.concurrency.setValue(settings.default_concurrency())
         form.addRow("Rows at once for new pipelines", self.concurrency)
         layout.addLayout(form)
+        if session is not None:
+            layout.addWidget(self._storage_box())
         self.error = QLabel()
         self.error.setObjectName("fieldProblem")
         self.error.hide()
@@ -191,6 +214,73 @@ class SettingsDialog(QDialog):
         box_buttons.accepted.connect(self.accept)
         box_buttons.rejected.connect(self.reject)
         layout.addWidget(box_buttons)
+
+    # ---- kept on disk ----------------------------------------------------------------------
+    def _storage_box(self) -> QGroupBox:
+        box = QGroupBox("Kept on disk")
+        form = QFormLayout(box)
+        self.cache_size = QLabel("…")
+        self.journal_size = QLabel("…")
+        self.clear_cache_button = QPushButton("Clear")
+        self.clear_cache_button.setToolTip("Forget every model answer: the next runs ask (and pay) again")
+        self.clear_cache_button.clicked.connect(lambda: self._spawn(self._clear(self.session.clear_cache)))
+        self.clear_journal_button = QPushButton("Clear")
+        self.clear_journal_button.setToolTip("Forget every run: earlier runs can no longer be resumed")
+        self.clear_journal_button.clicked.connect(lambda: self._spawn(self._clear(self.session.clear_journal)))
+        for label, size, button in (("Response cache", self.cache_size, self.clear_cache_button),
+                                    ("Run journal", self.journal_size, self.clear_journal_button)):
+            row = QHBoxLayout()
+            row.addWidget(size, 1)
+            row.addWidget(button)
+            form.addRow(label, row)
+        note = QLabel("The cache keeps model answers (the least recently used go past its size limit); the "
+                      "journal keeps the last runs of each sheet and pipeline, with the steps' details of "
+                      "failed rows and a sample of done rows.")
+        note.setWordWrap(True)
+        note.setObjectName("help")
+        form.addRow(note)
+        self.refresh_storage()
+        return box
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def refresh_storage(self) -> None:
+        """Read the sizes off the GUI thread (the session's worker thread) and show them."""
+        self._spawn(self._show_storage())
+
+    async def _show_storage(self) -> None:
+        try:
+            kept = await self.session.storage()
+        except OSError as exc:
+            self._storage_failed(f"The sizes on disk could not be read: {exc.strerror or exc}")
+            return
+        try:
+            self.cache_size.setText(human_size(kept.cache_bytes))
+            self.cache_size.setToolTip(str(kept.cache_path))
+            self.journal_size.setText(human_size(kept.journal_bytes))
+            self.journal_size.setToolTip(str(kept.journal_path))
+        except RuntimeError:  # the dialog was closed meanwhile
+            return
+        self.storageShown.emit()
+
+    async def _clear(self, clear) -> None:
+        try:
+            await clear()
+        except (BatchgridError, OSError, sqlite3.Error) as exc:
+            self._storage_failed(f"Not cleared: {exc}")
+            return
+        await self._show_storage()
+
+    def _storage_failed(self, message: str) -> None:
+        try:
+            self.error.setText(message)
+            self.error.show()
+        except RuntimeError:  # the dialog was closed meanwhile
+            return
+        self.storageShown.emit()
 
     # ---- providers -----------------------------------------------------------------------
     def _add_row(self, profile: dict[str, Any]) -> None:

@@ -14,7 +14,9 @@
   the server lets through, from the requests that succeeded in its window (the time from the
   first request to the Retry-After's end, measured at the first limit met) and from then on
   sends at 95% of it, one request at a time, so that a long run stays just under the limit
-  instead of bursting into it again at the start of every window.
+  instead of bursting into it again at the start of every window. The pace grows 10% after each
+  window without a 429 until the limit is met again, 3% from then on; once it is learnt, every 429 that is news sets it again from what went
+  through in the latest window.
 
 The engine drives it through `RowContext.call(make_call, limiter=gate)`: a `CallGate`
 (one per call, carrying that call's token estimate) offers `acquire()` and `rate_limited(wait)`.
@@ -28,6 +30,9 @@ from collections import deque
 
 RECENT = 32          # answers the limiter remembers to tell a rate limit from scattered 429s
 PACE_SHARE = 0.95    # of the rate the server was seen to let through
+PACE_RAISE = 1.03    # the pace grows by this after every window without a 429
+FIRST_RAISE = 1.10   # ... and by this until a second limit met confirms it (the first guess of
+                     # the window is long by up to a second when Retry-After is in whole seconds)
 MIN_LEARNT = 4       # successes in the server's window needed to learn a pace from them
 
 
@@ -73,6 +78,8 @@ class ProviderLimiter:
         self.first_sent = 0.0
         self.limit_window: float | None = None  # the server's rate-limit window, once learnt (seconds)
         self.pace: TokenBucket | None = None    # the learnt rate, one request at a time
+        self._raised = 0.0
+        self._confirmed = False
 
     def gate(self, tokens: int = 0) -> CallGate:
         return CallGate(self, tokens)
@@ -94,6 +101,9 @@ class ProviderLimiter:
             if self.tokens is not None and tokens:
                 wait = max(wait, self.tokens.wait_time(tokens, now))
             if self.pace is not None:
+                if self.limit_window and now - self._raised >= self.limit_window:
+                    self.pace.rate *= PACE_RAISE if self._confirmed else FIRST_RAISE  # a window without a 429
+                    self._raised = now
                 wait = max(wait, self.pace.wait_time(1, now))
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -132,7 +142,9 @@ class ProviderLimiter:
         now = time.monotonic()
         self.rate_limits += 1
         self.recent.append(True)
-        if started_at < self._last_cut or sum(self.recent) * 2 < len(self.recent):
+        if started_at < self._last_cut:
+            return
+        if self.pace is None and sum(self.recent) * 2 < len(self.recent):
             return
         self.blocked_until = max(self.blocked_until, now + wait)
         self.window = max(1.0, self.window / 2)
@@ -143,17 +155,21 @@ class ProviderLimiter:
         """The rate the server lets through: the requests that succeeded in its window (which
         ends when its Retry-After does, counted from when the refused request was sent), over
         the window's length."""
-        if self.limit_window is None:
+        if self.limit_window is None:  # the first limit met: everything so far was in its window
             if not self.first_sent:
                 return
             self.limit_window = max(0.01, sent + wait - self.first_sent)
-        start = sent + wait - self.limit_window
-        let_through = sum(1 for t in self.successes if t >= start)
+            start = self.first_sent
+        else:  # met again: what went through in the latest window
+            start = sent - self.limit_window
+            self._confirmed = True
+        let_through = sum(1 for t in self.successes if start <= t <= sent)
         if let_through < MIN_LEARNT:
             return
         rate = PACE_SHARE * let_through / self.limit_window
         self.pace = TokenBucket(rate * 60.0, burst=0.0)
         self.pace.level = 0.0  # the first request after the hold waits its turn too
+        self._raised = time.monotonic()
 
     # ---- waiting for room in the window ------------------------------------------------
     async def _wait_for_room(self) -> None:

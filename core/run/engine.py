@@ -9,14 +9,18 @@ How it keeps the contract (docs/architecture.md, "Engine contract"):
 - External calls (HTTP, models) go through `RowContext.call` (contexts.py), which holds one of
   `max_concurrency` slots only while a request is on the wire. Branches share the slots,
   so a 3-branch step never turns N rows into 3N requests; retries wait outside a slot.
-- Results are stored by row number; a row's failure is caught in that row.
+- Results are stored by row number; a row's failure is caught in that row. Rows failing with
+  the same error again and again pause the run, saying it once (`_row_failed_like`).
+- Retries and waits follow `RetryPolicy`: transient errors spend attempts, 429s wait the
+  server's word, a server that stopped answering is waited for with one probe at a time
+  (`server_turn`), and waits too long for the run pause it, saying why.
 - The steps it is given are declarations. The run first binds them (`core/steps/plan.py`):
   loaded files, compiled code and knowledge vectors live on the bound plan, never on the
   steps, so editing the pipeline during a run changes nothing in it (a `Job` hands the
   engine its own snapshot of the pipeline as well).
 - Stop cancels the workers, or the binding still going on: whatever they await (an HTTP
-  request, a file read in a worker thread) is given up at once. Pause lets rows in flight
-  finish and starts no new ones.
+  request, a file read in a worker thread, a wait for a server) is given up at once. Pause
+  lets rows in flight finish and starts no new ones.
 - A worker that only runs cheap steps yields to the loop every few milliseconds, so a
   window on the same loop stays responsive.
 """

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from batchgrid.core.pipeline import Pipeline
 from batchgrid.core.session import Sheet
-from PySide6.QtWidgets import QFileDialog
+from batchgrid.core.table.password import PasswordRequired, WrongPassword
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QLineEdit
 
 from .examples import Example
 from .widgets import one_line
@@ -60,7 +61,7 @@ class FileActions(_Base):
         self._set_busy(f"Reading {path.name}…", True)
         t0 = time.perf_counter()
         try:
-            sheet_read = await self.session.open_sheet(path, sheet, on_preview=self._show_preview)
+            sheet_read = await self._open_with_password(path, sheet)
         except Exception as exc:  # any unreadable file: one line in the window, never a traceback
             self.loading = False
             self._set_busy("", False)
@@ -82,6 +83,24 @@ class FileActions(_Base):
         await self.offer_resume()
         self.sheetLoaded.emit()
         return True
+
+    async def _open_with_password(self, path: Path, sheet: str | None) -> Sheet | None:
+        """The session's open_sheet; a password-protected workbook asks for its password (used for
+        this open only, never stored). Cancelling the dialog leaves the error to show."""
+        password = None
+        while True:
+            try:
+                return await self.session.open_sheet(path, sheet, on_preview=self._show_preview, password=password)
+            except PasswordRequired as exc:
+                password = self.ask_password(path, wrong=isinstance(exc, WrongPassword))
+                if password is None:
+                    raise
+
+    def ask_password(self, path: Path, *, wrong: bool = False) -> str | None:
+        """The password the user types for `path` (None: cancelled)."""
+        prompt = ("That password is wrong. " if wrong else "") + f"{path.name} is password-protected. Password:"
+        text, ok = QInputDialog.getText(self, "Password", prompt, QLineEdit.EchoMode.Password)
+        return text if ok and text else None
 
     def _show_preview(self, sheet: Sheet) -> None:
         self._show_table(sheet)

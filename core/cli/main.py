@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="results file: .xlsx (formatted report), .csv or .parquet "
                      "(default: INPUT-results.xlsx beside the input)")
     run.add_argument("--sheet", help="sheet name in a workbook (default: the first non-empty sheet)")
+    run.add_argument("--password-env", metavar="NAME", help="open a password-protected workbook with the password "
+                     "in environment variable NAME")
     run.add_argument("--max-concurrency", type=whole_number, metavar="N",
                      help=f"rows in flight and external calls at once, 1 to {MAX_CONCURRENCY} "
                      "(default: the pipeline's setting)")
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("pipeline", metavar="PIPELINE")
     check.add_argument("input", metavar="INPUT", nargs="?")
     check.add_argument("--sheet")
+    check.add_argument("--password-env", metavar="NAME")
 
     sub.add_parser("steps", help="list every step type and its parameters (Markdown)")
     return parser
@@ -170,9 +173,11 @@ def check_command(args) -> int:
     pipeline = load_pipeline(args.pipeline)
     rows = None
     if args.input is not None:
-        from batchgrid.core.table import Table, read_table
+        from batchgrid.core.table import worker  # read in a reader process: no file can crash the CLI
+        from batchgrid.core.table.password import password_from_env
 
-        rows = Table.from_frame(read_table(check_input(args.input), sheet=args.sheet))
+        rows = worker.read_rows(check_input(args.input), sheet=args.sheet,
+                                password=password_from_env(args.password_env))
         pipeline.validate(rows.columns)
     print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps"
           + (f", {len(rows)} rows" if rows is not None else "") + ")")
@@ -326,7 +331,10 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
         try:
             session.trusted = args.trust
             session.journal = await asyncio.to_thread(open_journal, session.journal_path)
-            await session.open_sheet(input_path, args.sheet, limit=args.limit)
+            from batchgrid.core.table.password import password_from_env
+
+            await session.open_sheet(input_path, args.sheet, limit=args.limit,
+                                     password=password_from_env(args.password_env))
             await session.check_ready()
             await print_projected_cost(session)
             modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,

@@ -30,16 +30,19 @@ SHARED_STRINGS_MAX = 256 << 20  # unzipped; more is a bomb (a million long uniqu
 MAX_CELLS = 20_000_000           # a sheet's grid (its used range) beyond this cannot be held in memory
 
 
-def list_sheets(path: Path, kind: str) -> list[str]:
-    package = _package(path, kind)
-    with _open(path, kind, _head(path, kind, None, package)) as wb:
+def list_sheets(path: Path, kind: str, data: bytes | None = None) -> list[str]:
+    """`data`: the workbook's bytes when they are not the file's (a decrypted workbook)."""
+    package = _package(path, kind, data)
+    with _open(path, kind, _head(path, kind, None, package, data)) as wb:
         return _table_sheets(wb)
 
 
-def load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None = None) -> tuple[list[str], str, Grid]:
-    """(sheet names, chosen sheet, its grid). `max_rows` bounds the rows read from the top."""
-    package = _package(path, kind)
-    head = _head(path, kind, max_rows, package)
+def load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None = None,
+         data: bytes | None = None) -> tuple[list[str], str, Grid]:
+    """(sheet names, chosen sheet, its grid). `max_rows` bounds the rows read from the top.
+    `data`: the workbook's bytes when they are not the file's (a decrypted workbook)."""
+    package = _package(path, kind, data)
+    head = _head(path, kind, max_rows, package, data)
     with _open(path, kind, head) as wb:
         names = _table_sheets(wb)
         if sheet is None:
@@ -52,13 +55,13 @@ def load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None = 
         return names, name, _grid(path, kind, wb, name, max_rows, head, package)
 
 
-def _package(path: Path, kind: str) -> xlsx_zip.Package | None:
+def _package(path: Path, kind: str, data: bytes | None = None) -> xlsx_zip.Package | None:
     """An xlsx's sheets and part sizes, checked for bombs before calamine sees them (calamine
     aborts the process when an allocation fails). None when not an xlsx or too damaged to tell."""
     if kind != XLSX:
         return None
     try:
-        package = xlsx_zip.inspect(path)
+        package = xlsx_zip.inspect(io.BytesIO(data) if data else path)
     except xlsx_zip.ZIP_ERRORS:
         return None  # calamine says what is wrong
     size = package.sizes.get(package.shared_strings or "", 0)
@@ -88,16 +91,18 @@ def _check_extent(path: Path, name: str, package: xlsx_zip.Package | None, sourc
                          "a stray cell lies far from the data: delete it in Excel and save again")
 
 
-def _head(path: Path, kind: str, max_rows: int | None, package: xlsx_zip.Package | None = None) -> bytes | None:
-    """For a bounded read of a big xlsx: the workbook cut after the rows we need (and, for any
-    read, without Excel 4.0 macro sheets, which calamine refuses)."""
+def _head(path: Path, kind: str, max_rows: int | None, package: xlsx_zip.Package | None = None,
+          data: bytes | None = None) -> bytes | None:
+    """The bytes calamine reads instead of the file (None: the file). For a bounded read of a big
+    xlsx: the workbook cut after the rows we need; for any read, without Excel 4.0 macro sheets
+    (which calamine refuses); else `data`, a decrypted workbook."""
     if kind != XLSX or package is None or (max_rows is None and not package.macro_sheets):
-        return None
+        return data
     try:
-        copy = xlsx_zip.head_copy(path, max_rows, package)
+        copy = xlsx_zip.head_copy(io.BytesIO(data) if data else path, max_rows, package)
     except xlsx_zip.ZIP_ERRORS:
-        return None  # let the full read report what is wrong
-    return copy.getvalue() if copy else None
+        return data  # let the full read report what is wrong
+    return copy.getvalue() if copy else data
 
 
 def _open(path: Path, kind: str, head: bytes | None = None) -> pc.CalamineWorkbook:

@@ -13,6 +13,7 @@ import pandas as pd
 from batchgrid.core.util.errors import InputError
 
 from . import excel, markup, sniff, textfile
+from . import password as passwords
 from .frame import MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, unique_names
 
 HEADER_MARGIN = 100  # extra rows read under a row limit, for blank rows above the header
@@ -46,9 +47,9 @@ def read_table(path, *, sheet: str | int | None = None, header_row: int | None =
 def list_sheets(path, *, password: str | None = None) -> list[str]:
     """Names of the sheets that can hold a table (a text or parquet file has one: its name)."""
     path = Path(path)
-    kind = _kind(path)
+    kind, data = _unlock(path, _kind(path), password)
     if kind in sniff.EXCEL_KINDS:
-        return _guard(path, lambda: excel.list_sheets(path, kind))
+        return _guard(path, lambda: excel.list_sheets(path, kind, data))
     if kind in sniff.MARKUP_KINDS:
         return _guard(path, lambda: _load_markup(path, kind, None, None))[0]
     return [path.stem]
@@ -68,7 +69,7 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
         raise ValueError("header_row must be >= 0")
     if limit is not None and limit < 0:
         raise ValueError("limit must be >= 0")
-    kind = _kind(path)
+    kind, data = _unlock(path, _kind(path), password)
     sheet = None if sheet == "" else sheet  # a form's empty sheet field means "the default"
     max_rows = None if limit is None else (header_row or 1) + limit + HEADER_MARGIN
     if kind == sniff.PARQUET:
@@ -80,7 +81,7 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
     elif kind in sniff.MARKUP_KINDS:
         sheets, chosen, grid = _guard(path, lambda: _load_markup(path, kind, sheet, max_rows))
     else:
-        sheets, chosen, grid = _guard(path, lambda: excel.load(path, kind, sheet, max_rows))
+        sheets, chosen, grid = _guard(path, lambda: excel.load(path, kind, sheet, max_rows, data))
     try:
         frame = frame_from_grid(grid, header_row=header_row, limit=limit, parse_text=kind in (sniff.CSV, sniff.HTML))
     except EmptySheet:
@@ -97,6 +98,14 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
 
 def _load_markup(path: Path, kind: str, sheet, max_rows):
     return (markup.load_xml if kind == sniff.XML2003 else markup.load_html)(path, sheet, max_rows)
+
+
+def _unlock(path: Path, kind: str, password: str | None) -> tuple[str, bytes | None]:
+    """(the kind to read, the decrypted workbook's bytes or None to read the file itself)."""
+    if kind == sniff.ENCRYPTED or (kind == sniff.XLS and passwords.is_encrypted_xls(path)):
+        data = _guard(path, lambda: passwords.decrypt(path, password))
+        return sniff.decrypted_kind(data), data
+    return kind, None
 
 
 def _kind(path: Path) -> str:

@@ -7,6 +7,7 @@ comes from the first bytes and, for zip and OLE2 containers, from what is inside
 
 from __future__ import annotations
 
+import io
 import zipfile
 import zlib
 from pathlib import Path
@@ -17,6 +18,7 @@ from batchgrid.core.util.errors import InputError
 XLSX, XLSB, XLS, ODS, CSV, PARQUET = "xlsx", "xlsb", "xls", "ods", "csv", "parquet"
 XML2003, HTML = "xml2003", "html"  # Excel 2003 XML and HTML tables (often named .xls): markup.py
 EXCEL_KINDS = (XLSX, XLSB, XLS, ODS)  # read through calamine
+ENCRYPTED = "encrypted"  # an encrypted Office file (OLE2 EncryptedPackage): password.py decrypts it
 MARKUP_KINDS = (XML2003, HTML)
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -114,12 +116,24 @@ def _ole2_kind(path: Path) -> str:
     """Old binary Office files share one container: xls, doc, ppt, and encrypted xlsx."""
     found = _scan_for(path, (*_ENCRYPTED_MARKERS, _WORD_MARKER, _POWERPOINT_MARKER))
     if found & set(_ENCRYPTED_MARKERS):
-        raise password_protected(path)
+        return ENCRYPTED
     if _WORD_MARKER in found:
         raise InputError(f"{path.name} is not a spreadsheet (it looks like a Word document)")
     if _POWERPOINT_MARKER in found:
         raise InputError(f"{path.name} is not a spreadsheet (it looks like a PowerPoint presentation)")
     return XLS
+
+
+def decrypted_kind(data: bytes) -> str:
+    """The kind of workbook a decrypted file holds."""
+    if data.startswith(OLE2_MAGIC):
+        return XLS
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = {n.replace("\\", "/").lower() for n in z.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return XLSX  # calamine says what is wrong
+    return XLSB if "xl/workbook.bin" in names else XLSX
 
 
 def password_protected(path: Path) -> InputError:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def _serve(receiver: Connection, sender: Connection, memory: int) -> None:
     def read_rows(path, **kwargs) -> Table:
         return Table.from_frame(read.read_table(path, **kwargs))
 
-    functions = {"preview": read.preview, "list_sheets": read.list_sheets, "read_table": read.read_table,
+    functions: dict[str, Callable[..., Any]] = {"preview": read.preview, "list_sheets": read.list_sheets, "read_table": read.read_table,
                  "read_rows": read_rows}
     limit_memory(memory)
     sender.send("ready")

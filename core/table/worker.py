@@ -17,7 +17,9 @@ buffers), already converted to a `Table` by `read_rows` so the caller's thread o
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -197,9 +199,22 @@ def _serve(receiver: Connection, sender: Connection, memory: int) -> None:
             reply = ("error", InputError(f"{Path(path).name} cannot be read: Batchgrid failed on it "
                                          f"({type(exc).__name__}); please report this file"))
         try:
-            sender.send(reply)
+            sender.send_bytes(_dumps(reply))
         except MemoryError:
             sender.send(("error", InputError(f"{Path(path).name} is too large to load into memory")))
+
+
+def _dumps(value: Any) -> memoryview:
+    """Pickled without a memo: a million distinct cells need no million-entry dict (which
+    would double the reader's peak memory); a structure that refers to itself falls back."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True
+    try:
+        pickler.dump(value)
+    except ValueError:
+        return memoryview(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    return buffer.getbuffer()
 
 
 def limit_memory(extra: int) -> None:

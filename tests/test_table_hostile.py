@@ -107,3 +107,15 @@ def test_a_reader_that_dies_is_a_one_line_message(tmp_path, monkeypatch):
             worker.read_table(path)
     finally:
         worker.shutdown()
+
+
+def test_a_sheet_of_excels_full_height_fits_the_readers_memory_cap(tmp_path):
+    """1,048,576 rows x 4 columns of CSV: a real file, read whole within the 1 GB cap (the reply
+    is pickled without a memo: with one, this file was "too large to load into memory")."""
+    path = tmp_path / "tall.csv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("id,name,score,day\n")
+        f.writelines(f"{i},customer {i},{i * 0.25},2024-01-{i % 28 + 1:02d}\n" for i in range(1_048_576))
+    rows = worker.read_rows(path)
+    assert len(rows) == 1_048_576 and rows.columns == ["id", "name", "score", "day"]
+    assert rows.row(1_048_575)["name"] == "customer 1048575"

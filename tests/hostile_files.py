@@ -304,3 +304,70 @@ def password_xlsx(path: Path, password: str = PASSWORD) -> Path:
     with open(path, "wb") as out:
         OOXMLFile(plain).encrypt(password, out)
     return path
+
+
+def utf16_part_xlsx(path: Path) -> Path:
+    """An xlsx whose worksheet part is UTF-16 with a BOM (calamine reads it as empty)."""
+    parts = xlsx_parts({"Data": small_rows()})
+    xml = parts["xl/worksheets/sheet1.xml"].decode().replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    parts["xl/worksheets/sheet1.xml"] = xml.encode("utf-16")
+    return write_zip(path, parts)
+
+
+_ODS_CONTENT = (
+    '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+    '<office:body><office:spreadsheet><table:table table:name="Sheet1">\n  <table:table-row>\n'
+    '    <table:table-cell office:value-type="string"><text:p>id</text:p></table:table-cell>\n'
+    '    <table:table-cell office:value-type="string"><text:p>name</text:p></table:table-cell>\n  </table:table-row>\n'
+    '  <table:table-row>\n    <table:table-cell office:value-type="float" office:value="1"><text:p>1</text:p></table:table-cell>\n'
+    '    <table:table-cell office:value-type="string"><text:p>a b</text:p></table:table-cell>\n  </table:table-row>\n'
+    '</table:table></office:spreadsheet></office:body></office:document-content>')
+_ODS_MANIFEST = (
+    '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+    '<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+    '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>')
+
+
+def ods_with_whitespace(path: Path) -> Path:
+    """An ODS with whitespace (indentation) between its cells, as some tools write it."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("META-INF/manifest.xml", _ODS_MANIFEST)
+        z.writestr("content.xml", _ODS_CONTENT)
+    return path
+
+
+def ods_without_mimetype(path: Path) -> Path:
+    import re
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("META-INF/manifest.xml", _ODS_MANIFEST)
+        z.writestr("content.xml", re.sub(r">\s+<", "><", _ODS_CONTENT))
+    return path
+
+
+def biff4_xls(path: Path) -> Path:
+    """An Excel 4.0 worksheet (BIFF4: a bare record stream, no OLE2 container): id, name; 1, a; 2, b."""
+    def record(kind: int, data: bytes) -> bytes:
+        return struct.pack("<HH", kind, len(data)) + data
+
+    def label(row: int, col: int, text: str) -> bytes:
+        raw = text.encode("latin-1")
+        return record(0x0204, struct.pack("<HHHH", row, col, 0, len(raw)) + raw)
+
+    def number(row: int, col: int, value: float) -> bytes:
+        return record(0x0203, struct.pack("<HHHd", row, col, 0, value))
+
+    body = [record(0x0409, struct.pack("<HHH", 0, 0x0010, 0)),  # BOF: BIFF4 worksheet
+            record(0x0042, struct.pack("<H", 1252)),               # CODEPAGE
+            record(0x0231, struct.pack("<HHHB", 200, 0, 0x7FFF, 5) + b"Arial"),  # FONT
+            record(0x0443, bytes(12)),                             # XF 0: a cell style, General
+            record(0x0000, struct.pack("<HHHH", 0, 3, 0, 2)),      # DIMENSIONS
+            label(0, 0, "id"), label(0, 1, "name"),
+            number(1, 0, 1.0), label(1, 1, "Zoë"), number(2, 0, 2.0), label(2, 1, "b"),
+            record(0x000A, b"")]                                   # EOF
+    path.write_bytes(b"".join(body))
+    return path

@@ -38,6 +38,10 @@ HOSTILE = {
     "macro_sheet.xlsx": (hf.macrosheet_workbook, ("rows", 2, ["id", "name"])),
     "blank_rows_then_data.xlsx": (hf.blank_rows_then_data, ("rows", 60_000, ["id", "name"])),
     "password.xlsx": (hf.password_xlsx, ("error", "password")),
+    "utf16_part.xlsx": (hf.utf16_part_xlsx, ("rows", 2, ["id", "name"])),
+    "ods_whitespace.ods": (hf.ods_with_whitespace, ("rows", 1, ["id", "name"])),
+    "ods_no_mimetype.ods": (hf.ods_without_mimetype, ("rows", 1, ["id", "name"])),
+    "excel4.xls": (hf.biff4_xls, ("rows", 2, ["id", "name"])),
 }
 LOOPING_SOURCE = CORPUS / "date.xls"
 

@@ -16,7 +16,7 @@ from typing import Any
 import python_calamine as pc
 from batchgrid.core.util.errors import InputError
 
-from . import xlsx_zip
+from . import biff, xlsx_zip
 from .frame import Grid
 from .sniff import ODS, XLS, XLSB, XLSX, password_protected
 
@@ -32,6 +32,47 @@ MAX_CELLS = 20_000_000           # a sheet's grid (its used range) beyond this c
 
 def list_sheets(path: Path, kind: str, data: bytes | None = None) -> list[str]:
     """`data`: the workbook's bytes when they are not the file's (a decrypted workbook)."""
+    try:
+        return _with_ods_fallback(path, kind, data, lambda data: _list_sheets(path, kind, data))
+    except InputError as first:
+        if kind != XLS or "damaged or not a valid" not in str(first):
+            raise
+        try:
+            return biff.sheet_names(path, data)
+        except InputError:
+            raise first from None
+
+
+def _with_ods_fallback(path: Path, kind: str, data: bytes | None, read):
+    """An ODS calamine refuses is read again from a cleaned copy (xlsx_zip.ods_copy), as
+    LibreOffice and pandas' odf reader open it; the first error stands if that fails too."""
+    try:
+        return read(data)
+    except InputError as first:
+        if kind != ODS:
+            raise
+        try:
+            return read(xlsx_zip.ods_copy(io.BytesIO(data) if data else path))
+        except (InputError, *xlsx_zip.ZIP_ERRORS):
+            raise first from None
+
+
+def _with_xlrd_fallback(path: Path, kind: str, sheet: str | int | None, max_rows: int | None, data: bytes | None,
+                        read):
+    """An xls calamine calls damaged is tried with xlrd (old BIFF versions, codepages calamine
+    lacks, such as Mac Central European) before it is called damaged."""
+    try:
+        return read()
+    except InputError as first:
+        if kind != XLS or "damaged or not a valid" not in str(first):
+            raise
+        try:
+            return biff.load(path, sheet, max_rows, data)
+        except InputError:
+            raise first from None
+
+
+def _list_sheets(path: Path, kind: str, data: bytes | None) -> list[str]:
     package = _package(path, kind, data)
     with _open(path, kind, _head(path, kind, None, package, data)) as wb:
         return _table_sheets(wb)
@@ -41,6 +82,12 @@ def load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None = 
          data: bytes | None = None) -> tuple[list[str], str, Grid]:
     """(sheet names, chosen sheet, its grid). `max_rows` bounds the rows read from the top.
     `data`: the workbook's bytes when they are not the file's (a decrypted workbook)."""
+    return _with_xlrd_fallback(path, kind, sheet, max_rows, data, lambda: _with_ods_fallback(
+        path, kind, data, lambda data: _load(path, kind, sheet, max_rows, data)))
+
+
+def _load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None,
+          data: bytes | None) -> tuple[list[str], str, Grid]:
     package = _package(path, kind, data)
     head = _head(path, kind, max_rows, package, data)
     with _open(path, kind, head) as wb:
@@ -96,7 +143,7 @@ def _head(path: Path, kind: str, max_rows: int | None, package: xlsx_zip.Package
     """The bytes calamine reads instead of the file (None: the file). For a bounded read of a big
     xlsx: the workbook cut after the rows we need; for any read, without Excel 4.0 macro sheets
     (which calamine refuses); else `data`, a decrypted workbook."""
-    if kind != XLSX or package is None or (max_rows is None and not package.macro_sheets):
+    if kind != XLSX or package is None or (max_rows is None and not package.macro_sheets and not package.utf16_parts):
         return data
     try:
         copy = xlsx_zip.head_copy(io.BytesIO(data) if data else path, max_rows, package)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from batchgrid.core.util.errors import InputError
 
-from . import excel, markup, sniff, textfile
+from . import biff, excel, markup, sniff, textfile
 from . import password as passwords
 from .frame import MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, unique_names
 
@@ -52,6 +52,8 @@ def list_sheets(path, *, password: str | None = None) -> list[str]:
         return _guard(path, lambda: excel.list_sheets(path, kind, data))
     if kind in sniff.MARKUP_KINDS:
         return _guard(path, lambda: _load_markup(path, kind, None, None))[0]
+    if kind == sniff.XLS_OLD:
+        return _guard(path, lambda: biff.sheet_names(path))
     return [path.stem]
 
 
@@ -80,6 +82,8 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
         grid = _guard(path, lambda: textfile.read_grid(path, max_rows)[0])
     elif kind in sniff.MARKUP_KINDS:
         sheets, chosen, grid = _guard(path, lambda: _load_markup(path, kind, sheet, max_rows))
+    elif kind == sniff.XLS_OLD:
+        sheets, chosen, grid = _guard(path, lambda: biff.load(path, sheet, max_rows))
     else:
         sheets, chosen, grid = _guard(path, lambda: excel.load(path, kind, sheet, max_rows, data))
     try:

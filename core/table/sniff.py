@@ -18,6 +18,7 @@ from batchgrid.core.util.errors import InputError
 XLSX, XLSB, XLS, ODS, CSV, PARQUET = "xlsx", "xlsb", "xls", "ods", "csv", "parquet"
 XML2003, HTML = "xml2003", "html"  # Excel 2003 XML and HTML tables (often named .xls): markup.py
 EXCEL_KINDS = (XLSX, XLSB, XLS, ODS)  # read through calamine
+XLS_OLD = "xls-old"  # Excel 2.x-4.0 worksheets (BIFF2-4, no OLE2 container): biff.py (xlrd)
 ENCRYPTED = "encrypted"  # an encrypted Office file (OLE2 EncryptedPackage): password.py decrypts it
 MARKUP_KINDS = (XML2003, HTML)
 
@@ -68,6 +69,8 @@ def detect(path: Path) -> str:
         return _ole2_kind(path)
     if head.startswith(b"PAR1"):
         return PARQUET
+    if head.startswith((b"\x09\x00\x04\x00", b"\x09\x02\x06\x00", b"\x09\x04\x06\x00")):
+        return XLS_OLD  # the BOF record of an Excel 2.x, 3.0 or 4.0 file
     for magic, what in NOT_SPREADSHEETS:
         if head.startswith(magic):
             raise InputError(f"{path.name} is not a spreadsheet (it looks like {what})")

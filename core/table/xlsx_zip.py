@@ -54,6 +54,7 @@ class Package:
     macro_sheets: set[str] = field(default_factory=set)  # Excel 4.0 macro sheets (no table; calamine refuses them)
     sizes: dict[str, int] = field(default_factory=dict)  # member -> declared unzipped size
     shared_strings: str | None = None
+    utf16_parts: set[str] = field(default_factory=set)   # XML parts in UTF-16, which calamine reads as empty
 
 
 def inspect(source: Path | BinaryIO) -> Package:
@@ -70,8 +71,13 @@ def inspect(source: Path | BinaryIO) -> Package:
                     macros.add(el.get("name", ""))
                 elif path.lower() in by_path:
                     members[el.get("name", "")] = by_path[path.lower()]
-        strings = next((p for t, p in rels.values() if t.endswith("/sharedStrings")), "")
-        return Package(members, macros, {i.filename: i.file_size for i in z.infolist()}, by_path.get(strings.lower()))
+        strings = by_path.get(next((p for t, p in rels.values() if t.endswith("/sharedStrings")), "").lower())
+        utf16 = set()
+        for member in {*members.values(), strings, by_path[main.lower()]} - {None}:
+            with z.open(member) as f:
+                if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                    utf16.add(member)
+        return Package(members, macros, {i.filename: i.file_size for i in z.infolist()}, strings, utf16)
 
 
 def sheet_members(z: zipfile.ZipFile) -> dict[str, str]:
@@ -215,7 +221,7 @@ def head_copy(path: Path | BinaryIO, max_rows: int | None, package: Package | No
         package = package or inspect(path)
         sheets = set(package.members.values())
         big = {m for m in sheets if max_rows is not None and z.getinfo(m).file_size > HEAD_MIN_SHEET_BYTES}
-        if not big and not package.macro_sheets:
+        if not big and not package.macro_sheets and not package.utf16_parts:
             return None
         parts = {m: _head(z, m, ROW_END, max_rows or 0, (b"sheetData", b"worksheet"), _holds_value)
                  if m in big else z.read(m) for m in sheets}
@@ -223,10 +229,12 @@ def head_copy(path: Path | BinaryIO, max_rows: int | None, package: Package | No
         if big and strings and z.getinfo(strings).file_size > HEAD_MIN_SHEET_BYTES:
             used = max((int(i) for xml in parts.values() for i in SHARED_INDEX.findall(xml)), default=0)
             parts[strings] = _head(z, strings, STRING_END, used + 1, (b"sst",))
+        for member in package.utf16_parts:
+            parts[member] = _as_utf8(parts[member] if member in parts else z.read(member))
         if package.macro_sheets:
             main = _workbook_rels(z)[0]
             member = _members_by_path(z)[main.lower()]
-            parts[member] = _without_sheets(z.read(member), package.macro_sheets)
+            parts[member] = _without_sheets(parts.get(member) or z.read(member), package.macro_sheets)
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as w:
             for info in z.infolist():
@@ -250,6 +258,40 @@ def _without_sheets(workbook_xml: bytes, names: set[str]) -> bytes:
 
     escaped = {escape(n, {'"': "&quot;", "'": "&apos;"}).encode() for n in names} | {n.encode() for n in names}
     return _SHEET_ENTRY.sub(lambda m: b"" if m.group(1) in escaped else m.group(0), workbook_xml)
+
+
+_DECLARED_ENCODING = re.compile(rb"""(<\?xml[^>]*?encoding=)["'][^"']*["']""")
+
+
+def _as_utf8(xml: bytes) -> bytes:
+    """A UTF-16 XML part (BOM first) as UTF-8, its declaration changed to match."""
+    if not xml.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return xml  # already converted (a cut part)
+    text = xml.decode("utf-16", "replace").encode("utf-8")
+    return _DECLARED_ENCODING.sub(rb'\1"UTF-8"', text, count=1)
+
+
+# ODS written by other tools: whitespace between cells (calamine expects none; it is not
+# content: text sits in <text:p>) and a missing `mimetype` member (calamine requires one).
+_ODS_SPACE = re.compile(rb">\s+(?=</?(?:[\w.-]+:)?(?:table|table-row|table-cell|covered-table-cell|table-column|"
+                        rb"table-rows|table-columns|table-header-rows|table-header-columns|table-row-group|"
+                        rb"table-column-group)[\s/>])")
+
+
+def ods_copy(source: Path | BinaryIO) -> bytes:
+    """An in-memory ODS calamine reads: a `mimetype` member, no whitespace between table elements."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(source) as z, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as w:
+        names = z.namelist()
+        if "mimetype" not in names:
+            w.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet",
+                       compress_type=zipfile.ZIP_STORED)
+        for name in names:
+            data = z.read(name)
+            if name == "content.xml":
+                data = _ODS_SPACE.sub(b">", data)
+            w.writestr(z.getinfo(name), data)
+    return out.getvalue()
 
 
 def _holds_value(row_xml: bytes) -> bool:

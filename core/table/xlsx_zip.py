@@ -72,8 +72,8 @@ def inspect(source: Path | BinaryIO) -> Package:
                 elif path.lower() in by_path:
                     members[el.get("name", "")] = by_path[path.lower()]
         strings = by_path.get(next((p for t, p in rels.values() if t.endswith("/sharedStrings")), "").lower())
-        utf16 = set()
-        for member in {*members.values(), strings, by_path[main.lower()]} - {None}:
+        utf16: set[str] = set()
+        for member in {m for m in (*members.values(), strings, by_path[main.lower()]) if m}:
             with z.open(member) as f:
                 if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
                     utf16.add(member)

@@ -17,7 +17,7 @@ import hostile_files as hf
 from batchgrid.core.session import Session
 from batchgrid.core.table import worker
 from batchgrid.core.util.errors import InputError
-from table_fixtures import CORPUS
+from table_fixtures import CORPUS, FILE_SECONDS, run_corpus
 
 # file name -> (builder, what must happen): ("rows", n rows, first columns) or ("error", words in the message)
 HOSTILE = {
@@ -123,3 +123,16 @@ def test_a_sheet_of_excels_full_height_fits_the_readers_memory_cap(tmp_path):
     rows = worker.read_rows(path)
     assert len(rows) == 1_048_576 and rows.columns == ["id", "name", "score", "day"]
     assert rows.row(1_048_575)["name"] == "customer 1048575"
+
+
+def test_in_process_the_checks_keep_calamine_from_aborting(hostile):
+    """Without the reader process (a trusted caller's path), in a worker capped at 1 GB and 10 s:
+    the checks before calamine refuse the bombs and far cells in words, so only a file like the
+    looping sector chain (caught by the reader's cap) is left to abort a process."""
+    files = [path for name, path in hostile.items() if name != "looping_sectors.xls"]
+    records = run_corpus(files, workers=1, file_seconds=FILE_SECONDS)
+    for name, record in records.items():
+        assert not record.get("crash"), (name, record["crash"][-500:])
+        assert not record.get("timeout"), f"{name} took more than {FILE_SECONDS} s"
+        assert record["peak_rss_mb"] < 1024, name
+        assert record["loads"] or record["errors"], name

@@ -8,7 +8,9 @@ the error text (#N/A...) back where python-calamine leaves a blank.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -90,16 +92,27 @@ def _load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None,
           data: bytes | None) -> tuple[list[str], str, Grid]:
     package = _package(path, kind, data)
     head = _head(path, kind, max_rows, package, data)
-    with _open(path, kind, head) as wb:
+    with _open(path, kind, head) as wb, _zip(path, head, package) as z:
         names = _table_sheets(wb)
         if sheet is None:
             for name in _default_order(wb, names):
-                grid = _grid(path, kind, wb, name, max_rows, head, package)
+                grid = _grid(path, kind, wb, name, max_rows, z, package)
                 if any(v != "" for row in grid.rows for v in row):
                     return names, name, grid
             raise InputError(f"{path.name} has no data: every sheet is empty")
         name = _resolve(path, names, sheet)
-        return names, name, _grid(path, kind, wb, name, max_rows, head, package)
+        return names, name, _grid(path, kind, wb, name, max_rows, z, package)
+
+
+def _zip(path: Path, head: bytes | None, package: xlsx_zip.Package | None):
+    """The xlsx calamine reads, opened once for every sheet's checks (a workbook of 1,024 sheets
+    must not parse its zip directory 1,024 times); None when not an xlsx."""
+    if package is None:
+        return contextlib.nullcontext(None)
+    try:
+        return zipfile.ZipFile(io.BytesIO(head) if head else path)
+    except xlsx_zip.ZIP_ERRORS:
+        return contextlib.nullcontext(None)
 
 
 def _package(path: Path, kind: str, data: bytes | None = None) -> xlsx_zip.Package | None:
@@ -118,14 +131,11 @@ def _package(path: Path, kind: str, data: bytes | None = None) -> xlsx_zip.Packa
     return package
 
 
-def _check_extent(path: Path, name: str, package: xlsx_zip.Package | None, source) -> None:
+def _check_extent(path: Path, name: str, member: str, z: zipfile.ZipFile) -> None:
     """A stray cell far from the data (XFD1048576 beside A1:B3) makes calamine allocate the whole
     range between them: refuse a small sheet whose range claims more cells than memory holds."""
-    member = package.members.get(name) if package else None
-    if member is None:
-        return
     try:
-        found = xlsx_zip.extent(source, member)
+        found = xlsx_zip.extent(z, member)
     except xlsx_zip.ZIP_ERRORS:
         return
     if found is None:
@@ -191,13 +201,13 @@ def _resolve(path: Path, names: list[str], sheet: str | int) -> str:
 
 
 def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: int | None,
-          head: bytes | None, package: xlsx_zip.Package | None = None) -> Grid:
-    source = io.BytesIO(head) if head else path
-    _check_extent(path, name, package, source)
-    member = package.members.get(name) if package else None
+          z: zipfile.ZipFile | None, package: xlsx_zip.Package | None = None) -> Grid:
+    member = package.members.get(name) if package and z else None
+    if z is not None and member is not None:
+        _check_extent(path, name, member, z)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Runs while calamine parses (calamine and zlib work without holding the GIL): no time added.
-        errors = pool.submit(xlsx_zip.error_cells, io.BytesIO(head) if head else path, member) if member else None
+        errors = pool.submit(xlsx_zip.error_cells, z, member) if z is not None and member else None
         try:
             sheet = wb.get_sheet_by_name(name)
             start = sheet.start

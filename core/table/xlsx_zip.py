@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import posixpath
 import re
@@ -73,7 +74,9 @@ def inspect(source: Path | BinaryIO) -> Package:
                     members[el.get("name", "")] = by_path[path.lower()]
         strings = by_path.get(next((p for t, p in rels.values() if t.endswith("/sharedStrings")), "").lower())
         utf16: set[str] = set()
-        for member in {m for m in (*members.values(), strings, by_path[main.lower()]) if m}:
+        # A writer that uses UTF-16 does so for every part: the workbook, strings and first sheet tell.
+        first_sheet = next(iter(members.values()), None)
+        for member in {m for m in (first_sheet, strings, by_path[main.lower()]) if m}:
             with z.open(member) as f:
                 if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
                     utf16.add(member)
@@ -100,10 +103,15 @@ EXTENT_SCAN_BYTES = 4 << 20  # sheets up to this size are checked for a far-away
 _CELL_AT = re.compile(rb"<" + _NAME + rb"c\b[^>]*?\sr=[\"']([A-Z]{1,3})([0-9]{1,7})[\"']")
 
 
-def extent(source: Path | BinaryIO, member: str) -> tuple[int, int, int, int, int] | None:
+def opened(source: Path | BinaryIO | zipfile.ZipFile):
+    """`source` as a zip to use in a `with` (an open ZipFile stays open: the caller's, shared)."""
+    return contextlib.nullcontext(source) if isinstance(source, zipfile.ZipFile) else zipfile.ZipFile(source)
+
+
+def extent(source: Path | BinaryIO | zipfile.ZipFile, member: str) -> tuple[int, int, int, int, int] | None:
     """(first row, first column, last row, last column, cells) 0-based of a small sheet's cells
     with a position; None for a big sheet (not scanned) or a sheet without such cells."""
-    with zipfile.ZipFile(source) as z:
+    with opened(source) as z:
         if z.getinfo(member).file_size > EXTENT_SCAN_BYTES:
             return None
         with z.open(member) as f:
@@ -158,14 +166,14 @@ def _local(tag: str) -> str:
 
 # ---- error cells -----------------------------------------------------------------------
 
-def error_cells(source: Path | BinaryIO, member: str) -> dict[tuple[int, int], str]:
+def error_cells(source: Path | BinaryIO | zipfile.ZipFile, member: str) -> dict[tuple[int, int], str]:
     """(row, column) 0-based -> the error text Excel shows, for every error cell of the sheet
     whose XML is zip member `member`.
 
     Best effort: a file calamine cannot read either gives {} and calamine's error is reported.
     """
     try:
-        with zipfile.ZipFile(source) as z, z.open(member) as f:
+        with opened(source) as z, z.open(member) as f:
             return _scan_errors(f)
     except ZIP_ERRORS:
         return {}
@@ -229,6 +237,8 @@ def head_copy(path: Path | BinaryIO, max_rows: int | None, package: Package | No
         if big and strings and z.getinfo(strings).file_size > HEAD_MIN_SHEET_BYTES:
             used = max((int(i) for xml in parts.values() for i in SHARED_INDEX.findall(xml)), default=0)
             parts[strings] = _head(z, strings, STRING_END, used + 1, (b"sst",))
+        if package.utf16_parts:  # then every XML part may be UTF-16: convert them all
+            package.utf16_parts |= {n for n in z.namelist() if n.lower().endswith((".xml", ".rels"))}
         for member in package.utf16_parts:
             parts[member] = _as_utf8(parts[member] if member in parts else z.read(member))
         if package.macro_sheets:

@@ -21,8 +21,9 @@ def test_a_pipeline_file_runs_headless_and_a_rerun_is_answered_from_the_cache(mo
     server = models.server
 
     def reply(prompt: str, request: dict) -> str:
-        if request["messages"][0]["content"].startswith("Classify"):
-            return "positive" if "good" in prompt else "negative"
+        text, _, instructions = prompt.partition("\n\n")  # Classify's labels follow the row's text
+        if instructions.startswith("Classify"):
+            return "positive" if "good" in text else "negative"
         return f"echo: {prompt}"
 
     server.configure(reply=reply)

@@ -50,7 +50,8 @@ def test_the_providers_section_is_checked_with_locations():
         "providers.a.rpm: must be more than 0",
         "providers.a.base_url: 'localhost:11434' must start with http:// or https://",
         "providers.a.colour: unknown field; fields are: preset, base_url, model, embedding_model, api_key_env, "
-        "keyring_service, keyring_user, headers, api_version, max_in_flight, rpm, tpm, timeout, batch_size",
+        "keyring_service, keyring_user, headers, api_version, max_in_flight, rpm, tpm, timeout, idle_timeout, "
+        "batch_size",
         "providers.b.base_url: missing; Azure OpenAI needs its endpoint, e.g. https://YOUR-RESOURCE.openai.azure.com",
         "providers.c.api_key_env: 'sk-abc123' is not an environment variable name (name the variable that holds "
         "the key, not the key)",

@@ -15,6 +15,11 @@ from fake_openai import embed_text
 from engine_helpers import wait_until
 from models_support import prompts
 
+def row_text(prompt: str) -> str:
+    """The row's text of a Classify or Structured output prompt (the step's instructions follow it)."""
+    return prompt.split("\n\n")[0]
+
+
 FIELDS = [{"name": "name", "type": "string", "description": "who"}, {"name": "words", "type": "integer"},
           {"name": "even", "type": "boolean"}, {"name": "parts", "type": "list"}]
 
@@ -25,16 +30,18 @@ async def test_structured_output_fills_one_column_per_field(models):
     run = await models.run([step], [{"text": "ada lovelace"}, {"text": "alan m turing"}])
     assert run.statuses() == ["done", "done"]
     r0, r1 = (r.outputs for r in run.results)
-    assert r0 == {"x_name": "ada lovelace", "x_words": 2, "x_even": True, "x_parts": ["ada", "lovelace"]}
-    assert r1["x_words"] == 3 and r1["x_even"] is False
+    prompt0 = run.results[0].trace[0].details["request"]["messages"][-1]["content"]
+    words = len(prompt0.split())  # the test server counts the words of the whole user message
+    assert r0 == {"x_name": prompt0, "x_words": words, "x_even": words % 2 == 0, "x_parts": prompt0.split()}
+    assert row_text(r0["x_name"]) == "ada lovelace" and r1["x_words"] == words + 1
     request = run.results[0].trace[0].details["request"]
     schema = request["response_format"]["json_schema"]
     assert schema["strict"] is True and schema["schema"]["required"] == ["name", "words", "even", "parts"]
-    assert "- words (integer)" in request["messages"][0]["content"]
+    assert "- words (integer)" in request["messages"][-1]["content"]
 
 
 async def test_json_mode_accepts_fenced_json(models):
-    models.server.configure(reply=lambda p, r: "```json\n" + json.dumps({"name": p.upper(), "n": 1}) + "\n```")
+    models.server.configure(reply=lambda p, r: "```json\n" + json.dumps({"name": row_text(p).upper(), "n": 1}) + "\n```")
     fields = [{"name": "name"}, {"name": "n", "type": "number"}]
     run = await models.run([{"type": "structured", "prompt": "{text}", "fields": fields, "mode": "json"}],
                            [{"text": "bo"}])
@@ -43,19 +50,19 @@ async def test_json_mode_accepts_fenced_json(models):
 
 
 async def test_output_that_does_not_parse_fails_the_row_and_keeps_the_raw_text(models):
-    models.server.configure(reply=lambda p, r: "Sorry, I can't." if p == "row 2" else json.dumps({"name": p}))
+    models.server.configure(reply=lambda p, r: "Sorry, I can't." if row_text(p) == "row 2" else json.dumps({"name": p}))
     run = await models.run([{"type": "structured", "prompt": "{text}", "fields": [{"name": "name"}]}], prompts(4))
     assert run.statuses() == ["done", "done", "error", "done"]
     bad = run.results[2]
     assert bad.error == "the model's answer is not a JSON object: Sorry, I can't."
     assert bad.trace[0].details["raw"] == "Sorry, I can't."
     assert bad.trace[0].details["response"] == "Sorry, I can't."
-    assert models.server.stats.per_prompt["row 2"] == 1  # invalid output is never retried
+    assert [n for p, n in models.server.stats.per_prompt.items() if row_text(p) == "row 2"] == [1]  # never retried
 
 
 async def test_a_missing_field_or_a_wrong_type_fails_the_row(models):
     replies = {"row 0": {"other": 1}, "row 1": {"name": "x", "n": "many"}}
-    models.server.configure(reply=lambda p, r: json.dumps(replies[p]))
+    models.server.configure(reply=lambda p, r: json.dumps(replies[row_text(p)]))
     fields = [{"name": "name"}, {"name": "n", "type": "integer"}]
     run = await models.run([{"type": "structured", "prompt": "{text}", "fields": fields}], prompts(2))
     assert run.results[0].error.startswith("the model's answer has no field 'name'")
@@ -76,7 +83,7 @@ def test_structured_fields_are_checked_when_the_pipeline_loads():
 
 # ---- classify -----------------------------------------------------------------------------------
 def _sentiment(prompt: str, request: dict) -> str:
-    return {"great": "Positive.", "awful": "negative", "meh": "\"Neutral\"", "odd": "It is mixed"}[prompt]
+    return {"great": "Positive.", "awful": "negative", "meh": "\"Neutral\"", "odd": "It is mixed"}[row_text(prompt)]
 
 
 async def test_classify_returns_one_of_the_labels(models):
@@ -85,8 +92,8 @@ async def test_classify_returns_one_of_the_labels(models):
     rows = [{"review": w} for w in ("great", "awful", "meh")]
     run = await models.run([{"type": "classify", "prompt": "{review}", "labels": labels}], rows)
     assert run.outputs("label") == ["positive", "negative", "neutral"]
-    system = run.results[0].trace[0].details["request"]["messages"][0]["content"]
-    assert "- positive: the customer is happy" in system and "exactly one of these labels" in system
+    user = run.results[0].trace[0].details["request"]["messages"][-1]["content"]
+    assert "- positive: the customer is happy" in user and "exactly one of these labels" in user
 
 
 async def test_a_label_outside_the_list_is_an_error_not_a_guess(models):
@@ -99,7 +106,7 @@ async def test_a_label_outside_the_list_is_an_error_not_a_guess(models):
 
 
 async def test_classify_with_several_labels(models):
-    models.server.configure(reply=lambda p, r: {"a": "bug, Billing", "b": "bug, refund"}[p])
+    models.server.configure(reply=lambda p, r: {"a": "bug, Billing", "b": "bug, refund"}[row_text(p)])
     step = {"type": "classify", "prompt": "{t}", "labels": ["bug", "billing", "feature"], "multiple": True}
     run = await models.run([step], [{"t": "a"}, {"t": "b"}])
     assert run.outputs("label") == ["bug, billing", None]

@@ -1,14 +1,15 @@
 """Model prices in US dollars per million tokens: built-in defaults plus the user's own table.
 
 The user's table is `prices.json` in the data folder (beside the journal), the same shape
-as DEFAULT_PRICES; its entries win. Local servers (Ollama, LM Studio, vLLM, llama.cpp)
-cost nothing. A model with no price costs 0 and is reported as unpriced, never guessed.
+as DEFAULT_PRICES; its entries win. Local servers (Ollama, LM Studio, vLLM, llama.cpp, and
+any OpenAI-compatible server OPENAI_BASE_URL points at) cost nothing unless the user's table
+names the model. A model with no price costs 0 and is reported as unpriced, never guessed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,24 +60,25 @@ FREE = Price(0.0, 0.0)
 
 
 class PriceTable:
-    def __init__(self, prices: Mapping[str, Mapping[str, float]] | None = None):
+    def __init__(self, prices: Mapping[str, Mapping[str, float]] | None = None, *, user: Iterable[str] = ()):
         self.prices = {name.lower(): Price(float(p.get("input", 0)), float(p.get("output", 0)))
                        for name, p in (DEFAULT_PRICES if prices is None else prices).items()}
+        self.user = {name.lower() for name in user}  # models the user priced (they price local servers too)
 
     @classmethod
     def load(cls, data_dir: Path | None) -> PriceTable:
         """Defaults overlaid with the user's prices.json (if there is one)."""
         merged = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
-        if data_dir is not None:
-            merged.update(read_user_prices(Path(data_dir) / PRICES_FILE))
-        return cls(merged)
+        user = read_user_prices(Path(data_dir) / PRICES_FILE) if data_dir is not None else {}
+        merged.update(user)
+        return cls(merged, user=user)
 
     def price(self, model: str, *, local: bool = False) -> Price | None:
         """The model's price; None when unknown. Dated or vendor-prefixed names find their family
         ("gpt-4o-mini-2024-07-18", "openai/gpt-4o-mini" -> "gpt-4o-mini")."""
-        if local:
-            return FREE
         name = (model or "").lower()
+        if local:
+            return self.prices.get(name, FREE) if name in self.user else FREE
         for candidate in (name, name.rsplit("/", 1)[-1]):
             if candidate in self.prices:
                 return self.prices[candidate]

@@ -10,7 +10,16 @@ never the key itself:
     }
 
 With no profiles at all, the default provider "openai" follows the ecosystem convention:
-OPENAI_API_KEY and OPENAI_BASE_URL from the environment.
+OPENAI_API_KEY and OPENAI_BASE_URL from the environment. An "openai" profile whose base URL is
+not OpenAI's because OPENAI_BASE_URL says so (pointed at Ollama, LM Studio, llama.cpp, vLLM)
+is an OpenAI-compatible server: it gets `max_tokens` (not OpenAI's newer `max_completion_tokens`,
+which llama-cpp-python ignores), costs nothing unless the user's price table names its model,
+and, when the profile names no model, uses the one the server serves (GET /models, asked when
+the run first uses the provider: core/providers/run.py).
+
+Timeouts: `timeout` (120 s) is how long a server may take to start answering, time queued
+at a busy server included (for an answer sent at once, all of it); `idle_timeout` (30 s) the
+longest silence between a stream's chunks once it has begun. Connecting has 10 s.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +39,8 @@ from .presets import DEFAULT_AZURE_API_VERSION, PRESETS, Preset
 
 DEFAULT_PROVIDER = "openai"
 DEFAULT_TIMEOUT = 120.0
+DEFAULT_IDLE_TIMEOUT = 30.0
+OPENAI_HOST = "api.openai.com"
 DEFAULT_BATCH_SIZE = 100
 
 # field -> (expected type, words for the message)
@@ -47,6 +58,7 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "rpm": (int, "requests per minute, a whole number"),
     "tpm": (int, "tokens per minute, a whole number"),
     "timeout": ((int, float), "seconds"),
+    "idle_timeout": ((int, float), "seconds"),
     "batch_size": (int, "texts per embeddings request"),
 }
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -69,10 +81,29 @@ class Profile:
     tpm: int | None = None
     timeout: float = DEFAULT_TIMEOUT
     batch_size: int = DEFAULT_BATCH_SIZE
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    models_from_server: tuple[str, ...] = ()  # "model", "embedding_model": defaults to ask the server for
+    model_problem: str | None = None          # why there is no model (the server serves several)
 
     @property
     def is_azure(self) -> bool:
         return self.preset.name == "azure"
+
+    @property
+    def max_tokens_field(self) -> str:
+        return self.preset.max_tokens_field
+
+    @property
+    def hosted(self) -> bool:
+        """A hosted API at its own address (never asked for llama.cpp's /props)."""
+        own = self.preset.base_url
+        return self.preset.needs_key and not self.preset.local and (own is None or self.base_url == own.rstrip("/"))
+
+    @property
+    def server_root(self) -> str:
+        """The server's own root: the base URL without its /v1 (llama.cpp serves /props there)."""
+        root = self.base_url.rstrip("/")
+        return root[:-3] if root.endswith("/v1") else root
 
     def key_source(self) -> str:
         """Where the key comes from, in words (never the key)."""
@@ -111,7 +142,7 @@ def validate_providers(section: Any) -> list[str]:
                                 "(name the variable that holds the key, not the key)")
             elif key == "headers":
                 problems += _header_problems(value, at)
-            elif key in ("max_in_flight", "rpm", "tpm", "batch_size", "timeout") and value <= 0:
+            elif key in ("max_in_flight", "rpm", "tpm", "batch_size", "timeout", "idle_timeout") and value <= 0:
                 problems.append(f"{at}.{key}: must be more than 0")
         preset = PRESETS.get(raw.get("preset") or _guess_preset(name))
         if preset is not None and preset.base_url is None and not raw.get("base_url"):
@@ -152,10 +183,15 @@ def resolve_profile(name: str, providers: Mapping[str, Any], environ: Mapping[st
         raise StepError(f"no provider profile named {name!r}; profiles are: {', '.join(providers) or '(none)'}")
     preset = PRESETS[raw.get("preset") or _guess_preset(name)]
     base_url = raw.get("base_url")
+    from_env = not base_url and preset.name == "openai" and bool(environ.get("OPENAI_BASE_URL"))
     if not base_url and preset.name == "openai":
         base_url = environ.get("OPENAI_BASE_URL") or preset.base_url
     base_url = (base_url or preset.base_url or "").rstrip("/")
     has_keyring = bool(raw.get("keyring_service"))
+    from_server: tuple[str, ...] = ()
+    if from_env and urlsplit(base_url).hostname != OPENAI_HOST:
+        preset = compatible_server(preset)
+        from_server = tuple(f for f in ("model", "embedding_model") if not raw.get(f))
     return Profile(
         name=name,
         preset=preset,
@@ -172,7 +208,15 @@ def resolve_profile(name: str, providers: Mapping[str, Any], environ: Mapping[st
         tpm=raw.get("tpm"),
         timeout=float(raw.get("timeout") or DEFAULT_TIMEOUT),
         batch_size=int(raw.get("batch_size") or DEFAULT_BATCH_SIZE),
+        idle_timeout=float(raw.get("idle_timeout") or DEFAULT_IDLE_TIMEOUT),
+        models_from_server=from_server,
     )
+
+
+def compatible_server(preset: Preset) -> Preset:
+    """The OpenAI preset for another OpenAI-compatible server: `max_tokens`, and free (`local`:
+    priced only when the user's price table names the model)."""
+    return replace(preset, title="OpenAI-compatible server", local=True, max_tokens_field="max_tokens")
 
 
 def _is_loopback(url: str) -> bool:

@@ -1,5 +1,7 @@
 """What the model steps of one run share: providers by name, the response cache, prices,
-embedding batchers and work done once per run (knowledge bases).
+embedding batchers and work done once per run (knowledge bases). A profile that takes its model
+from the server (OPENAI_BASE_URL at a local server, no model named: core/providers/profiles.py)
+asks it (GET /models) when the run first uses the provider.
 
 A run's resources hold one (`RunResources.models`); the engine closes it when the run ends,
 which cancels work still going on (a batch no row waits for, a knowledge base being
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,31 @@ class RunProviders:
         # A keyring may block while it asks the desktop: keep the loop (and the window) free.
         key = await asyncio.to_thread(api_key, profile) if profile.keyring_service else api_key(profile)
         assert self.prices is not None  # read by _open_files
-        return Provider(profile, key, ceiling=self.ceiling, cache=self.cache, prices=self.prices)
+        provider = Provider(profile, key, ceiling=self.ceiling, cache=self.cache, prices=self.prices)
+        if profile.models_from_server:
+            await self._models_from_server(provider)
+        return provider
+
+    @staticmethod
+    async def _models_from_server(provider: Provider) -> None:
+        """OPENAI_BASE_URL at another server and no model named: use the one model it serves, not
+        OpenAI's default. Several: the defaults if it serves them, else the step must name one
+        (said on its rows). No answer: the preset's defaults stay (many local servers take any name)."""
+        profile = provider.profile
+        served = await provider.served_models()
+        if not served:
+            return
+        changes: dict[str, Any] = {}
+        if len(served) == 1:
+            changes = {name: served[0] for name in profile.models_from_server}
+        else:  # the preset's defaults it serves stay (a proxy of OpenAI's models); the others must be named
+            shown = ", ".join(served[:8]) + (", ..." if len(served) > 8 else "")
+            changes = {name: None for name in profile.models_from_server if getattr(profile, name) not in served}
+            if not changes:
+                return
+            changes["model_problem"] = (f"the server at {profile.base_url} serves {len(served)} models ({shown}): "
+                                        "name one in the step's model")
+        provider.profile = replace(profile, **changes)
 
     def _open_files(self) -> None:
         """The response cache (SQLite) and the price table: files, so read in a worker thread."""

@@ -4,6 +4,13 @@ Every call goes through the run's provider (core/providers, reached through the 
 `resources.models`): the engine's retries and concurrency slots, the provider's own
 limits, the response cache, usage and cost. A step only builds its request from the row
 and reads the reply.
+
+The instructions Classify and Structured output depend on (the labels, the fields) are in the
+user message, after the row's text: some chat templates drop the system message, and the model
+would never see them. When a server refuses json_schema, both steps fall back (Structured
+output to JSON mode, Classify to text) for that provider and model for the rest of the run, and
+say so in the trace (`mode`). An answer cut at the token limit is said to be cut: an error for
+the steps that parse it, a warning in the LLM step's trace.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from batchgrid.core.providers.client import CHAT, ChatReply, Provider
+from batchgrid.core.providers.client import CHAT, ChatReply, Provider, SchemaRefused, cut_off_message
 from batchgrid.core.providers.profiles import Profile
 from batchgrid.core.providers.tokens import DEFAULT_ANSWER_TOKENS, text_tokens
 from batchgrid.core.util import template as tpl
@@ -70,6 +77,8 @@ class ModelStep(Step):
     def model_for(self, profile: Profile) -> str:
         model = self.config.get("model") or (profile.embedding_model if self.model_kind == "embedding"
                                                else profile.model)
+        if not model and profile.model_problem:
+            raise StepError(profile.model_problem)
         if not model:
             field = "embedding_model" if self.model_kind == "embedding" else "model"
             raise StepError(f"no model: set the step's model, or {field} in provider profile {profile.name!r}")
@@ -90,25 +99,40 @@ class ModelStep(Step):
 
 # ---- chat steps ------------------------------------------------------------------------------
 class ChatStep(ModelStep):
+    FALLBACK = ""  # the mode used when the server refuses json_schema (the steps that have a schema mode)
+
     def messages(self, row: Mapping[str, Any]) -> list[dict[str, str]]:
         messages = []
         system = self.system_text(row)
         if system:
             messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": tpl.render(self.config["prompt"], row)})
+        user = tpl.render(self.config["prompt"], row)
+        instructions = self.instructions()
+        messages.append({"role": "user", "content": user + "\n\n" + instructions if instructions else user})
         return messages
 
     def system_text(self, row: Mapping[str, Any]) -> str:
         system = self.config.get("system") or ""
         return tpl.render(system, row) if system else ""
 
-    def request_for(self, row: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
+    def instructions(self) -> str:
+        """What the step needs the model to follow, sent after the row's text in the user message."""
+        return ""
+
+    def mode(self, provider: Provider | None = None, model: str = "") -> str:
+        """The mode to ask in: the step's, or its fallback when this provider refused json_schema."""
+        mode = str(self.config.get("mode") or "")
+        if mode == "schema" and provider is not None and model in provider.schema_refused:
+            return self.FALLBACK
+        return mode
+
+    def request_for(self, row: Mapping[str, Any], profile: Profile, mode: str | None = None) -> dict[str, Any]:
         c = self.config
         request: dict[str, Any] = {"model": self.model_for(profile), "messages": self.messages(row)}
         if c.get("temperature") is not None:
             request["temperature"] = c["temperature"]
         if c.get("max_tokens"):
-            request[profile.preset.max_tokens_field] = c["max_tokens"]
+            request[profile.max_tokens_field] = c["max_tokens"]
         if c.get("seed") is not None:
             request["seed"] = c["seed"]
         if c.get("stop"):
@@ -123,7 +147,26 @@ class ChatStep(ModelStep):
 
     async def ask(self, row: Mapping[str, Any], ctx: StepContext, stream_to: str | None = None) -> ChatReply:
         provider = await self.provider(ctx.resources)
-        return await provider.chat(ctx, self.request_for(row, provider.profile), stream_to=stream_to)
+        if not self.FALLBACK:
+            return await provider.chat(ctx, self.request_for(row, provider.profile), stream_to=stream_to)
+        model = self.model_for(provider.profile)
+        mode = self.mode(provider, model)
+        try:
+            reply = await provider.chat(ctx, self.request_for(row, provider.profile, mode), stream_to=stream_to)
+        except SchemaRefused:  # said once per provider and model: ask again, without json_schema
+            mode = self.mode(provider, model)
+            if mode == "schema":
+                raise
+            reply = await provider.chat(ctx, self.request_for(row, provider.profile, mode), stream_to=stream_to)
+        refused = mode != self.config.get("mode")
+        ctx.note(mode=f"{mode} (the server refused json_schema)" if refused else mode)
+        return reply
+
+    def cut_off(self, reply: ChatReply, error: StepError) -> StepError:
+        """The error to report when the answer did not parse: said as cut off when it was."""
+        if reply.finish_reason != "length":
+            return error
+        return StepError(cut_off_message({"max_tokens": self.config.get("max_tokens")}), raw=reply.text)
 
 
 @register
@@ -207,19 +250,20 @@ class StructuredOutput(ChatStep):
         return {"type": "object", "properties": properties, "required": list(properties),
                 "additionalProperties": False}
 
-    def system_text(self, row: Mapping[str, Any]) -> str:
-        lines = ["Extract the following fields and reply with one JSON object only, with exactly these keys "
-                 "(use null when the text does not say):"]
+    FALLBACK = "json"
+
+    def instructions(self) -> str:
+        lines = ["Extract the following fields from the text above and reply with one JSON object only, with "
+                 "exactly these keys (use null when the text does not say):"]
         for f in self.fields():
             kind = f.get("type", "string")
             kind = "list of strings" if kind == "list" else kind
             lines.append(f"- {f['name']} ({kind})" + (f": {f['description']}" if f.get("description") else ""))
-        own = super().system_text(row)
-        return (own + "\n\n" if own else "") + "\n".join(lines)
+        return "\n".join(lines)
 
-    def request_for(self, row, profile):
+    def request_for(self, row, profile, mode=None):
         request = super().request_for(row, profile)
-        if self.config["mode"] == "schema":
+        if (mode or self.config["mode"]) == "schema":
             request["response_format"] = {"type": "json_schema",
                                           "json_schema": {"name": "fields", "strict": True, "schema": self.schema()}}
         else:
@@ -231,7 +275,10 @@ class StructuredOutput(ChatStep):
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         reply = await self.ask(row, ctx)
-        return self.parse(reply.text)
+        try:
+            return self.parse(reply.text)
+        except StepError as exc:
+            raise self.cut_off(reply, exc) from None
 
     def parse(self, text: str) -> dict[str, Any]:
         data = _json_object(text)
@@ -301,19 +348,24 @@ class Classify(ChatStep):
             return [("labels", "add at least two labels to choose from")]
         return []
 
+    FALLBACK = "text"
+
     def system_text(self, row: Mapping[str, Any]) -> str:
+        return ""
+
+    def instructions(self) -> str:
         how = ("one or more of these labels. Answer with the matching labels only, exactly as written, separated "
                "by commas, nothing else." if self.config["multiple"] else
                "exactly one of these labels. Answer with the label only, exactly as written, nothing else.")
-        lines = [f"Classify the text into {how}", "Labels:"]
+        lines = [f"Classify the text above into {how}", "Labels:"]
         lines += [f"- {label}" + (f": {d}" if d else "") for label, d in self.labels().items()]
         if self.config.get("instructions"):
             lines += ["", self.config["instructions"]]
         return "\n".join(lines)
 
-    def request_for(self, row, profile):
+    def request_for(self, row, profile, mode=None):
         request = super().request_for(row, profile)
-        if self.config["mode"] == "schema":
+        if (mode or self.config["mode"]) == "schema":
             one = {"type": "string", "enum": list(self.labels())}
             answer = {"labels": {"type": "array", "items": one}} if self.config["multiple"] else {"label": one}
             request["response_format"] = {"type": "json_schema", "json_schema": {
@@ -328,7 +380,10 @@ class Classify(ChatStep):
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         reply = await self.ask(row, ctx)
-        return {self.output_name(): self.parse(reply.text)}
+        try:
+            return {self.output_name(): self.parse(reply.text)}
+        except StepError as exc:
+            raise self.cut_off(reply, exc) from None
 
     def parse(self, text: str) -> str:
         if self.config["mode"] == "schema":  # {"label": "x"} or {"labels": ["x", "y"]}; still checked below

@@ -161,7 +161,10 @@ _DATES = {dt.date, dt.datetime, pd.Timestamp}
 
 
 def make_column(values: Sequence[Any]):
-    """A typed column for one column of Python cell values ('' counts as blank)."""
+    """A typed column for one column of Python cell values ('' counts as blank), or a
+    datetime64 Series parse_text_column made already (kept as it is)."""
+    if isinstance(values, pd.Series) and values.dtype.kind == "M":
+        return values
     if "" in values:
         values = [None if v == "" else v for v in values]
     kinds = set(map(type, values))
@@ -218,7 +221,7 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]
 _BOOLS = {"TRUE": True, "FALSE": False, "True": True, "False": False, "true": True, "false": False}
 
 
-def parse_text_column(values: Sequence[Any]) -> list[Any]:
+def parse_text_column(values: Sequence[Any]) -> list[Any] | pd.Series:
     """Numbers, booleans and ISO dates out of text, when the whole column is of that kind.
 
     Numbers must be lossless: leading zeros (zip codes), trailing zeros ("1.20") and other
@@ -238,7 +241,7 @@ def parse_text_column(values: Sequence[Any]) -> list[Any]:
             parsed = pd.to_datetime(pd.Series([v or None for v in values], dtype=object), format="ISO8601")
         except (ValueError, OverflowError):  # 2024-02-31 and friends: leave the text alone
             return list(values)
-        return list(parsed.astype(object).where(parsed.notna(), None))
+        return parsed  # datetime64, blanks NaT: what make_column would make of the dates, without the round trip
     return list(values)
 
 

@@ -11,8 +11,8 @@ Why our own small pool and not concurrent.futures.ProcessPoolExecutor: on Python
 executor cannot kill a busy worker (a hung read would hold it forever) and a dead worker
 breaks the whole executor. Readers are kept (one idle reader waits for the next file, so
 only the first read pays the start-up, about a second of imports); concurrent reads each
-get their own reader. The table comes back pickled (protocol 5: numeric columns as raw
-buffers), already converted to a `Table` by `read_rows` so the caller's thread only unpickles.
+get their own reader. The DataFrame comes back pickled without a memo (numeric and date
+columns as raw buffers); `read_rows` makes it a `Table` in the caller's thread.
 """
 
 from __future__ import annotations
@@ -57,9 +57,12 @@ def read_table(path, *, sheet: str | int | None = None, header_row: int | None =
 
 def read_rows(path, *, sheet: str | int | None = None, header_row: int | None = None, limit: int | None = None,
               password: str | None = None):
-    """The sheet as a `Table` (what a run reads), converted in the reader process."""
-    return _call(path, "read_rows", _whole_seconds(path), sheet=sheet, header_row=header_row, limit=limit,
-                 password=password)
+    """The sheet as a `Table` (what a run reads). The DataFrame crosses the pipe (numeric and date
+    columns as raw buffers) and becomes a Table here: as fast as reading in-process, where a
+    Table's million Python objects would be pickled one by one (70% slower, measured)."""
+    from .columnar import Table
+
+    return Table.from_frame(read_table(path, sheet=sheet, header_row=header_row, limit=limit, password=password))
 
 
 def _whole_seconds(path) -> float:
@@ -175,13 +178,9 @@ class _Reader:
 
 def _serve(receiver: Connection, sender: Connection, memory: int) -> None:
     from . import read
-    from .columnar import Table
 
-    def read_rows(path, **kwargs) -> Table:
-        return Table.from_frame(read.read_table(path, **kwargs))
-
-    functions: dict[str, Callable[..., Any]] = {"preview": read.preview, "list_sheets": read.list_sheets, "read_table": read.read_table,
-                 "read_rows": read_rows}
+    functions: dict[str, Callable[..., Any]] = {"preview": read.preview, "list_sheets": read.list_sheets,
+                                                "read_table": read.read_table}
     limit_memory(memory)
     sender.send("ready")
     while True:

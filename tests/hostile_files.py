@@ -371,3 +371,99 @@ def biff4_xls(path: Path) -> Path:
             record(0x000A, b"")]                                   # EOF
     path.write_bytes(b"".join(body))
     return path
+
+
+# ---- an xls with Excel's old "protect workbook" XOR obfuscation ---------------------------
+
+def _record(kind: int, data: bytes) -> bytes:
+    return struct.pack("<HH", kind, len(data)) + data
+
+
+def _biff8_label(row: int, col: int, text: str) -> bytes:
+    raw = text.encode("latin-1")
+    return _record(0x0204, struct.pack("<HHHHB", row, col, 0, len(raw), 0) + raw)
+
+
+def _biff8_number(row: int, col: int, value: float) -> bytes:
+    return _record(0x0203, struct.pack("<HHHd", row, col, 0, value))
+
+
+def biff8_workbook_stream(*, filepass: bytes | None = None) -> tuple[bytes, list[tuple[int, int, int]]]:
+    """A BIFF8 Workbook stream (one sheet, 'Data': id, name; 1, a; 2, b) and its records as
+    (offset, type, size). `filepass`: a FILEPASS record's data, put after the first BOF."""
+    def bof(kind: int) -> bytes:
+        return _record(0x0809, struct.pack("<HHHHII", 0x0600, kind, 0x0DBB, 0x07CC, 0, 0x06))
+
+    sheet = b"".join([bof(0x0010), _record(0x0200, struct.pack("<IIHHH", 0, 3, 0, 2, 0)),
+                      _record(0x0899, bytes(4096)),  # an unknown record: the stream must exceed 4 KB (no mini stream)
+                      _biff8_label(0, 0, "id"), _biff8_label(0, 1, "name"),
+                      _biff8_number(1, 0, 1.0), _biff8_label(1, 1, "a"), _biff8_number(2, 0, 2.0), _biff8_label(2, 1, "b"),
+                      _record(0x000A, b"")])
+    name = b"Data"
+    head = [bof(0x0005)] + ([_record(0x002F, filepass)] if filepass is not None else []) + \
+        [_record(0x0042, struct.pack("<H", 1200))]
+    boundsheet_size = 4 + 4 + 2 + 2 + len(name)
+    sheet_at = sum(map(len, head)) + boundsheet_size + 4  # + the globals' EOF
+    globals_ = b"".join(head) + _record(0x0085, struct.pack("<IBBBB", sheet_at, 0, 0, len(name), 0) + name) + \
+        _record(0x000A, b"")
+    stream = globals_ + sheet
+    records, pos = [], 0
+    while pos < len(stream):
+        kind, size = struct.unpack_from("<HH", stream, pos)
+        records.append((pos, kind, size))
+        pos += 4 + size
+    return stream, records
+
+
+def _cfb(stream: bytes, name: str = "Workbook") -> bytes:
+    """A compound file (OLE2, version 3) holding one stream of at least 4,096 bytes."""
+    sector = 512
+    data = stream + bytes(-len(stream) % sector)
+    count = len(data) // sector
+    free, end, fat_mark, none = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFF
+    fat = [fat_mark, end] + [3 + i for i in range(count - 1)] + [end]
+    fat += [free] * (sector // 4 - len(fat))
+
+    def entry(entry_name: str, kind: int, child: int, start: int, size: int) -> bytes:
+        raw = entry_name.encode("utf-16-le") + b"\x00\x00" if entry_name else b""
+        return (raw.ljust(64, b"\x00") + struct.pack("<HBB3I", len(raw), kind, 1, none, none, child) + bytes(16)
+                + struct.pack("<I", 0) + bytes(16) + struct.pack("<IQ", start, size))
+
+    directory = (entry("Root Entry", 5, 1, end, 0) + entry(name, 2, none, 2, len(stream))
+                 + entry("", 0, none, 0, 0) * 2)
+    header = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16) + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6)
+              + bytes(6) + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, end, 0, end, 0)
+              + struct.pack("<109I", 0, *([free] * 108)))
+    return header + struct.pack(f"<{sector // 4}I", *fat) + directory + data
+
+
+def plain_xls(path: Path) -> Path:
+    path.write_bytes(_cfb(biff8_workbook_stream()[0]))
+    return path
+
+
+def xor_obfuscated_xls(path: Path, password: str = PASSWORD) -> Path:
+    """The same workbook with Excel's XOR obfuscation ([MS-OFFCRYPTO] 2.3.7, "method 1"): what old
+    Excel writes for "protect workbook" with a password."""
+    from msoffcrypto.method.xor_obfuscation import DocumentXOR
+
+    verifier = 0
+    for byte in reversed([len(password), *map(ord, password)]):
+        verifier = ((1 if verifier & 0x4000 else 0) ^ ((verifier * 2) & 0x7FFF)) ^ byte
+    filepass = struct.pack("<HHH", 0, DocumentXOR.create_xor_key_method1(password), verifier ^ 0xCE4B)
+    stream, records = biff8_workbook_stream(filepass=filepass)
+    xor_array = DocumentXOR.create_xor_array_method1(password)
+    out = bytearray(stream)
+    exempt = {0x0809, 0x002F, 0x0194, 0x0195, 0x00E1, 0x0196, 0x0138}  # BOF, FILEPASS, UsrExcl, FileLock, ...
+    for offset, kind, size in records:
+        if kind in exempt or size == 0:
+            continue
+        start = offset + 4 + (4 if kind == 0x0085 else 0)  # a BoundSheet8's lbPlyPos stays plain
+        count = offset + 4 + size - start
+        index = (start + count + (4 if kind == 0x0085 else 0)) % 16
+        for k in range(count):
+            byte = out[start + k]
+            rotated = ((byte << 5) | (byte >> 3)) & 0xFF  # rol 5: the inverse of the reader's ror 5
+            out[start + k] = rotated ^ xor_array[(index + k) % 16]
+    path.write_bytes(_cfb(bytes(out)))
+    return path

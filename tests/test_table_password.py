@@ -86,3 +86,12 @@ def test_the_cli_takes_the_password_from_an_environment_variable(locked, tmp_pat
     assert "Traceback" not in refused.stderr
     missing = check("--password-env", "NOT_SET_ANYWHERE")
     assert missing.returncode == 2 and "NOT_SET_ANYWHERE is not set" in missing.stderr
+
+
+def test_an_xls_with_the_old_xor_protection_asks_for_its_password_and_opens(tmp_path):
+    path = hf.xor_obfuscated_xls(tmp_path / "old.xls")  # calamine alone: "Codepage ... not found"
+    with pytest.raises(PasswordRequired, match="old.xls is password-protected"):
+        read_table(path)
+    with pytest.raises(WrongPassword):
+        read_table(path, password="guess")
+    assert read_table(path, password=hf.PASSWORD).to_dict("list") == {"id": [1, 2], "name": ["a", "b"]}

@@ -467,3 +467,24 @@ def xor_obfuscated_xls(path: Path, password: str = PASSWORD) -> Path:
             out[start + k] = rotated ^ xor_array[(index + k) % 16]
     path.write_bytes(_cfb(bytes(out)))
     return path
+
+
+def mac_central_european_xls(path: Path) -> Path:
+    """An Excel 5.0/95 workbook (BIFF5, stream 'Book') in the Mac Central European codepage (10029)."""
+    def bof(kind: int) -> bytes:
+        return _record(0x0809, struct.pack("<HHHH", 0x0500, kind, 0x0DBB, 0x07CC))
+
+    def label(row: int, col: int, text: str) -> bytes:
+        raw = text.encode("mac-latin2")
+        return _record(0x0204, struct.pack("<HHHH", row, col, 0, len(raw)) + raw)
+
+    sheet = b"".join([bof(0x0010), _record(0x0200, struct.pack("<HHHHH", 0, 3, 0, 2, 0)),
+                      _record(0x0899, bytes(4096)),
+                      label(0, 0, "id"), label(0, 1, "město"), _biff8_number(1, 0, 1.0), label(1, 1, "Łódź"),
+                      _biff8_number(2, 0, 2.0), label(2, 1, "Brno"), _record(0x000A, b"")])
+    name = b"Data"
+    head = bof(0x0005) + _record(0x0042, struct.pack("<H", 10029))
+    sheet_at = len(head) + 4 + 4 + 2 + 1 + len(name) + 4
+    globals_ = head + _record(0x0085, struct.pack("<IBBB", sheet_at, 0, 0, len(name)) + name) + _record(0x000A, b"")
+    path.write_bytes(_cfb(globals_ + sheet, name="Book"))
+    return path

@@ -42,6 +42,7 @@ HOSTILE = {
     "ods_whitespace.ods": (hf.ods_with_whitespace, ("rows", 1, ["id", "name"])),
     "ods_no_mimetype.ods": (hf.ods_without_mimetype, ("rows", 1, ["id", "name"])),
     "excel4.xls": (hf.biff4_xls, ("rows", 2, ["id", "name"])),
+    "mac_central_european.xls": (hf.mac_central_european_xls, ("rows", 2, ["id", "město"])),
     "xor_protected.xls": (hf.xor_obfuscated_xls, ("error", "xor_protected.xls is password-protected")),
 }
 LOOPING_SOURCE = CORPUS / "date.xls"

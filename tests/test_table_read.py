@@ -326,3 +326,19 @@ def test_an_html_table_saved_as_xls_reads_like_a_csv(tmp_path):
     frame = read_table(path)  # the biggest table
     assert frame.to_dict("list") == {"zip": ["007", "010"], "amount": [2.5, 10.0], "city": ["Köln", "Köln"]}
     assert preview(path).kind == "html"
+
+
+def test_an_excel_95_file_in_a_codepage_calamine_lacks_is_read_by_xlrd(tmp_path):
+    import hostile_files
+
+    path = hostile_files.mac_central_european_xls(tmp_path / "kraje.xls")  # calamine: "Codepage 272D not found"
+    assert list_sheets(path) == ["Data"]
+    assert read_table(path).to_dict("list") == {"id": [1, 2], "město": ["Łódź", "Brno"]}
+
+
+def test_an_excel_4_worksheet_is_read_by_xlrd(tmp_path):
+    import hostile_files
+
+    path = hostile_files.biff4_xls(tmp_path / "old.xls")
+    assert read_table(path).to_dict("list") == {"id": [1, 2], "name": ["Zoë", "b"]}
+    assert preview(path).kind == "xls-old"

@@ -17,6 +17,7 @@ columns as raw buffers); `read_rows` makes it a `Table` in the caller's thread.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import pickle
@@ -31,8 +32,9 @@ from typing import Any
 
 from batchgrid.core.util.errors import InputError
 
-READ_SECONDS = 10.0        # a first look (preview, sheet names) slower than this is a hang
-SECONDS_PER_MB = 0.5       # a whole read may take READ_SECONDS plus this per MB of file
+READ_SECONDS = 10.0        # a read of a small file slower than this is a hang
+SECONDS_PER_MB = 0.5       # a bigger file may take this per MB more (calamine parses a whole xls/xlsb/ods
+                           # sheet even for a preview: a big, real one must not be called damaged)
 READ_MEMORY = 1 << 30      # address space a reader may add to what it holds after its imports
 START_SECONDS = 120.0      # a reader's start-up (imports) on a slow, busy machine
 _KEEP_IDLE = 1
@@ -40,18 +42,18 @@ _KEEP_IDLE = 1
 
 def preview(path, *, sheet: str | int | None = None, header_row: int | None = None, rows: int = 200,
             password: str | None = None):
-    """`read.preview` in a reader process (within READ_SECONDS)."""
-    return _call(path, "preview", READ_SECONDS, sheet=sheet, header_row=header_row, rows=rows, password=password)
+    """`read.preview` in a reader process."""
+    return _call(path, "preview", _seconds(path), sheet=sheet, header_row=header_row, rows=rows, password=password)
 
 
 def list_sheets(path, *, password: str | None = None) -> list[str]:
-    return _call(path, "list_sheets", READ_SECONDS, password=password)
+    return _call(path, "list_sheets", _seconds(path), password=password)
 
 
 def read_table(path, *, sheet: str | int | None = None, header_row: int | None = None, limit: int | None = None,
                password: str | None = None):
     """`read.read_table` in a reader process: a DataFrame."""
-    return _call(path, "read_table", _whole_seconds(path), sheet=sheet, header_row=header_row, limit=limit,
+    return _call(path, "read_table", _seconds(path), sheet=sheet, header_row=header_row, limit=limit,
                  password=password)
 
 
@@ -65,7 +67,7 @@ def read_rows(path, *, sheet: str | int | None = None, header_row: int | None = 
     return Table.from_frame(read_table(path, sheet=sheet, header_row=header_row, limit=limit, password=password))
 
 
-def _whole_seconds(path) -> float:
+def _seconds(path) -> float:
     try:
         size = Path(path).stat().st_size
     except OSError:
@@ -73,6 +75,7 @@ def _whole_seconds(path) -> float:
     return READ_SECONDS + SECONDS_PER_MB * size / 1e6
 
 
+@atexit.register
 def shutdown() -> None:
     """Stop the idle readers (at exit; a later read starts a new one)."""
     with _lock:

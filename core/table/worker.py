@@ -94,7 +94,10 @@ def _call(path, function: str, seconds: float, **kwargs) -> Any:
     path = Path(path)
     with _lock:
         reader = _idle.pop() if _idle else None
-    if reader is None or not reader.alive():
+    if reader is not None and not reader.alive():
+        reader.close()  # reaped
+        reader = None
+    if reader is None:
         reader = _Reader()
     try:
         result = reader.call(path, function, kwargs, seconds)

@@ -78,6 +78,8 @@ class FileActions(_Base):
                        f"{time.perf_counter() - t0:.1f} s", False)
         self.settings.add_recent("sheets", str(sheet_read.path))
         self.refresh_recent()
+        if rows.notes:  # how the file was read, said once (an encoding guessed, a title row skipped)
+            self.show_message("\n".join(rows.notes), "warning")
         self.update_state()
         self.update_estimate()
         await self.offer_resume()

@@ -104,14 +104,19 @@ async def test_the_row_inspector_sees_request_and_reply_but_never_the_key(models
     assert models.server.stats.authorizations == {f"Bearer {KEY}"}  # it was sent, to the server only
 
 
-async def test_a_wrong_key_fails_every_row_at_once_without_retries(models, monkeypatch):
+async def test_a_wrong_key_pauses_the_run_once_without_retries(models, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-wrong-key-000000000000")
-    run = await models.run([LLM], prompts(60), max_concurrency=8)
-    assert run.statuses() == ["error"] * 60
-    assert set(run.errors()) == {"the API key for provider 'test' was rejected (HTTP 401: Incorrect API key "
-                                 "provided.); check the environment variable BATCHGRID_TEST_KEY"}
+    run = models.engine([LLM], prompts(60), max_concurrency=8)
+    run.engine.subscribe(lambda event: isinstance(event, ev.RunPaused) and run.engine.stop())
+    await run.engine.run()
+    message = ("the API key for provider 'test' was rejected (HTTP 401: Incorrect API key "
+               "provided.); check the environment variable BATCHGRID_TEST_KEY")
+    paused = run.of(ev.RunPaused)
+    assert len(paused) == 1 and paused[0].reason.startswith(message)
+    assert set(run.errors()) == {message}
+    assert run.statuses().count("error") <= 8  # the first wave; the rest never ran
     assert run.of(ev.RowRetrying) == []
-    assert all(r.attempts == 1 for r in run.results)
+    assert all(r.attempts == 1 for r in run.results if r and r.status == "error")
     # Only the first wave reached the server; the others failed without a request.
     assert models.server.stats.requests <= 8
     assert models.server.stats.statuses == {401: models.server.stats.requests}
@@ -135,8 +140,11 @@ async def test_the_default_provider_uses_openai_environment_variables(models, mo
 
 async def test_an_unknown_model_is_named_and_not_retried(models):
     models.server.configure(models=["gpt-4o-mini"])
-    run = await models.run([{**LLM, "model": "gpt-9-turbo"}], prompts(30), max_concurrency=4)
-    assert run.statuses() == ["error"] * 30
+    run = models.engine([{**LLM, "model": "gpt-9-turbo"}], prompts(30), max_concurrency=4)
+    run.engine.subscribe(lambda event: isinstance(event, ev.RunPaused) and run.engine.stop())
+    await run.engine.run()
+    assert len(run.of(ev.RunPaused)) == 1
+    assert 1 <= run.statuses().count("error") <= 4
     assert all("provider 'test' has no model 'gpt-9-turbo'" in e for e in run.errors())
     assert run.of(ev.RowRetrying) == []
     assert models.server.stats.requests <= 4

@@ -178,6 +178,7 @@ def check_command(args) -> int:
 
         rows = worker.read_rows(check_input(args.input), sheet=args.sheet,
                                 password=password_from_env(args.password_env))
+        print_notes(rows)
         pipeline.validate(rows.columns)
     print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps"
           + (f", {len(rows)} rows" if rows is not None else "") + ")")
@@ -186,6 +187,12 @@ def check_command(args) -> int:
         print("needs your trust to run (run it with --trust only if you trust where it came from):\n  "
               + "\n  ".join(str(p) for p in wanted))
     return EXIT_OK
+
+
+def print_notes(table) -> None:
+    """What the reader noticed about the input file (an encoding guessed, a title row skipped)."""
+    for note in table.notes if table is not None else ():
+        print(f"batchgrid: note: {note}", file=sys.stderr)
 
 
 def run_command(args) -> int:
@@ -333,8 +340,9 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
             session.journal = await asyncio.to_thread(open_journal, session.journal_path)
             from batchgrid.core.table.password import password_from_env
 
-            await session.open_sheet(input_path, args.sheet, limit=args.limit,
-                                     password=password_from_env(args.password_env))
+            sheet = await session.open_sheet(input_path, args.sheet, limit=args.limit,
+                                             password=password_from_env(args.password_env))
+            print_notes(sheet.table if sheet else None)
             await session.check_ready()
             await print_projected_cost(session)
             modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,

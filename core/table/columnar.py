@@ -9,8 +9,10 @@ from typing import Any
 class Table:
     """An input table held by column; rows are produced one at a time as plain dicts (blank cells are None)."""
 
-    def __init__(self, columns: Sequence[str], column_values: Sequence[Sequence[Any]]):
+    def __init__(self, columns: Sequence[str], column_values: Sequence[Sequence[Any]],
+                 notes: Sequence[str] = ()):
         self.columns = list(columns)
+        self.notes = list(notes)  # the reader's one-line notes for the user (frame.Grid.notes)
         self._values = column_values
         self._len = len(column_values[0]) if column_values else 0
 
@@ -25,7 +27,7 @@ class Table:
             # Blank cells become None: a step sees "no value", never a float NaN.
             values.append([None if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else v
                            for v in series.tolist()])
-        return cls(columns, values)
+        return cls(columns, values, frame.attrs.get("notes", ()))
 
     @classmethod
     def from_records(cls, records: Sequence[Mapping[str, Any]]) -> Table:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
@@ -34,6 +34,9 @@ class Grid:
     rows: list[list[Any]]
     top: int = 0
     complete: bool = True  # False when reading stopped at a row limit
+    # One-line notes for the user about how the file was read ("line 12 is not valid UTF-8..."):
+    # they travel on the DataFrame as attrs["notes"], then on the Table, to the window and the CLI.
+    notes: list[str] = field(default_factory=list)
 
 
 class EmptySheet(Exception):
@@ -102,8 +105,15 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
     keep = range(left, right + 1)
     names = unique_names([header_text(header[i]) for i in keep])
     convert = parse_text_column if parse_text else (lambda v: v)
-    return pd.DataFrame({name: make_column(convert(columns[i])) for name, i in zip(names, keep, strict=True)},
-                        columns=names)
+    frame = pd.DataFrame({name: make_column(convert(columns[i])) for name, i in zip(names, keep, strict=True)},
+                         columns=names)
+    frame.attrs["notes"] = list(grid.notes)
+    return frame
+
+
+def notes_of(frame: pd.DataFrame) -> list[str]:
+    """The reader's notes for the user about `frame` (see Grid.notes)."""
+    return list(frame.attrs.get("notes", []))
 
 
 def _blank(value: Any) -> bool:

@@ -14,7 +14,8 @@ from batchgrid.core.util.errors import InputError
 
 from . import biff, excel, markup, sniff, textfile
 from . import password as passwords
-from .frame import MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, unique_names
+from .frame import (MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, notes_of,
+                    unique_names)
 
 HEADER_MARGIN = 100  # extra rows read under a row limit, for blank rows above the header
 
@@ -29,6 +30,7 @@ class Preview:
     frame: pd.DataFrame    # the first rows
     complete: bool         # True when `frame` is the whole table
     kind: str              # "xlsx", "xlsb", "xls", "ods", "csv", "parquet", "xml2003" (Excel 2003 XML) or "html"
+    notes: list[str]       # one-line notes on how the file was read (Grid.notes)
 
 
 def read_table(path, *, sheet: str | int | None = None, header_row: int | None = None,
@@ -63,7 +65,7 @@ def preview(path, *, sheet: str | int | None = None, header_row: int | None = No
     path = Path(path)
     sheets, chosen, frame, kind = _read(path, sheet, header_row, rows + 1, password)
     return Preview(sheets=sheets, sheet=chosen, columns=[str(c) for c in frame.columns],
-                   frame=frame.head(rows), complete=len(frame) <= rows, kind=kind)
+                   frame=frame.head(rows), complete=len(frame) <= rows, kind=kind, notes=notes_of(frame))
 
 
 def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> tuple[list[str], str, pd.DataFrame, str]:

@@ -49,6 +49,7 @@ STATUS_TEXT_BRUSH = {
     NOT_RUN: QBrush(QColor("#9aa3ad")),
 }
 ERROR_TEXT_BRUSH = QBrush(QColor("#b71c1c"))
+NOTE_TEXT_BRUSH = QBrush(QColor("#a35400"))  # a done row's warning: amber, readable on light and dark
 STATUSES = (ev.QUEUED, ev.RUNNING, ev.RETRYING, ev.DONE, ev.ERROR, ev.CANCELLED, NOT_RUN)
 
 RawRole = Qt.ItemDataRole.UserRole + 10  # the unformatted value (tests, copy)
@@ -217,9 +218,16 @@ class ResultsModel(QAbstractTableModel):
                 return STATUS_TEXT_BRUSH.get(self.status[row])
             if column == status_col + 1 and self.status[row] == ev.ERROR:
                 return ERROR_TEXT_BRUSH
+            if column == status_col + 2:
+                return NOTE_TEXT_BRUSH
             return None
         if role == Qt.ItemDataRole.DecorationRole:
-            return status_icon(self.status[row]) if column == status_col else None
+            if column != status_col:
+                return None
+            result = self.results[row]
+            if self.status[row] == ev.DONE and result is not None and result.note:
+                return status_icon(ev.RETRYING)  # done, with a warning to read (the note column)
+            return status_icon(self.status[row])
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.tooltip(row, column)
         if role == Qt.ItemDataRole.TextAlignmentRole:
@@ -239,6 +247,8 @@ class ResultsModel(QAbstractTableModel):
             return f"Row {row + 1} failed{where}:\n{kind}{result.error}"
         if self.status[row] == ev.RETRYING and row in self.notes:
             return self.notes[row]
+        if self.status[row] == ev.DONE and result is not None and result.note:
+            return f"Row {row + 1} finished with a warning:\n{result.note}"
         value = self.raw_value(row, column)
         if isinstance(value, str) and (len(value) > 60 or "\n" in value):
             return value[:4000]

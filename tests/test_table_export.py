@@ -52,10 +52,10 @@ def test_the_workbook_has_results_errors_and_run_sheets(tmp_path, results):
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
     assert header == ["id", "name", "score", "joined", "vip", "note", "summary", "tags",
-                      "status", "error", "failed step", "attempts", "latency (s)", "tokens", "cost"]
+                      "status", "error", "run note", "failed step", "attempts", "latency (s)", "tokens", "cost"]
     assert all(c.font.b for c in sheet[1])
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:O6"
+    assert sheet.auto_filter.ref == "A1:P6"
     assert sheet.max_row == 6
 
 
@@ -70,7 +70,7 @@ def test_results_keep_types_and_highlight_error_rows(tmp_path, results):
     assert row2[7].value == "[]"
     assert sheet["H2"].value == '["a", "b"]' and sheet["H5"].value == '{"k": 1}'  # lists and dicts as JSON
     assert failed[8].value == "error" and failed[9].value == "HTTP 400: the prompt is too long"
-    assert failed[10].value == "summarise"
+    assert failed[11].value == "summarise"
     for cell in failed:  # every cell of a failed row, blank or not, is filled
         assert cell.fill.fgColor.rgb.endswith("FFC7CE")
     assert not row2[0].fill.fgColor.rgb.endswith("FFC7CE")
@@ -166,7 +166,7 @@ def test_an_empty_run_exports_headers_only(tmp_path):
     rs = make_result_set([], [])
     book = openpyxl.load_workbook(export_results(rs, tmp_path / "empty.xlsx"))
     assert [c.value for c in book["Results"][1]][0] == "status" and book["Results"].max_row == 1
-    assert read_table(export_results(rs, tmp_path / "empty.csv")).shape == (0, 7)
+    assert read_table(export_results(rs, tmp_path / "empty.csv")).shape == (0, 8)
 
 
 def test_too_many_rows_for_excel_is_a_clear_error():

@@ -370,6 +370,9 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
                               "kept in the journal: run again with --resume to write them") from None
         except (BatchgridError, OSError) as exc:
             reason_line = one_line(exc) if isinstance(exc, BatchgridError) else f"{output}: {exc.strerror or exc}"
+            if session.journal_failure:  # neither the output nor the journal holds the rows
+                raise NotWritten(f"{reason_line}; and {session.journal_failure}: the {finished} finished rows "
+                                 "could not be saved anywhere") from None
             raise NotWritten(f"{reason_line}; the {finished} finished rows are kept in the journal: run again "
                              "with --resume (and an output you can write) to write them without running them again") \
                 from None
@@ -388,10 +391,6 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
         print(f"batchgrid: error: {session.journal_failure}; stopped: the finished rows are in "
               f"{output.name} (a --resume runs again those the journal could not keep)", file=sys.stderr)
         return EXIT_ROW_ERRORS
-    if session.journal_failure:  # the run stopped on it, or its last rows were not journalled
-        print(f"batchgrid: error: {session.journal_failure}; stopped: the finished rows are in "
-              f"{output.name} (a --resume runs again those the journal could not keep)", file=sys.stderr)
-        return EXIT_ROW_ERRORS
     done, failed = session.store.count(ev.DONE), session.store.count(ev.ERROR)
     return EXIT_ROW_ERRORS if failed or done + failed < len(session.store) else EXIT_OK
 
@@ -405,6 +404,9 @@ def summary(session, engine, output: Path) -> str:
             + f" of {len(store)} rows in {progress.elapsed:.1f} s")
     if progress.tokens_in or progress.tokens_out:
         line += f"; {progress.tokens_in + progress.tokens_out:,} tokens, ${progress.cost:.4f}"
+    warned = sum(1 for r in store.results if r is not None and r.status == ev.DONE and r.note)
+    if warned:  # done, but worth a look: an answer cut off at the token limit
+        line += f"; {warned} done with a warning (see the note column)"
     return f"{line} -> {output}"
 
 

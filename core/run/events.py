@@ -78,6 +78,13 @@ class RowResult:
     def tokens(self) -> int:
         return self.tokens_in + self.tokens_out
 
+    @property
+    def note(self) -> str:
+        """What the user should know about a row that finished (an answer cut off at the token
+        limit): its steps' warnings, each after its step's label."""
+        return "; ".join(f"{t.step}: {t.details['warning']}" for t in self.trace
+                         if t.details and t.details.get("warning"))
+
 
 @dataclass(slots=True)
 class RunStarted:

@@ -113,8 +113,9 @@ def made_paid_call(result: ev.RowResult) -> bool:
 
 
 def keeps_trace(result: ev.RowResult) -> bool:
-    """Traces kept: every failed row's, and a sample of done rows'."""
-    return result.status != ev.DONE or result.index < TRACE_FIRST or result.index % TRACE_EVERY == 0
+    """Traces kept: every failed row's, every row's with a warning (its note), and a sample of done rows'."""
+    return (result.status != ev.DONE or result.index < TRACE_FIRST or result.index % TRACE_EVERY == 0
+            or bool(result.note))
 
 
 def default_journal_path() -> Path:

@@ -20,6 +20,7 @@ NOT_RUN = "not run"
 RUN_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("status", lambda r: r.status),
     ("error", lambda r: r.error),
+    ("note", lambda r: r.note or None),  # a finished row's warnings ("LLM: the answer was cut off ...")
     ("failed step", lambda r: r.failed_step),
     ("attempts", lambda r: r.attempts),
     ("latency (s)", lambda r: round(r.latency, 3)),

@@ -113,3 +113,19 @@ async def test_a_retry_after_above_the_cap_pauses_the_run_in_the_servers_words(m
     assert event.reason == ("provider 'test' is rate limiting (HTTP 429: Rate limit reached. Please try again "
                             "later.): the server asks to wait 1 hour")
     assert run.statuses() == ["done"] * 3
+
+
+async def test_once_the_pace_is_learnt_meeting_the_limit_again_holds_only_the_refused_row():
+    from batchgrid.core.providers.limiter import ProviderLimiter
+
+    limiter = ProviderLimiter(ceiling=20)
+    for _ in range(40):  # 40 requests went through, then the limit: 429s are the rule now
+        sent = await limiter.enter(0)
+        limiter.leave(True, sent)
+    for _ in range(32):  # refused, one after another (each sent after the previous answer)
+        limiter.rate_limited(2.0, time.monotonic())
+    assert limiter.pace is not None and limiter.blocked_until > time.monotonic() + 1  # first limit: all wait
+    limiter.blocked_until = 0.0  # (its Retry-After has passed)
+    limiter.rate_limited(2.0, time.monotonic())  # met again: the pace grew past the limit
+    assert limiter.blocked_until == 0.0  # only that row waits its Retry-After; the pace is set again
+    assert limiter.pace is not None

@@ -29,7 +29,7 @@ import time
 from collections import deque
 
 RECENT = 32          # answers the limiter remembers to tell a rate limit from scattered 429s
-PACE_SHARE = 0.95    # of the rate the server was seen to let through
+PACE_SHARE = 0.98    # of the rate the server was seen to let through
 PACE_RAISE = 1.03    # the pace grows by this after every window without a 429
 FIRST_RAISE = 1.10   # ... and by this until a second limit met confirms it (the first guess of
                      # the window is long by up to a second when Retry-After is in whole seconds)
@@ -146,7 +146,11 @@ class ProviderLimiter:
             return
         if self.pace is None and sum(self.recent) * 2 < len(self.recent):
             return
-        self.blocked_until = max(self.blocked_until, now + wait)
+        if self.pace is None:  # the first limit met: hold everyone, the pace is not known yet
+            self.blocked_until = max(self.blocked_until, now + wait)
+        # Once a pace is known, meeting the limit again means the pace grew a little past it:
+        # set it again from the latest window and let only the refused row wait. Holding every
+        # row for a Retry-After rounded up to whole seconds would idle a short window's budget.
         self.window = max(1.0, self.window / 2)
         self._last_cut = now
         self._learn_pace(started_at or now, wait)

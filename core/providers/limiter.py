@@ -13,10 +13,11 @@
   request waits until the server's Retry-After has passed, and the limiter learns the rate
   the server lets through, from the requests that succeeded in its window (the time from the
   first request to the Retry-After's end, measured at the first limit met) and from then on
-  sends at 95% of it, one request at a time, so that a long run stays just under the limit
+  sends at 98% of it, one request at a time, so that a long run stays just under the limit
   instead of bursting into it again at the start of every window. The pace grows 10% after each
-  window without a 429 until the limit is met again, 3% from then on; once it is learnt, every 429 that is news sets it again from what went
-  through in the latest window.
+  window without a 429 until the limit is met again, 3% from then on; once it is learnt, every
+  429 that is news sets it again from what went through in the latest window, and only the
+  refused row waits (the first limit met holds every row: the pace is not known yet).
 
 The engine drives it through `RowContext.call(make_call, limiter=gate)`: a `CallGate`
 (one per call, carrying that call's token estimate) offers `acquire()` and `rate_limited(wait)`.

@@ -2,8 +2,11 @@
 
 calamine gives cached formula values, rich text as plain text, dates in both the 1900 and
 1904 systems, and guards against allocation traps (a cell limit). On top of it we fill
-merged ranges with their top-left value (what the eye sees in Excel) and, for xlsx, put
-the error text (#N/A...) back where python-calamine leaves a blank.
+merged ranges with their top-left value (what the eye sees in Excel) and, for xlsx, give
+what Excel shows where python-calamine does not (`_look_again`): error text (#N/A...) where it
+leaves a blank, a blank and a note for formulas without a saved result, zero-padded codes,
+percentages, durations and day-0 dates through their number format (`numfmt`); in every
+format, whole numbers beyond 2**53 as the integer text Excel shows.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import contextlib
 import io
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import python_calamine as pc
 from batchgrid.core.util.errors import InputError
 
-from . import biff, xlsx_zip
+from . import biff, numfmt, xlsx_zip
 from .frame import Grid
 from .sniff import ODS, XLS, XLSB, XLSX, password_protected
 
@@ -94,14 +98,15 @@ def _load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None,
     head = _head(path, kind, max_rows, package, data)
     with _open(path, kind, head) as wb, _zip(path, head, package) as z:
         names = _table_sheets(wb)
+        formats = _formats(z, package)
         if sheet is None:
             for name in _default_order(wb, names):
-                grid = _grid(path, kind, wb, name, max_rows, z, package)
+                grid = _grid(path, kind, wb, name, max_rows, z, package, formats)
                 if any(v != "" for row in grid.rows for v in row):
                     return names, name, grid
             raise InputError(f"{path.name} has no data: every sheet is empty")
         name = _resolve(path, names, sheet)
-        return names, name, _grid(path, kind, wb, name, max_rows, z, package)
+        return names, name, _grid(path, kind, wb, name, max_rows, z, package, formats)
 
 
 def _zip(path: Path, head: bytes | None, package: xlsx_zip.Package | None):
@@ -200,14 +205,42 @@ def _resolve(path: Path, names: list[str], sheet: str | int) -> str:
     raise InputError(f"sheet {str(sheet)!r} not found in {path.name}; sheets are: {listing}")
 
 
+@dataclass
+class _Formats:
+    """An xlsx's number formats that make Excel show something else than the stored number."""
+
+    codes: list[str]                   # by cell style index (a cell's s=)
+    kinds: dict[int, numfmt.Kind]      # style index -> what its format does, for those that matter
+    date1904: bool = False
+
+    def styles(self, *kinds: numfmt.Kind) -> set[int]:
+        return {s for s, k in self.kinds.items() if k in kinds}
+
+
+def _formats(z: zipfile.ZipFile | None, package: xlsx_zip.Package | None) -> _Formats:
+    if z is None or package is None or not package.styles:
+        return _Formats([], {})
+    try:
+        codes = xlsx_zip.cell_formats(z, package.styles)
+    except xlsx_zip.ZIP_ERRORS:
+        codes = []
+    kinds = {i: kind for i, code in enumerate(codes) if code and (kind := numfmt.classify(code))}
+    return _Formats(codes, kinds, package.date1904)
+
+
 def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: int | None,
-          z: zipfile.ZipFile | None, package: xlsx_zip.Package | None = None) -> Grid:
+          z: zipfile.ZipFile | None, package: xlsx_zip.Package | None = None,
+          formats: _Formats | None = None) -> Grid:
     member = package.members.get(name) if package and z else None
     if z is not None and member is not None:
         _check_extent(path, name, member, z)
+    formats = formats or _Formats([], {})
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Runs while calamine parses (calamine and zlib work without holding the GIL): no time added.
-        errors = pool.submit(xlsx_zip.error_cells, z, member) if z is not None and member else None
+        marks = pool.submit(xlsx_zip.scan_sheet, z, member,
+                            styles=formats.styles(numfmt.Kind.PERCENT, numfmt.Kind.PADDED, numfmt.Kind.DURATION),
+                            date_styles=formats.styles(numfmt.Kind.DATE),
+                            recalc=bool(package and package.recalc)) if z is not None and member else None
         try:
             sheet = wb.get_sheet_by_name(name)
             start = sheet.start
@@ -217,12 +250,16 @@ def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: i
             raise
         except BaseException as exc:
             raise _input_error(path, kind, exc, sheet=name) from None
-        error_cells = errors.result() if errors else {}
+        found = marks.result() if marks else None
     top, left = start or (0, 0)
-    _fill_merged(rows, top, left, merged)
-    _put_errors(rows, top, left, error_cells)
     complete = max_rows is None or len(rows) < max_rows
-    return Grid(rows=rows, top=top, complete=complete)
+    notes: list[str] = []
+    if found is not None:
+        notes = _look_again(rows, top, left, found, formats, complete)
+    else:
+        _big_numbers(rows)
+    _fill_merged(rows, top, left, merged)
+    return Grid(rows=rows, top=top, complete=complete, notes=notes)
 
 
 def _fill_merged(rows: list[list[Any]], top: int, left: int, merged) -> None:
@@ -242,11 +279,65 @@ def _fill_merged(rows: list[list[Any]], top: int, left: int, merged) -> None:
                     row[c] = value
 
 
-def _put_errors(rows: list[list[Any]], top: int, left: int, errors: dict[tuple[int, int], str]) -> None:
-    for (r, c), text in errors.items():
-        r, c = r - top, c - left
-        if 0 <= r < len(rows) and 0 <= c < len(rows[r]) and rows[r][c] == "":
-            rows[r][c] = text
+def _look_again(rows: list[list[Any]], top: int, left: int, marks: xlsx_zip.Marks, formats: _Formats,
+                complete: bool) -> list[str]:
+    """Put what Excel shows where calamine's value differs (see the module's docstring); the notes
+    for the user: one per column of formulas without a saved result."""
+    height = len(rows)
+
+    def put(position: tuple[int, int], value: Any, only_over: tuple[Any, ...] | None = None) -> None:
+        r, c = position[0] - top, position[1] - left
+        if 0 <= r < height and 0 <= c < len(rows[r]) and (only_over is None or rows[r][c] in only_over):
+            rows[r][c] = value
+
+    for position, text in marks.errors.items():
+        put(position, text, ("",))
+    for position, raw in marks.big.items():
+        with contextlib.suppress(ValueError):
+            if (digits := numfmt.big_integer(float(raw))) is not None:
+                put(position, digits)
+    for position, (style, raw) in marks.styled.items():
+        kind = formats.kinds.get(style)
+        try:
+            number = float(raw)
+        except ValueError:
+            continue
+        code = formats.codes[style]
+        if kind is numfmt.Kind.PERCENT:
+            put(position, numfmt.percent(number, code))
+        elif kind is numfmt.Kind.PADDED and abs(number) < numfmt.MAX_EXACT_FLOAT_INT:
+            put(position, numfmt.padded(number, code))
+        elif kind is numfmt.Kind.DURATION:
+            put(position, numfmt.duration(number, code))
+        elif kind is numfmt.Kind.DATE and number < 1:
+            put(position, numfmt.date(number, code, formats.date1904))
+    per_column: dict[int, int] = {}
+    for position in marks.no_result:
+        r = position[0] - top
+        if complete or r < height:
+            put(position, "", (0, 0.0, ""))  # XlsxWriter's placeholder 0 is not the formula's value
+            per_column[position[1]] = per_column.get(position[1], 0) + 1
+    return [_no_result_note(rows, left, column, count) for column, count in sorted(per_column.items())]
+
+
+def _no_result_note(rows: list[list[Any]], left: int, column: int, count: int) -> str:
+    """'column total: 12 formulas have no saved result; ...', named by the header a reader
+    would see (the first non-blank row), else by the column's letter."""
+    first = next((row for row in rows if any(v != "" for v in row)), [])
+    c = column - left
+    header = first[c] if 0 <= c < len(first) else ""
+    name = " ".join(header.split()) if isinstance(header, str) and header.strip() else xlsx_zip.cell_name(0, column)[:-1]
+    formulas = "1 formula has" if count == 1 else f"{count:,} formulas have"
+    return (f"column {name}: {formulas} no saved result; open and save the file in Excel so they are computed")
+
+
+def _big_numbers(rows: list[list[Any]]) -> None:
+    """Whole numbers beyond 2**53 as the integer text Excel shows (formats without an XML scan)."""
+    limit = numfmt.MAX_EXACT_FLOAT_INT
+    for row in rows:
+        for i, value in enumerate(row):
+            if type(value) is float and abs(value) >= limit and (text := numfmt.big_integer(value)) is not None:
+                row[i] = text
 
 
 def _input_error(path: Path, kind: str, exc: BaseException, sheet: str | None = None) -> InputError:

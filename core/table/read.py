@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from batchgrid.core.util.errors import InputError
 
-from . import biff, excel, markup, sniff, textfile
+from . import biff, excel, markup, sniff, textfile, textnotes
 from . import password as passwords
 from .frame import (MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, notes_of,
                     unique_names)
@@ -99,6 +99,8 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
     except HeaderBeyondData as exc:
         raise InputError(f"header row {header_row} is below the last row with data "
                          f"(row {exc.last_row}) in {path.name}") from None
+    if kind == sniff.CSV:
+        frame.attrs["notes"] += textnotes.table_notes(grid, frame, header_row)
     return sheets, chosen, frame, kind
 
 

@@ -1,8 +1,10 @@
 """Looking inside an xlsx (a zip of XML parts) for what calamine does not give us.
 
-- `error_cells`: python-calamine turns error cells (#N/A, #DIV/0!) into blanks; Excel
-  shows the error text, so we find those cells in the sheet's XML ourselves. The XML is
-  streamed and only rows that contain an error cell are searched with a regex.
+- `scan_sheet`: python-calamine turns error cells (#N/A, #DIV/0!) into blanks, reads a
+  formula without a saved result as blank (or XlsxWriter's placeholder 0) and a cell's number
+  as stored, not as its format shows it; we find those cells in the sheet's XML ourselves
+  (`cell_formats` reads the number formats). The XML is streamed and each pattern runs only
+  over rows that may hold its cells.
 - `head_copy`: calamine always parses a whole sheet, so a preview of a million-row sheet
   would take seconds. A copy of the workbook whose big sheets are cut after their first
   rows (and without pictures and other parts calamine ignores) parses in milliseconds.
@@ -16,9 +18,11 @@ import posixpath
 import re
 import zipfile
 import zlib
+from collections.abc import Set
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 from xml.etree import ElementTree
 
 CHUNK = 1 << 20
@@ -56,6 +60,9 @@ class Package:
     sizes: dict[str, int] = field(default_factory=dict)  # member -> declared unzipped size
     shared_strings: str | None = None
     utf16_parts: set[str] = field(default_factory=set)   # XML parts in UTF-16, which calamine reads as empty
+    styles: str | None = None                            # the styles part (number formats)
+    date1904: bool = False                               # dates count from 1904 (old Mac Excel)
+    recalc: bool = False  # calcPr fullCalcOnLoad: the writer left formulas for Excel to compute (openpyxl, XlsxWriter)
 
 
 def inspect(source: Path | BinaryIO) -> Package:
@@ -64,14 +71,21 @@ def inspect(source: Path | BinaryIO) -> Package:
         main, rels = _workbook_rels(z)
         by_path = _members_by_path(z)
         members, macros = {}, set()
+        date1904 = recalc = False
         for el in ElementTree.fromstring(z.read(by_path[main.lower()])).iter():
-            if _local(el.tag) == "sheet":
+            tag = _local(el.tag)
+            if tag == "sheet":
                 rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
                 kind, path = rels.get(rid or "", ("", ""))
                 if kind.endswith(_MACRO_TYPES):
                     macros.add(el.get("name", ""))
                 elif path.lower() in by_path:
                     members[el.get("name", "")] = by_path[path.lower()]
+            elif tag == "workbookPr":
+                date1904 = el.get("date1904", "").lower() in ("1", "true")
+            elif tag == "calcPr":
+                recalc = el.get("fullCalcOnLoad", "").lower() in ("1", "true")
+        styles = by_path.get(next((p for t, p in rels.values() if t.endswith("/styles")), "").lower())
         strings = by_path.get(next((p for t, p in rels.values() if t.endswith("/sharedStrings")), "").lower())
         utf16: set[str] = set()
         # A writer that uses UTF-16 does so for every part: the workbook, strings and first sheet tell.
@@ -80,7 +94,38 @@ def inspect(source: Path | BinaryIO) -> Package:
             with z.open(member) as f:
                 if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
                     utf16.add(member)
-        return Package(members, macros, {i.filename: i.file_size for i in z.infolist()}, strings, utf16)
+        return Package(members, macros, {i.filename: i.file_size for i in z.infolist()}, strings, utf16, styles,
+                       date1904, recalc)
+
+
+STYLES_MAX_BYTES = 64 << 20  # a styles part beyond this is not read for number formats
+
+
+def cell_formats(source: Path | BinaryIO | zipfile.ZipFile, member: str) -> list[str]:
+    """The number format code of each cell style (a cell's s= indexes this list): custom codes
+    from <numFmts>, built-in ones by id ("" for those that need no care)."""
+    from .numfmt import BUILTIN
+
+    with opened(source) as z:
+        if z.getinfo(member).file_size > STYLES_MAX_BYTES:
+            return []
+        root = ElementTree.fromstring(z.read(member))
+    custom: dict[int, str] = {}
+    formats: list[str] = []
+    for el in root:
+        tag = _local(el.tag)
+        if tag == "numFmts":
+            for fmt in el:
+                with contextlib.suppress(ValueError):
+                    custom[int(fmt.get("numFmtId", ""))] = fmt.get("formatCode", "")
+        elif tag == "cellXfs":
+            for xf in el:
+                try:
+                    number = int(xf.get("numFmtId", "0"))
+                except ValueError:
+                    number = 0
+                formats.append(custom.get(number, BUILTIN.get(number, "")))
+    return formats
 
 
 def sheet_members(z: zipfile.ZipFile) -> dict[str, str]:
@@ -164,49 +209,239 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-# ---- error cells -----------------------------------------------------------------------
+# ---- what the sheet's XML says that calamine does not ----------------------------------
 
-def error_cells(source: Path | BinaryIO | zipfile.ZipFile, member: str) -> dict[tuple[int, int], str]:
-    """(row, column) 0-based -> the error text Excel shows, for every error cell of the sheet
-    whose XML is zip member `member`.
+Position = tuple[int, int]  # (row, column), 0-based
 
-    Best effort: a file calamine cannot read either gives {} and calamine's error is reported.
+
+@dataclass
+class Marks:
+    """Cells of one sheet that calamine reads differently from what Excel shows."""
+
+    errors: dict[Position, str] = field(default_factory=dict)   # error cells: their text (#N/A)
+    no_result: list[Position] = field(default_factory=list)     # formulas without a saved result
+    styled: dict[Position, tuple[int, str]] = field(default_factory=dict)  # style index, raw number
+    big: dict[Position, str] = field(default_factory=dict)      # raw text of numbers beyond 2**53
+
+
+_ROW_OPEN = re.compile(rb"<" + _NAME + rb"row\b([^>]*)>")
+_ROW_CLOSE = re.compile(rb"</" + _NAME + rb"row>")
+_ANY_CELL_OPEN = re.compile(rb"<" + _NAME + rb"c\b([^>]*)>")
+_ROW_NUMBER = re.compile(rb"\br=[\"']([0-9]{1,7})[\"']")
+_TYPE = re.compile(rb"\st=[\"']([A-Za-z]*)[\"']")
+_FORMULA = rb"<" + _NAME + rb"f\b[^>]*?(?:/>|>[^<]*</" + _NAME + rb"f>)"
+# A formula cell whose value is missing or empty (openpyxl, pandas), or 0 (XlsxWriter's placeholder).
+NO_RESULT = re.compile(rb"<" + _NAME + rb"c\b([^>]*?)(?<!/)>\s*" + _FORMULA + rb"\s*(?:<" + _NAME + rb"v\s*/>|<"
+                       + _NAME + rb"v>\s*(0?)\s*</" + _NAME + rb"v>)?\s*</" + _NAME + rb"c>")
+BIG_VALUE = re.compile(rb"<" + _NAME + rb"v>\s*(-?(?:[0-9]{16,}(?:\.0*)?|[0-9](?:\.[0-9]*)?[eE]\+?(?:1[5-9]|2[01])))\s*</")
+_NUMERIC = (None, b"n")
+
+
+_Patterns = tuple[re.Pattern, re.Pattern]
+
+
+def _styled_pattern(styles: Set[int]) -> _Patterns | None:
+    """(the style attribute of cells with one of `styles` (s="3"), whole such cells as Excel,
+    openpyxl and XlsxWriter write them: r= then s=, a plain value, matched at C speed)."""
+    if not styles:
+        return None
+    ids = b"|".join(str(s).encode() for s in sorted(styles))
+    return (re.compile(rb"\ss=[\"'](?:" + ids + rb")[\"']"),
+            re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,7})" s="(' + ids + rb')"(?: t="n")?>(?:<f>[^<]*</f>)?<v>([^<]*)</v>'))
+
+
+# Each check below is a pass over the chunk at memory speed, but one that holds the GIL while
+# calamine builds its rows: few passes per chunk; the regexes run only over chunks that may hold
+# their cells. Most checks look at the chunk translated: digits as 0, E as e, ' as ", + dropped.
+_HINTS = bytes.maketrans(b"0123456789E'", b"0000000000e\"")
+
+
+def _may_hold_big(hinted: bytes) -> bool:
+    """A number of 16 digits or more, or written with an exponent (1.2e+17, 1.2E17)."""
+    return b"0e0" in hinted or b"0" * 16 in hinted
+
+
+def scan_sheet(source: Path | BinaryIO | zipfile.ZipFile, member: str, *, styles: Set[int] = frozenset(),
+               date_styles: Set[int] = frozenset(), recalc: bool = False) -> Marks:
+    """The marks of the sheet whose XML is zip member `member`: error cells, formulas without a
+    result (`recalc`: the workbook asks to be recalculated on opening, so a cached 0 is XlsxWriter's
+    placeholder), cells with a number format in `styles` (all) or `date_styles` (values below 1)
+    and numbers beyond 2**53.
+
+    Streamed by whole rows; each pattern runs (at C speed) only over rows that may hold its cells.
+    Best effort: a part that cannot be read gives what was found so far (calamine reports the damage).
     """
+    scan = _Scanner(_styled_pattern(styles), _styled_pattern(date_styles), recalc)
     try:
         with opened(source) as z, z.open(member) as f:
-            return _scan_errors(f)
+            pending = b""
+            while chunk := f.read(CHUNK):
+                pending += chunk
+                cut = _after_last_row(pending)
+                if cut < 0:
+                    if len(pending) <= MAX_PENDING:
+                        continue
+                    cut = len(pending)  # an enormous row: search it in pieces
+                scan.search(pending[:cut])
+                pending = pending[cut:]
+            scan.search(pending)
     except ZIP_ERRORS:
-        return {}
+        pass
+    return scan.marks
 
 
-def _scan_errors(f: IO[bytes]) -> dict[tuple[int, int], str]:
-    found: dict[tuple[int, int], str] = {}
-    pending = b""
-    while chunk := f.read(CHUNK):
-        pending += chunk
-        cut = pending.rfind(b"row>") + 4  # search whole rows: a cell never spans two rows
-        if cut < 4:
-            if len(pending) <= MAX_PENDING:
+def error_cells(source: Path | BinaryIO | zipfile.ZipFile, member: str) -> dict[Position, str]:
+    """(row, column) 0-based -> the error text Excel shows (#N/A), for every error cell of the sheet."""
+    return scan_sheet(source, member).errors
+
+
+def _after_last_row(xml: bytes) -> int:
+    """The offset just after the last closing row tag (-1: none): cells never span two rows."""
+    end = len(xml)
+    while (at := xml.rfind(b"row>", 0, end)) >= 0:
+        start = xml.rfind(b"<", 0, at)
+        if start >= 0 and _ROW_CLOSE.match(xml, start):
+            return at + 4
+        end = at
+    return -1
+
+
+class _Scanner:
+    def __init__(self, styled: _Patterns | None, dated: _Patterns | None, recalc: bool):
+        self.styled, self.dated, self.recalc = styled, dated, recalc
+        self.marks = Marks()
+        self.next_row = 0  # the index of the row after the last one searched (rows without r=)
+        self._xml = b""
+        self._rows: list[tuple[int, int, int]] | None = None  # this chunk's (start, end of tag, index)
+
+    def search(self, xml: bytes) -> None:
+        self._xml, self._rows = xml, None
+        marks = self.marks
+        hinted = xml.translate(_HINTS, b"+")
+        if b't="e"' in hinted:
+            for m in ERROR_CELL.finditer(xml):
+                value = VALUE.search(m.group(3))
+                where = self._position(m.start(), m.group(1) + b" " + m.group(2))
+                if value is not None and where is not None:
+                    marks.errors[where] = value.group(1).decode("utf-8", "replace")
+        if b"<f" in hinted or b":f" in hinted:
+            for m in NO_RESULT.finditer(xml):
+                attrs, zero = m.group(1), m.group(2)
+                kind = _cell_type(attrs)
+                if zero and not (self.recalc and kind in _NUMERIC):
+                    continue  # a real 0
+                if zero is not None and not zero and kind not in _NUMERIC:
+                    continue  # an empty text result ("" from IF): a real value
+                if (where := self._position(m.start(), attrs)) is not None:
+                    marks.no_result.append(where)
+        self._styled(xml, self.styled, small=False)
+        if self.dated is not None and (b"v>0" in xml or b"v>-" in xml):
+            self._styled(xml, self.dated, small=True)
+        if _may_hold_big(hinted):
+            for m in BIG_VALUE.finditer(xml):
+                cell = _cell_before(xml, m.start())
+                if cell is not None and _cell_type(cell.group(1)) in _NUMERIC:
+                    if (where := self._position(cell.start(), cell.group(1))) is not None:
+                        marks.big[where] = m.group(1).decode("ascii")
+        self._advance(xml)
+
+    def _styled(self, xml: bytes, patterns: _Patterns | None, small: bool) -> None:
+        """Cells whose style is in `patterns` (`small`: only values below 1): style index, raw value."""
+        if patterns is None:
+            return
+        attribute, cell_pattern = patterns
+        found = self.marks.styled
+        common = 0
+        for letters, digits, style, raw in cell_pattern.findall(xml):
+            common += 1
+            if small and not (raw[:1] == b"-" or raw[:2] in (b"0", b"0.") or b"e-" in raw.lower()):
                 continue
-            cut = len(pending)  # an enormous row: search it in pieces
-        _search_errors(pending[:cut], found)
-        pending = pending[cut:]
-    _search_errors(pending, found)
-    return found
+            found[(int(digits) - 1, _column_index(letters))] = (int(style), raw.decode("ascii", "replace"))
+        if common and len(attribute.findall(xml)) == common:
+            return  # every such cell was in the common form
+        for m in attribute.finditer(xml):
+            cell = _cell_before(xml, m.start())
+            if cell is None or cell.group(1).endswith(b"/") or _cell_type(cell.group(1)) not in _NUMERIC:
+                continue
+            close = xml.find(b"c>", cell.end())
+            value = VALUE.search(xml, cell.end(), close if close >= 0 else len(xml))
+            if value is None:
+                continue
+            raw = value.group(1).strip()
+            if small and not (raw[:1] == b"-" or raw[:2] in (b"0", b"0.") or b"e-" in raw.lower()):
+                continue
+            style = _STYLE.search(cell.group(1))
+            if raw and style and (where := self._position(cell.start(), cell.group(1))) is not None:
+                found[where] = (int(style.group(1)), raw.decode("ascii", "replace"))
+
+    def _position(self, cell_start: int, attrs: bytes) -> Position | None:
+        ref = CELL_REF.search(attrs)
+        if ref is not None:
+            letters, digits = ref.groups()
+            return int(digits) - 1, _column_index(letters)
+        # No r= (some writers leave positions implicit): count the rows and the cells before it.
+        rows = self._row_starts()
+        row = next((r for r in reversed(rows) if r[0] < cell_start), None)
+        if row is None:
+            return None
+        column = -1
+        for cell in _ANY_CELL_OPEN.finditer(self._xml, row[1], cell_start):  # the cells before it
+            ref = CELL_REF.search(cell.group(1))
+            column = _column_index(ref.group(1)) if ref else column + 1
+        return row[2], column + 1
+
+    def _row_starts(self) -> list[tuple[int, int, int]]:
+        if self._rows is None:
+            index, self._rows = self.next_row - 1, []
+            for m in _ROW_OPEN.finditer(self._xml):
+                number = _ROW_NUMBER.search(m.group(1))
+                index = int(number.group(1)) - 1 if number else index + 1
+                self._rows.append((m.start(), m.end(), index))
+        return self._rows
+
+    def _advance(self, xml: bytes) -> None:
+        """The row index after this chunk: the last row's number, else the rows counted."""
+        end = len(xml)
+        while (at := xml.rfind(b"row", 0, end)) >= 0:
+            start = xml.rfind(b"<", 0, at)
+            if start >= 0 and (last := _ROW_OPEN.match(xml, start)) is not None and last.end() > at:
+                if number := _ROW_NUMBER.search(last.group(1)):
+                    self.next_row = int(number.group(1))
+                else:
+                    self.next_row = self._row_starts()[-1][2] + 1
+                return
+            end = start if start >= 0 else at
 
 
-def _search_errors(xml: bytes, found: dict[tuple[int, int], str]) -> None:
-    if b't="e"' not in xml and b"t='e'" not in xml:
-        return
-    for m in ERROR_CELL.finditer(xml):
-        ref = CELL_REF.search(m.group(1) + b" " + m.group(2))
-        value = VALUE.search(m.group(3))
-        if ref is None or value is None:  # no r= attribute: the position is implicit; leave it blank
-            continue
-        letters, digits = ref.groups()
-        found[(int(digits) - 1, _column_index(letters))] = value.group(1).decode("utf-8", "replace")
+_STYLE = re.compile(rb"\ss=[\"']([0-9]+)[\"']")
 
 
+def _cell_type(attrs: bytes) -> bytes | None:
+    found = _TYPE.search(attrs)
+    return found.group(1) if found else None
+
+
+def _value(inner: bytes) -> bytes | None:
+    found = VALUE.search(inner)
+    return found.group(1) if found else None
+
+
+def _cell_before(xml: bytes, pos: int) -> re.Match | None:
+    """The opening tag of the cell that holds offset `pos` (a few tags back at most)."""
+    end = pos
+    for _ in range(8):
+        start = xml.rfind(b"<", 0, end)
+        if start < 0:
+            return None
+        if cell := _ANY_CELL_OPEN.match(xml, start):
+            return cell
+        if _ROW_OPEN.match(xml, start):
+            return None
+        end = start
+    return None
+
+
+@lru_cache(maxsize=4096)
 def _column_index(letters: bytes) -> int:
     index = 0
     for ch in letters:

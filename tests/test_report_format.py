@@ -174,3 +174,15 @@ def test_flat_exports_take_the_order_too(tmp_path, fmt):
     rs = realistic_run(10, failures=2)
     back = read_table(export_results(rs, tmp_path / f"shown.{fmt}", rows=[5, 2]))
     assert isinstance(back, pd.DataFrame) and back["id"].tolist() == [6, 3]
+
+
+def test_a_percentage_read_from_a_workbook_is_exported_as_a_number_shown_as_a_percentage(tmp_path):
+    from batchgrid.core.table.numfmt import percent
+
+    rates = [percent(0.256, "0.0%"), percent(0.5, "0%")]
+    rs = make_result_set([{"rate": r} for r in rates], [{"out": "a"}, {"out": "b"}])
+    sheet = openpyxl.load_workbook(export_results(rs, tmp_path / "pct.xlsx"))["Results"]
+    cells = [sheet.cell(row=i, column=1) for i in (2, 3)]
+    assert [c.value for c in cells] == [0.256, 0.5]
+    assert [c.data_type for c in cells] == ["n", "n"]
+    assert [c.number_format for c in cells] == ["0.0%", "0%"]

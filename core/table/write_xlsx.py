@@ -37,6 +37,7 @@ from xlsxwriter.format import Format
 
 from .atomic import ExportError, atomic_path
 from .cells import ForcedText, excel_value
+from .numfmt import ShownNumber
 
 SAMPLE_ROWS = 1000            # rows measured for column widths and kinds
 MIN_WIDTH, MAX_WIDTH = 6, 60  # column widths, in characters
@@ -73,6 +74,12 @@ RUN_ITEM_KINDS = {"cost": COST, "elapsed (s)": SECONDS, "rows": COUNT, "tokens i
 Progress = Callable[[int, int], None]
 
 
+def percent_format(shown: str) -> str:
+    """The number format that shows a percentage as `shown` does ("25.6%" -> "0.0%")."""
+    decimals = len(shown.rstrip("%").partition(".")[2])
+    return "0." + "0" * decimals + "%" if decimals else "0%"
+
+
 class Report:
     """One XlsxWriter workbook and its formats (made once each, by their properties)."""
 
@@ -97,6 +104,8 @@ class Report:
                 props.update(ERROR)
             if kind in NUMBER_FORMATS:
                 props["num_format"] = NUMBER_FORMATS[kind]
+            elif kind.endswith("%"):  # a percentage read from a workbook: its own format ("0.0%")
+                props["num_format"] = kind
             if left:
                 props["align"] = "left"
             if kind == WRAP:
@@ -188,6 +197,9 @@ class TableSheet:
         """One cell, by the type excel_value gives it; never write(), which would make formulas.
         `filled`: a header, section or error row, whose blank cells carry the fill too."""
         ws = self.ws
+        if type(value) is ShownNumber:  # a percentage as the input showed it: the number, formatted so
+            ws.write_number(r, c, float(value), self.report.variant(fmt, kind=percent_format(value.text)))
+            return
         value = excel_value(value)
         kind = type(value)
         if kind is str:

@@ -1,7 +1,8 @@
 """Provider profiles: the pipeline's `providers` section, checked, resolved, and given a key.
 
 A profile names where the key lives (an environment variable or an OS keyring entry),
-never the key itself:
+never the key itself (a key typed in the window's Settings "for this session only" is found by
+the profile's name, before either: keys.py):
 
     "providers": {
       "local": {"preset": "ollama", "model": "llama3.1"},
@@ -35,6 +36,7 @@ from batchgrid.core.util import secrets
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import StepError
 
+from .keys import session_key
 from .presets import DEFAULT_AZURE_API_VERSION, PRESETS, Preset
 
 DEFAULT_PROVIDER = "openai"
@@ -84,6 +86,7 @@ class Profile:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     models_from_server: tuple[str, ...] = ()  # "model", "embedding_model": defaults to ask the server for
     model_problem: str | None = None          # why there is no model (the server serves several)
+    key_from: str = ""  # where a key the caller gave came from, in words (Test connection: "the key typed above")
 
     @property
     def is_azure(self) -> bool:
@@ -107,6 +110,10 @@ class Profile:
 
     def key_source(self) -> str:
         """Where the key comes from, in words (never the key)."""
+        if self.key_from:
+            return self.key_from
+        if session_key(self.name):
+            return "the key typed in Settings for this session"
         if self.keyring_service:
             return f"the keyring entry {self.keyring_service}/{self.keyring_user or self.name}"
         return f"the environment variable {self.api_key_env}" if self.api_key_env else "no key"
@@ -225,9 +232,16 @@ def _is_loopback(url: str) -> bool:
 
 
 def api_key(profile: Profile, environ: Mapping[str, str] | None = None) -> str | None:
-    """The profile's key from the OS keyring or the environment; a StepError in words if it must
-    exist and does not. Blocking (a keyring may ask the desktop): call it off the event loop."""
+    """The profile's key given for this session, from the OS keyring or from the environment; a
+    StepError in words if it must exist and does not. Blocking (a keyring may ask the desktop): call it off the event loop."""
     environ = os.environ if environ is None else environ
+    # A key given for this session (typed in Settings: core/providers/keys.py) comes first. It was
+    # given for this very profile, just now, in this app; an environment variable is often shared by
+    # several profiles (OPENAI_API_KEY) and set long ago, and a keyring entry may be an older key:
+    # letting either win would silently ignore what the user just typed.
+    key = session_key(profile.name)
+    if key:
+        return key
     if profile.keyring_service:
         user = profile.keyring_user or profile.name
         key, why = _from_keyring(profile.keyring_service, user)

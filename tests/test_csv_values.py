@@ -4,6 +4,9 @@ comment lines, DOS end of file, numbers written as text, and a note for each thi
 from __future__ import annotations
 
 import codecs
+import json
+import subprocess
+import sys
 
 import pytest
 from batchgrid.core.table import preview, read_table, textfile
@@ -219,3 +222,21 @@ def test_header_only_and_blank_files(tmp_path):
     assert read_table(write(tmp_path, "h.csv", b"a;b;c\r\n")).columns.tolist() == ["a", "b", "c"]
     with pytest.raises(InputError, match=r"^blank.csv is empty$"):
         read_table(write(tmp_path, "blank.csv", b"\r\n\r\n\n"))
+
+
+# ---- the notes reach the user --------------------------------------------------------------
+
+def test_the_cli_prints_the_readers_notes(tmp_path):
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "город", "output": "city"}]}))
+    lines = ["имя;город\n"] + [f"Иван {i};Москва\n" for i in range(1, 41)]
+    lines[5] = 'Иван 5;"Москва\n'  # line 6: a quote that never closes
+    data = write(tmp_path, "люди.csv", "".join(lines).encode("cp1251"))
+    result = subprocess.run([sys.executable, "-m", "batchgrid.core.cli", "check", str(pipeline), str(data)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "40 rows" in result.stdout
+    assert result.stderr.splitlines() == [
+        "batchgrid: note: read as Cyrillic text (windows-1251); if letters look wrong, save the file as UTF-8",
+        "batchgrid: note: line 6 opens a quote that does not close (it ran to line 41); "
+        "its lines were read as rows of their own: check the quotes on line 6"]

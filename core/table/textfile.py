@@ -157,6 +157,7 @@ def _read_rows(open_table: Callable[[], IO[str]], layout: Layout,
             width = next((len(r) for r in rows if r), 0)
             if not any(_swallowed(row, width, delimiter) for start, end in several_lines for row in rows[start:end]):
                 return rows, []
+    rows.clear()  # read again below: not twice in memory
     with open_table() as f:
         return _careful_rows(f, delimiter, max_rows, layout.skip)
 

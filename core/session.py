@@ -47,6 +47,20 @@ class Sheet:
     names: list[str]          # every sheet of the workbook that can hold a table
     table: Table
     complete: bool            # False while only the first rows are read
+    header_row: int | None = None   # the header's sheet row as Excel shows it (0: none; None: a parquet file)
+    first_row: int | None = None    # the sheet row of table row 0 (table row i is sheet row first_row + i)
+    header_asked: int | None = None  # what it was read with: a row, 0, or None (found by itself)
+
+    def sheet_row(self, row: int) -> int | None:
+        """The sheet row (as Excel shows it) of table row `row` (0-based); None for a parquet file."""
+        return None if self.first_row is None else self.first_row + row
+
+
+def _read_whole(path: Path, sheet: str, limit: int | None, password: str | None,
+                header_row: int | None) -> tuple[Table, int | None, int | None]:
+    """The whole sheet read in a reader process: a Table, its header's sheet row and its first row's."""
+    frame = reader.read_table(path, sheet=sheet, limit=limit, password=password, header_row=header_row)
+    return Table.from_frame(frame), frame.attrs.get("header_row"), frame.attrs.get("first_row")
 
 
 class Session:
@@ -79,34 +93,49 @@ class Session:
 
     async def open_sheet(self, path: str | Path, sheet: str | None = None,
                          on_preview: Callable[[Sheet], None] | None = None, limit: int | None = None,
-                         password: str | None = None) -> Sheet | None:
+                         password: str | None = None, header_row: int | None = None) -> Sheet | None:
         """Read a sheet off the loop: its first rows at once (handed to `on_preview`), then all
         of it (or its first `limit` rows). None if another open_sheet started meanwhile.
+        `header_row`: the header's row as Excel shows it, 0 for none (columns column_1...); None
+        reads it as the pipeline's `header_row` setting says (unset: the first row below any title).
         The file is read in a reader process (`core/table/worker.py`): no file can crash or hang
         the app. `password` opens an encrypted workbook (it is not kept). Raises InputError
         (PasswordRequired / WrongPassword for an encrypted one) with one line for the user."""
         if self.running:
             raise BatchgridError("stop the run before opening another sheet")
         path = Path(path)
+        if header_row is None:
+            header_row = self.pipeline.settings.get("header_row")
         self._open_generation += 1
         generation = self._open_generation
         first = await asyncio.to_thread(reader.preview, path, sheet=sheet, rows=min(PREVIEW_ROWS, limit or PREVIEW_ROWS),
-                                        password=password)
+                                        password=password, header_row=header_row)
         if generation != self._open_generation:
             return None
-        shown = Sheet(path.resolve(), first.sheet, list(first.sheets), Table.from_frame(first.frame), first.complete)
+        shown = Sheet(path.resolve(), first.sheet, list(first.sheets), Table.from_frame(first.frame), first.complete,
+                      first.header_row, first.first_row, header_row)
         if not first.complete and limit is not None and limit <= PREVIEW_ROWS:
             first.complete = True  # the preview holds the rows asked for
         if not first.complete:
             if on_preview is not None:
                 self._set_sheet(shown)
                 on_preview(shown)
-            whole = await asyncio.to_thread(reader.read_rows, path, sheet=first.sheet, limit=limit, password=password)
+            table, header_at, first_row = await asyncio.to_thread(_read_whole, path, first.sheet, limit, password,
+                                                                  header_row)
             if generation != self._open_generation:
                 return None
-            shown = Sheet(shown.path, shown.name, shown.names, whole, True)
+            shown = Sheet(shown.path, shown.name, shown.names, table, True, header_at, first_row, header_row)
         self._set_sheet(shown)
         return shown
+
+    def header_differs(self) -> bool:
+        """The pipeline's `header_row` setting asks for another header than the open sheet was read
+        with: the front end opens the sheet again (a pipeline opened, the setting undone)."""
+        sheet = self.sheet
+        wanted = self.pipeline.settings.get("header_row")
+        if sheet is None or sheet.header_row is None or wanted == sheet.header_asked:
+            return False
+        return wanted != sheet.header_row  # a row chosen that was found by itself reads the same
 
     def _set_sheet(self, sheet: Sheet) -> None:
         self.sheet = sheet

@@ -13,6 +13,7 @@ import pytest
 
 from batchgrid.core.util.errors import InputError
 from batchgrid.core.table import list_sheets, preview, read_table
+from batchgrid.core.table.frame import notes_of
 from table_fixtures import CORPUS, big_xlsx, write_workbook
 
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
@@ -93,11 +94,15 @@ def test_formulas_give_their_cached_values(name, expected):
 
 
 @needs_corpus
-def test_the_header_is_the_first_non_empty_row_unless_chosen():
-    assert list(read_table(corpus("header-row.xlsx")).columns) == ["column_1", "column_2", "Note 1", "column_4"]
+def test_a_note_above_the_table_is_not_its_header_unless_chosen():
+    found = read_table(corpus("header-row.xlsx"))  # a lone "Note 1" in row 3, the table's header in row 9
+    assert list(found.columns) == ["Columns", "Column A", "Column B", "Column C"]
+    assert 'rows 3-8 look like a title: "Note 1"' in notes_of(found)[0]
     frame = read_table(corpus("header-row.xlsx"), header_row=9)  # the row number Excel shows
     assert list(frame.columns) == ["Columns", "Column A", "Column B", "Column C"]
     assert frame.iloc[0].tolist() == ["put data here", 1, 2, 3]
+    assert list(read_table(corpus("header-row.xlsx"), header_row=3).columns) == ["column_1", "column_2", "Note 1",
+                                                                                  "column_4"]
 
 
 @needs_corpus

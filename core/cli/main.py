@@ -39,6 +39,11 @@ EXIT_OK, EXIT_ROW_ERRORS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_NOT_WRITTEN, EXIT_
 MAX_CONCURRENCY = next(p.maximum for p in SETTINGS if p.name == "max_concurrency")  # one limit: file and flag
 
 
+HEADER_ROW_HELP = ("the sheet's row (as Excel numbers it) holding the column names; 0: no header row "
+                   "(columns column_1, column_2...) (default: the pipeline's header_row setting, else the first "
+                   "row below any title)")
+
+
 class CliError(Exception):
     """A one-line message for stderr and exit code 2."""
 
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sheet", help="sheet name in a workbook (default: the first non-empty sheet)")
     run.add_argument("--password-env", metavar="NAME", help="open a password-protected workbook with the password "
                      "in environment variable NAME")
+    run.add_argument("--header-row", type=whole_number, metavar="N", help=HEADER_ROW_HELP)
     run.add_argument("--max-concurrency", type=whole_number, metavar="N",
                      help=f"rows in flight and external calls at once, 1 to {MAX_CONCURRENCY} "
                      "(default: the pipeline's setting)")
@@ -101,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("input", metavar="INPUT", nargs="?")
     check.add_argument("--sheet")
     check.add_argument("--password-env", metavar="NAME")
+    check.add_argument("--header-row", type=whole_number, metavar="N", help=HEADER_ROW_HELP)
 
     sub.add_parser("steps", help="list every step type and its parameters (Markdown)")
     return parser
@@ -169,14 +176,23 @@ def check_input(input_path: str) -> Path:
     return path
 
 
+def check_header_row(value: int | None) -> None:
+    if value is not None and value < 0:
+        raise CliError("--header-row must be 0 (no header row) or the header's row number, 1 or more")
+
+
 def check_command(args) -> int:
+    check_header_row(args.header_row)
+    if args.header_row is not None and args.input is None:
+        raise CliError("--header-row needs an INPUT sheet to read")
     pipeline = load_pipeline(args.pipeline)
     rows = None
     if args.input is not None:
         from batchgrid.core.table import worker  # read in a reader process: no file can crash the CLI
         from batchgrid.core.table.password import password_from_env
 
-        rows = worker.read_rows(check_input(args.input), sheet=args.sheet,
+        header_row = args.header_row if args.header_row is not None else pipeline.settings.get("header_row")
+        rows = worker.read_rows(check_input(args.input), sheet=args.sheet, header_row=header_row,
                                 password=password_from_env(args.password_env))
         print_notes(rows)
         pipeline.validate(rows.columns)
@@ -201,6 +217,7 @@ def run_command(args) -> int:
             raise CliError(f"{flag} must be at least 1")
         if value is not None and most is not None and value > most:
             raise CliError(f"{flag} must be at most {most:g}")
+    check_header_row(args.header_row)
     pipeline = load_pipeline(args.pipeline)
     input_path = check_input(args.input)
     output = Path(args.output) if args.output else default_output(input_path)
@@ -341,7 +358,8 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
             from batchgrid.core.table.password import password_from_env
 
             sheet = await session.open_sheet(input_path, args.sheet, limit=args.limit,
-                                             password=password_from_env(args.password_env))
+                                             password=password_from_env(args.password_env),
+                                             header_row=args.header_row)  # None: the pipeline's setting
             print_notes(sheet.table if sheet else None)
             await session.check_ready()
             await print_projected_cost(session)

@@ -2,7 +2,7 @@
 
 A pipeline file is JSON:
 
-    {"version": 1, "name": "...", "settings": {"max_concurrency": 8},
+    {"version": 1, "name": "...", "settings": {"max_concurrency": 8, "header_row": 3},
      "providers": {...}, "steps": [{"type": "trim", "source": "review"}, ...]}
 """
 
@@ -57,6 +57,9 @@ SETTINGS: tuple[b.Param, ...] = (
             "restart) before it pauses.", minimum=1.0, maximum=86_400.0),
     b.Param("budget", b.FLOAT, None, "Pause the run when its projected cost would pass this many dollars.",
             minimum=0.0),
+    # How the sheet is read: the window's right-click ▸ Use as header sets it; the CLI's --header-row wins over it.
+    b.Param("header_row", b.INT, None, "The sheet's row (as Excel numbers it) that holds the column names; 0: no "
+            "header row (columns column_1, column_2...); unset: the first row below any title.", minimum=0),
 )
 
 _SECRET_KEYS = re.compile(r"^(api[_-]?key|apikey|password|passwd|secret|client[_-]?secret|access[_-]?token|token)$", re.I)

@@ -1,8 +1,12 @@
 """From a grid of cell values (rows of a sheet) to a DataFrame: header, names, column types.
 
 Every reader (Excel family, CSV) produces a `Grid`; the rules of what a table is are here once:
-- the header is the first non-empty row unless the caller names one (`header_row`, the
-  sheet's 1-based row number as Excel shows it; 0 means "no header row");
+- the header is the caller's `header_row` (the sheet's 1-based row number as Excel shows
+  it; 0 means "no header row"), else the first non-empty row, unless the rows above the
+  table are a title block (`title_rows`: a report's title, subtitle, date line over a
+  wider table): then the first row as wide as the table, and a note says so;
+- `attrs["header_row"]` is the header's sheet row (0: none), `attrs["first_row"]` the sheet
+  row of the first data row (table row i is sheet row first_row + i);
 - blank or repeated header cells get visible unique names (`column_3`, `name_2`);
 - leading/trailing empty columns and trailing empty rows are dropped; empty rows inside
   the table are kept, so row numbers still match the sheet;
@@ -67,11 +71,16 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
     first = next((i for i, row in enumerate(rows) if not _all_blank(row)), None)
     if first is None:
         raise EmptySheet()
+    notes = list(grid.notes)
     if header_row is None:
-        header, data_start = rows[first], first + 1
+        index = first + title_rows(rows, first)
+        if index > first:
+            notes.append(_title_note(rows, first, index, grid.top))
+        header, data_start, header_at = rows[index], index + 1, grid.top + index + 1
     elif header_row == 0:
-        header, data_start = [], first
+        header, data_start, header_at = [], first, 0
     else:
+        header_at = header_row
         index = header_row - 1 - grid.top
         if index >= len(rows) and grid.complete:
             raise HeaderBeyondData(grid.top + len(rows))
@@ -107,13 +116,79 @@ def frame_from_grid(grid: Grid, *, header_row: int | None = None, limit: int | N
     convert = parse_text_column if parse_text else (lambda v: v)
     frame = pd.DataFrame({name: make_column(convert(columns[i])) for name, i in zip(names, keep, strict=True)},
                          columns=names)
-    frame.attrs["notes"] = list(grid.notes)
+    frame.attrs["notes"] = notes
+    frame.attrs["header_row"] = header_at
+    frame.attrs["first_row"] = grid.top + data_start + 1
     return frame
 
 
 def notes_of(frame: pd.DataFrame) -> list[str]:
     """The reader's notes for the user about `frame` (see Grid.notes)."""
     return list(frame.attrs.get("notes", []))
+
+
+# ---- a title block above the table ----------------------------------------------------
+
+TITLE_SCAN = 60        # rows (non-empty) looked at to know how wide the table is
+MAX_TITLE_ROWS = 10    # a title, a subtitle, a date line, notes... more is not a title block
+
+
+def title_rows(rows: Sequence[Sequence[Any]], first: int) -> int:
+    """How many rows from `first` (blank ones included) are a title block over the table, 0 if none.
+
+    A title line names less than half of the table's columns: one cell (a title, "Notes:", a
+    date; a merged title, which the readers repeat across its cells, counts as one), or two
+    in a table of six or more ("Generated:" | a date). The
+    header is the first row that names more than half of them, so a header with a few blank
+    cells is still the header and a one-column sheet keeps its first row. The table's width
+    is the most cells any of the first TITLE_SCAN non-empty rows fills.
+    """
+    filled = []
+    for i in range(first, len(rows)):
+        count = _filled(rows[i])
+        if count:
+            filled.append((i, count))
+            if len(filled) == TITLE_SCAN:
+                break
+    width = max(count for _i, count in filled)
+    merged = False
+    for i, count in filled[:MAX_TITLE_ROWS + 1]:
+        if count > 1 and _one_value(rows[i]):
+            count, merged = 1, True  # a merged title, or a header repeating one name ("name", "name"...)
+        if 2 * count > width:
+            # Under what looks like a merged title there must be a header: distinct names.
+            return i - first if i > first and (not merged or _names(rows[i])) else 0
+        if not (count == 1 or (count == 2 and 3 * count <= width)):
+            return 0  # a row that is neither a title line nor the header: not a title block
+    return 0
+
+
+def _filled(row: Sequence[Any]) -> int:
+    return sum(1 for v in row if not (v is None or v == ""))
+
+
+def _names(row: Sequence[Any]) -> bool:
+    """Distinct text that is not numbers (a CSV's cells are all text): a row of column names."""
+    values = [v for v in row if not _blank(v)]
+    return (all(isinstance(v, str) and not _NUMBER.fullmatch(v.strip()) for v in values)
+            and len(set(values)) == len(values))
+
+
+_NUMBER = re.compile(r"[-+]?[0-9][0-9,]*(\.[0-9]*)?")
+
+
+def _one_value(row: Sequence[Any]) -> bool:
+    values = [v for v in row if not _blank(v)]
+    return all(type(v) is type(values[0]) and v == values[0] for v in values)
+
+
+def _title_note(rows: Sequence[Sequence[Any]], first: int, header: int, top: int) -> str:
+    title = next(header_text(v) for v in rows[first] if not _blank(v))
+    title = title if len(title) <= 60 else title[:57] + "..."
+    start, end = top + first + 1, top + header
+    above = f"row {start} looks" if start == end else f"rows {start}-{end} look"
+    return (f"the table's header is row {top + header + 1} ({above} like a title: \"{title}\"); to choose another, "
+            "right-click a row ▸ Use as header (or --header-row N)")
 
 
 def _blank(value: Any) -> bool:

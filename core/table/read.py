@@ -14,8 +14,16 @@ from batchgrid.core.util.errors import InputError
 
 from . import biff, excel, markup, sniff, textfile, textnotes
 from . import password as passwords
-from .frame import (MAX_COLUMNS, EmptySheet, HeaderBeyondData, TooWide, frame_from_grid, header_text, notes_of,
-                    unique_names)
+from .frame import (
+    MAX_COLUMNS,
+    EmptySheet,
+    HeaderBeyondData,
+    TooWide,
+    frame_from_grid,
+    header_text,
+    notes_of,
+    unique_names,
+)
 
 HEADER_MARGIN = 100  # extra rows read under a row limit, for blank rows above the header
 
@@ -31,6 +39,8 @@ class Preview:
     complete: bool         # True when `frame` is the whole table
     kind: str              # "xlsx", "xlsb", "xls", "ods", "csv", "parquet", "xml2003" (Excel 2003 XML) or "html"
     notes: list[str]       # one-line notes on how the file was read (Grid.notes)
+    header_row: int | None = None  # the header's sheet row (0: no header row; None: a parquet file's names)
+    first_row: int | None = None   # the sheet row of the first data row (frame row i is sheet row first_row + i)
 
 
 def read_table(path, *, sheet: str | int | None = None, header_row: int | None = None,
@@ -40,7 +50,9 @@ def read_table(path, *, sheet: str | int | None = None, header_row: int | None =
     sheet: a name, a 0-based index into `list_sheets(path)`, or None for the first
     non-empty visible sheet. header_row: the header's row number as Excel shows it
     (1-based; for text files the record number), 0 for "no header row" (columns are
-    named column_1, column_2...), None for the first non-empty row. limit: at most this
+    named column_1, column_2...), None for the first non-empty row below any title block
+    (frame.title_rows). The frame's attrs say where it was: "header_row" (0 for none) and
+    "first_row" (the sheet row of its first data row). limit: at most this
     many data rows. Raises InputError with a one-line message for any unusable file.
     """
     return _read(Path(path), sheet, header_row, limit, password)[2]
@@ -65,7 +77,8 @@ def preview(path, *, sheet: str | int | None = None, header_row: int | None = No
     path = Path(path)
     sheets, chosen, frame, kind = _read(path, sheet, header_row, rows + 1, password)
     return Preview(sheets=sheets, sheet=chosen, columns=[str(c) for c in frame.columns],
-                   frame=frame.head(rows), complete=len(frame) <= rows, kind=kind, notes=notes_of(frame))
+                   frame=frame.head(rows), complete=len(frame) <= rows, kind=kind, notes=notes_of(frame),
+                   header_row=frame.attrs.get("header_row"), first_row=frame.attrs.get("first_row"))
 
 
 def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> tuple[list[str], str, pd.DataFrame, str]:
@@ -77,7 +90,11 @@ def _read(path: Path, sheet, header_row, limit, password: str | None = None) -> 
     sheet = None if sheet == "" else sheet  # a form's empty sheet field means "the default"
     max_rows = None if limit is None else (header_row or 1) + limit + HEADER_MARGIN
     if kind == sniff.PARQUET:
-        return [path.stem], path.stem, _guard(path, lambda: _read_parquet(path, sheet, limit)), kind
+        frame = _guard(path, lambda: _read_parquet(path, sheet, limit))
+        if header_row is not None:  # said, not silently dropped: a pipeline's header row may meet a parquet file
+            frame.attrs["notes"] = [f"header row {header_row} does not apply to {path.name}: a parquet file's "
+                                    "columns have their names"]
+        return [path.stem], path.stem, frame, kind
     if kind == sniff.CSV:
         _only_sheet(path, sheet)
         sheets, chosen = [path.stem], path.stem

@@ -1,4 +1,5 @@
-"""The results table view: fixed row heights, sort on the data, status filter, copy for Excel."""
+"""The results table view: fixed row heights, sort on the data, status filter, copy for Excel,
+and a row's right-click menu (Use as header, No header row)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from batchgrid.core.run import events as ev
 from batchgrid.core.run.results import NOT_RUN
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QTableView
+from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QMenu, QTableView
 
 from .icons import status_icon
 from .results_model import ResultsModel
@@ -17,10 +18,14 @@ FILTERS = (("All rows", ""), ("Done", ev.DONE), ("Errors", ev.ERROR), ("Running"
 
 class ResultsView(QTableView):
     rowSelected = Signal(int)  # the selected row's number in the sheet (0-based), -1 for none
+    useAsHeader = Signal(int)  # right-click ▸ Use as header: the row's number in the table (0-based)
+    noHeaderRow = Signal()     # right-click ▸ No header row
 
     def __init__(self, model: ResultsModel, parent=None):
         super().__init__(parent)
         self.setModel(model)
+        self.can_choose_header = lambda: False  # the window says when the sheet may be read again
+        self.row_menu: QMenu | None = None       # the right-click menu last shown
         vertical = self.verticalHeader()
         vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # never ResizeToContents: 1M rows
         vertical.setDefaultSectionSize(self.fontMetrics().height() + 8)
@@ -74,6 +79,25 @@ class ResultsView(QTableView):
         if text:
             QGuiApplication.clipboard().setText(text)
         return text
+
+    def contextMenuEvent(self, event) -> None:
+        """Right-click a row: read the sheet again with it as the header, or with no header row.
+        The menu pops up without a nested event loop (the window's asyncio loop keeps running)."""
+        if not self.can_choose_header():
+            event.ignore()
+            return
+        index = self.indexAt(event.pos())
+        row = self.results_model().source_row(index.row()) if index.isValid() else -1
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        use = menu.addAction("Use as header", lambda: self.useAsHeader.emit(row))
+        use.setEnabled(row >= 0)
+        use.setToolTip("Read the sheet again with this row's cells as the column names")
+        menu.addAction("No header row", self.noHeaderRow.emit).setToolTip(
+            "Read the sheet again with every row as data (columns column_1, column_2...)")
+        self.row_menu = menu
+        menu.popup(event.globalPos())
+        event.accept()
 
     def keyPressEvent(self, event) -> None:
         if event.matches(QKeySequence.StandardKey.Copy):

@@ -115,7 +115,12 @@ class FileActions(_Base):
         self.lower.setCurrentIndex(1)
         self.show_row(-1)
         more = "" if sheet.complete else " so far"
-        self.table_info.setText(f"{len(sheet.table):,} rows{more} × {len(sheet.table.columns)} columns from {sheet.path.name}")
+        header = ("" if sheet.header_row is None else
+                  f" · header: row {sheet.header_row}" if sheet.header_row else " · no header row")
+        self.table_info.setText(f"{len(sheet.table):,} rows{more} × {len(sheet.table.columns)} columns from "
+                                f"{sheet.path.name}{header}")
+        self.table_info.setToolTip("" if sheet.header_row is None else
+                                   "To choose the header: right-click a row ▸ Use as header, or No header row")
         self.run_bar.show_message("Not run yet.")
         self.message_bar.hide()
         self.update_state()
@@ -132,6 +137,28 @@ class FileActions(_Base):
         many = len(names) > 1
         self.sheet_picker.setVisible(many)
         self.sheet_picker_label.setVisible(many)
+
+    # ---- the header row: right-click ▸ Use as header / No header row ----------------------------
+    def can_choose_header(self) -> bool:
+        """A sheet with rows (not a parquet file) is shown and no run or read is in progress."""
+        sheet = self.session.sheet
+        return sheet is not None and sheet.first_row is not None and not self.runner.running and not self.loading
+
+    def use_as_header(self, row: int | None) -> None:
+        """Table row `row` (None: no header row) becomes the pipeline's header_row setting, as the
+        sheet numbers it (undoable, saved with the pipeline); follow_header_setting reads the sheet again."""
+        sheet = self.session.sheet
+        if sheet is None or not self.can_choose_header():
+            return
+        self.doc.set_setting("header_row", 0 if row is None else sheet.sheet_row(row))
+
+    def follow_header_setting(self) -> asyncio.Task | None:
+        """Read the sheet again when the pipeline asks for another header row than it was read with
+        (Use as header, its undo, the Run settings field, a pipeline opened)."""
+        sheet = self.session.sheet
+        if sheet is None or self.runner.running or not self.session.header_differs():
+            return None
+        return self.open_sheet(sheet.path, sheet.name)
 
     def refresh_recent(self) -> None:
         self.recent_menu.clear()
@@ -153,6 +180,7 @@ class FileActions(_Base):
     def new_pipeline(self) -> None:
         if self._may_discard():
             self._use_pipeline(self._new_pipeline())
+            self.follow_header_setting()
 
     def _use_pipeline(self, pipeline: Pipeline) -> None:
         self.doc.replace(pipeline)
@@ -184,7 +212,11 @@ class FileActions(_Base):
         if pipeline.steps:
             self.cards.select_step(pipeline.steps[0])
         self.message_bar.hide()
-        await self.offer_resume()
+        reread = self.follow_header_setting()  # its header row is not the one the sheet was read with
+        if reread is not None:
+            await reread  # which offers to resume the last run
+        else:
+            await self.offer_resume()
         return True
 
     def save_pipeline(self) -> bool:

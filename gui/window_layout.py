@@ -168,6 +168,10 @@ def connect_signals(self: MainWindow) -> None:
     self.runner.pausedBy.connect(lambda text, resume: self.show_message(  # runner.pause_offer
         text, "warning", [(resume, self.toggle_pause), ("Stop", self.stop_run)]))
     self.view.rowSelected.connect(self.show_row)
+    self.view.can_choose_header = self.can_choose_header  # right-click ▸ Use as header (window_files.py)
+    self.view.useAsHeader.connect(self.use_as_header)
+    self.view.noHeaderRow.connect(lambda: self.use_as_header(None))
+    self.doc.settingsChanged.connect(self.follow_header_setting)
     self.model.dataChanged.connect(self._rows_changed)
     self.model.sorting.connect(lambda busy: self._set_busy("Sorting…" if busy else "", busy))
     self.sheet_picker.activated.connect(lambda _i: self.open_sheet(self.sheet_path, self.sheet_picker.currentText()))

@@ -200,7 +200,10 @@ def test_numbers_written_for_reading_stay_text_with_a_note(tmp_path):
     frame = read_table(write(tmp_path, "n.csv", text.encode()))
     assert frame["price"][0] == "1.234,50 €" and frame["share"][0] == "1%" and frame["total"][0] == "$1,210"
     assert notes_of(frame) == ["columns price, share and total look like numbers written as text (1.234,50 €): "
-                               "add a Parse number step to use them as numbers"]
+                               "add a Parse number step (tick Decimal comma) to use them as numbers"]
+    text = "item,price\n" + "".join(f'thing {i},"$1,2{i}0"\n' for i in range(1, 8))
+    assert notes_of(read_table(write(tmp_path, "usd.csv", text.encode()))) == [
+        "column price looks like numbers written as text ($1,210): add a Parse number step to use them as numbers"]
 
 
 def test_plain_numbers_codes_and_words_get_no_number_note(tmp_path):

@@ -84,6 +84,7 @@ _FORMATTED = re.compile(
     rf"[(-]?[{_CURRENCY}]?\s?[-+]?"
     r"(?:\d{1,3}(?:([.,'\u00a0\u202f ])\d{3})+(?:(?!\1)[.,]\d+)?|\d+,\d+|\d+(?:\.\d+)?)"
     rf"\s?(?:%|[{_CURRENCY}]|[A-Z]{{3}})?\)?")
+_DECIMAL_COMMA = re.compile(r"\d,\d{1,2}(?!\d)|\d\.\d{3},\d")  # 3,50 or 1.234,5: Parse number's Decimal comma
 _MARKS = re.compile(rf"[%{_CURRENCY}]|\d[.,'\u00a0\u202f ]\d{{3}}(?!\d)|\d,\d|[A-Z]{{3}}\)?$")
 
 
@@ -105,5 +106,6 @@ def _numbers_as_text(frame: pd.DataFrame) -> str | None:
     which = names([n for n, _ in found])
     example = found[0][1]
     plural = "s" if len(found) > 1 else ""
+    option = " (tick Decimal comma)" if _DECIMAL_COMMA.search(example) else ""
     return (f"column{plural} {which} look{'' if plural else 's'} like numbers written as text ({example}): "
-            "add a Parse number step to use them as numbers")
+            f"add a Parse number step{option} to use them as numbers")

@@ -1,5 +1,11 @@
 """Application settings (QSettings): provider profiles, prices, default concurrency, recent
-files, window layout. API keys go to the OS keyring when there is one, never to a file.
+files, window layout. API keys go to the OS keyring when there is one, never to a file; without
+one (or when it refuses), a key typed here is used for this session only (kept in memory by
+core/providers/keys.py, where every run finds it). Settings says where keys can live here.
+
+Test connection tries the selected provider profile as the table shows it (unsaved edits and a
+key typed but not saved included): core/providers/connection.py, awaited off the event loop,
+with a Cancel.
 
 The Settings dialog also shows what is kept on disk (the response cache, the run journal) with
 a Clear button each: a view over the session's `storage` / `clear_cache` / `clear_journal`,
@@ -16,8 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from batchgrid.core.pipeline.file import looks_like_key
-from batchgrid.core.providers.keys import has_key, keyring_available, keyring_fields, store_key
+from batchgrid.core.providers.connection import check_connection
+from batchgrid.core.providers.keys import (
+    has_key,
+    keyring_available,
+    keyring_fields,
+    keyring_title,
+    store_key,
+    use_for_session,
+)
 from batchgrid.core.providers.prices import DEFAULT_PRICES, PRICES_FILE, read_user_prices, save_user_prices
+from batchgrid.core.util import secrets
 from batchgrid.core.util.errors import BatchgridError
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
@@ -37,6 +52,8 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
     QVBoxLayout,
 )
+
+from .widgets import one_line
 
 RECENT_LIMIT = 8
 PRESET_NAMES = ("openai", "azure", "ollama", "lmstudio", "vllm", "llamacpp", "openrouter")
@@ -97,12 +114,29 @@ class AppSettings:
         return None
 
     # ---- keys ----------------------------------------------------------------------------
-    def save_key(self, provider: str, key: str) -> bool:
-        """Store a key in the OS keyring. False when there is no keyring."""
+    def save_key(self, provider: str, key: str) -> str:
+        """Keep a key for `provider`: for this session in any case (this session's runs find it,
+        whatever the pipeline's profile names), and in the OS keyring when there is one. '' when
+        the keyring has it, else why not, in words. Blocking (a keyring may ask the desktop)."""
+        use_for_session(provider, key)
         if not self.use_keyring:
-            return False
-        store_key(provider, key)
-        return True
+            return "no system keyring was found"
+        try:
+            store_key(provider, key)
+        except Exception as exc:  # locked, refused, no backend after all: the session key still works
+            return f"the system keyring refused it ({secrets.redact(str(exc)) or type(exc).__name__})"
+        return ""
+
+    def keys_kept_in(self) -> str:
+        """Where keys can live on this machine, in words."""
+        variable = "set the environment variable named under \"Key variable\" (such as OPENAI_API_KEY) " \
+                   "before starting Batchgrid"
+        if not self.use_keyring:
+            return ("Keys are kept in: memory only. There is no system keyring here, so a key typed here lasts "
+                    f"until you quit Batchgrid; to keep one, {variable}.")
+        title = keyring_title()
+        return (f"Keys are kept in: the system keyring{f' ({title})' if title else ''} with Save key; in memory "
+                f"until you quit with Use for this session only; or {variable}.")
 
     def has_key(self, provider: str) -> bool:
         return self.use_keyring and has_key(provider)
@@ -132,6 +166,8 @@ class SettingsDialog(QDialog):
     disk (with `session`: the cache's and the journal's sizes, a Clear button each)."""
 
     storageShown = Signal()  # the sizes on disk were (re)read and shown, or a clear failed
+    keyNoted = Signal(str)  # a key was kept (or not): what key_note says
+    connectionTested = Signal(str)  # Test connection ended (OK, failed or cancelled): what it says
 
     def __init__(self, settings: AppSettings, data_dir: Path | None = None, parent=None, session=None):
         super().__init__(parent)
@@ -139,6 +175,7 @@ class SettingsDialog(QDialog):
         self.data_dir = data_dir
         self.session = session
         self._tasks: set[asyncio.Task] = set()
+        self._testing: asyncio.Task | None = None
         self.setWindowTitle("Settings")
         self.resize(820, 620)
         layout = QVBoxLayout(self)
@@ -171,17 +208,32 @@ class SettingsDialog(QDialog):
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setPlaceholderText("API key of the selected provider")
-        save_key = QPushButton("Save key")
-        save_key.clicked.connect(self.save_key)
+        self.save_key_button = QPushButton("Save key")
+        self.save_key_button.setToolTip("Keep the key in the system keyring: it stays after you quit")
+        self.save_key_button.clicked.connect(self.save_key)
+        self.save_key_button.setVisible(settings.use_keyring)
+        self.session_key_button = QPushButton("Use for this session only")
+        self.session_key_button.setToolTip("Keep the key in memory until you quit Batchgrid; it is never written "
+                                           "to a file")
+        self.session_key_button.clicked.connect(self.use_for_session)
+        self.test_button = QPushButton("Test connection")
+        self.test_button.setToolTip("Ask the selected provider for its models and one 1-token answer")
+        self.test_button.clicked.connect(self.test_connection)
         keys.addWidget(self.key_edit, 1)
-        keys.addWidget(save_key)
+        for button in (self.save_key_button, self.session_key_button, self.test_button):
+            keys.addWidget(button)
         inner.addLayout(keys)
-        self.key_note = QLabel("Keys are stored in your system keyring." if settings.use_keyring else
-                               "No system keyring was found: set the environment variable named under "
-                               "\"Key variable\" before starting Batchgrid.")
+        self.key_where = QLabel(settings.keys_kept_in())
+        self.key_where.setWordWrap(True)
+        self.key_where.setObjectName("help")
+        inner.addWidget(self.key_where)
+        self.key_note = QLabel()
         self.key_note.setWordWrap(True)
-        self.key_note.setObjectName("help")
         inner.addWidget(self.key_note)
+        self.connection_result = QLabel()
+        self.connection_result.setWordWrap(True)
+        self.connection_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        inner.addWidget(self.connection_result)
         layout.addWidget(box, 3)
 
         prices_box = QGroupBox("Prices (US dollars per million tokens; local servers cost nothing)")
@@ -310,13 +362,15 @@ class SettingsDialog(QDialog):
         self.table.blockSignals(False)
         where = ("paste the key into the key field below and press Save key: it goes to your system keyring"
                  if self.settings.use_keyring else
-                 "put the key in an environment variable before starting Batchgrid (no system keyring was found)")
+                 "paste the key into the key field below and press Use for this session only (no system keyring "
+                 "was found), or put it in an environment variable before starting Batchgrid")
         self.error.setText(f"{KEY_NOT_HERE}: {problem}. Write the name of the environment variable that holds "
                            f"the key here, such as OPENAI_API_KEY; {where}.")
         self.error.show()
         self.key_edit.setFocus()
 
-    def profiles(self) -> list[dict[str, Any]]:
+    def _rows(self) -> list[tuple[int, dict[str, Any]]]:
+        """(row, profile) for each row with a name, as the table shows it now."""
         found = []
         for r in range(self.table.rowCount()):
             profile: dict[str, Any] = {}
@@ -329,23 +383,119 @@ class SettingsDialog(QDialog):
                 if text:
                     profile[key] = text
             if profile.get("name"):
-                found.append(profile)
+                found.append((r, profile))
         return found
 
-    def save_key(self) -> None:
+    def profiles(self) -> list[dict[str, Any]]:
+        return [profile for _, profile in self._rows()]
+
+    def _selected_provider(self) -> int:
+        """The row of the provider being edited: the selected one, or the only one."""
         r = self.table.currentRow()
+        return 0 if r < 0 and self.table.rowCount() == 1 else r
+
+    def _name_and_key(self) -> tuple[str, str] | None:
+        r = self._selected_provider()
         item = self.table.item(r, 0) if r >= 0 else None
         key = self.key_edit.text().strip()
-        if item is None or not key:
-            self.key_note.setText("Select a provider and type its key first.")
+        if item is None or not item.text().strip() or not key:
+            self._note_key("Select a provider and type its key first.")
+            return None
+        return item.text().strip(), key
+
+    def _note_key(self, text: str) -> None:
+        try:
+            self.key_note.setText(text)
+        except RuntimeError:  # the dialog was closed meanwhile
             return
-        name = item.text().strip()
-        if self.settings.save_key(name, key):
-            self.key_note.setText(f"The key of {name} is stored in your system keyring.")
-            self.key_edit.clear()
-        else:
-            self.key_note.setText("No system keyring was found, so the key was not stored: set the "
-                                  "environment variable named under \"Key variable\" instead.")
+        self.keyNoted.emit(text)
+
+    def use_for_session(self) -> None:
+        """Keep the typed key in memory for this session: every run until you quit finds it."""
+        found = self._name_and_key()
+        if found is None:
+            return
+        name, key = found
+        use_for_session(name, key)
+        self.key_edit.clear()
+        self._note_key(f"{name} uses this key until you quit Batchgrid; it is not written anywhere.")
+
+    def save_key(self) -> None:
+        """Save key: to the system keyring (off the GUI thread: it may ask the desktop), and for
+        this session in any case, so a keyring that is missing or refuses never leaves Run
+        without the key."""
+        found = self._name_and_key()
+        if found is None:
+            return
+        name, key = found
+        self.key_edit.clear()
+        if not self.settings.use_keyring:
+            self._key_kept(name, self.settings.save_key(name, key))
+            return
+        self._spawn(self._save_in_keyring(name, key))
+
+    async def _save_in_keyring(self, name: str, key: str) -> None:
+        self._key_kept(name, await asyncio.to_thread(self.settings.save_key, name, key))
+
+    def _key_kept(self, name: str, why_not: str) -> None:
+        self._note_key(f"The key of {name} is stored in your system keyring." if not why_not else
+                       f"The key was not stored: {why_not}. {name} uses it for this session only, until you quit "
+                       "Batchgrid; to keep it, set the environment variable named under \"Key variable\" "
+                       "before starting Batchgrid.")
+
+    # ---- test connection -------------------------------------------------------------------
+    def test_connection(self) -> None:
+        """Test the provider being edited; pressed again while a test runs: Cancel."""
+        if self._testing is not None:
+            self._testing.cancel()
+            return
+        r = self._selected_provider()
+        profile = next((p for i, p in self._rows() if i == r), None)
+        if profile is None:
+            self._tested("Select a provider to test first.", ok=False)
+            return
+        name = profile.pop("name")
+        self.connection_result.setObjectName("help")
+        self._restyle(self.connection_result)
+        self.connection_result.setText(f"Testing {name}…")
+        self.test_button.setText("Cancel")
+        self._testing = asyncio.ensure_future(self._test(name, profile, self.key_edit.text().strip() or None))
+        self._tasks.add(self._testing)
+        self._testing.add_done_callback(self._tasks.discard)
+
+    async def _test(self, name: str, fields: dict[str, Any], key: str | None) -> None:
+        ok = False
+        try:
+            report = await check_connection(name, fields, key=key, key_from="the key typed above")
+            ok, text = report.ok, report.message
+            if report.no_key:
+                text += "; or type the key above and test again"
+        except asyncio.CancelledError:
+            text = "Test cancelled."
+        except Exception as exc:  # never a traceback in the window
+            text = f"Failed: {one_line(exc)}"
+        self._testing = None
+        self._tested(text, ok)
+
+    def _tested(self, text: str, ok: bool) -> None:
+        try:
+            self.connection_result.setObjectName("help" if ok else "fieldProblem")
+            self._restyle(self.connection_result)
+            self.connection_result.setText(text)
+            self.test_button.setText("Test connection")
+        except RuntimeError:  # the dialog was closed meanwhile
+            return
+        self.connectionTested.emit(text)
+
+    @staticmethod
+    def _restyle(widget) -> None:
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
+
+    def done(self, result: int) -> None:
+        if self._testing is not None:  # closing the dialog ends its test
+            self._testing.cancel()
+        super().done(result)
 
     # ---- prices --------------------------------------------------------------------------
     def _current_prices(self) -> dict[str, dict[str, float]]:

@@ -26,3 +26,13 @@ def models(fake_openai, monkeypatch, tmp_path):
 
     monkeypatch.setenv(KEY_ENV, KEY)
     return ModelBench(fake_openai, tmp_path / "data")
+
+
+# ---- keys typed "for this session only" (core/providers/keys.py) -----------------------------
+@pytest.fixture(autouse=True)
+def no_session_keys():
+    """Session keys live as long as the process: none typed in one test reaches the next."""
+    yield
+    from batchgrid.core.providers.keys import forget_session_keys
+
+    forget_session_keys()

@@ -25,14 +25,6 @@ from test_secret_canary import files_holding
 SERVED = ["llama3.1", "qwen2.5", "phi3"]
 
 
-@pytest.fixture(autouse=True)
-def no_session_keys():
-    """Session keys live as long as the process: each test starts and ends without any."""
-    keys.forget_session_keys()
-    yield
-    keys.forget_session_keys()
-
-
 @pytest.fixture
 def failing_keyring():
     """The keyring a machine without one has (keyring's 'fail' backend), restored afterwards."""

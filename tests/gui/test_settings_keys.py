@@ -147,6 +147,42 @@ def test_a_keyring_that_refuses_keeps_the_key_for_this_session(qtbot, qloop, tmp
     assert keys.session_key("work") == SECRET
 
 
+class MemoryKeyring(RefusingKeyring):
+    """A keyring that works (in memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stored: dict = {}
+
+    def get_password(self, service, username):
+        return self.stored.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.stored[(service, username)] = password
+
+
+def test_with_a_keyring_save_key_stores_it_there(qtbot, qloop, tmp_path):
+    before = keyring.get_keyring()
+    store = MemoryKeyring()
+    keyring.set_keyring(store)
+    try:
+        settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+        dialog = dialog_with(qtbot, settings, tmp_path, {"name": "work", "preset": "openai"})
+
+        async def scenario():
+            noted = next_signal(dialog.keyNoted)
+            dialog.key_edit.setText(SECRET)
+            dialog.save_key_button.click()
+            return (await noted)[0]
+
+        assert run(qloop, scenario()) == "The key of work is stored in your system keyring."
+        assert store.stored == {("batchgrid", "work"): SECRET}
+        assert settings.pipeline_profile("work") == {"preset": "openai", "keyring_service": "batchgrid",
+                                                     "keyring_user": "work"}
+    finally:
+        keyring.set_keyring(before)
+
+
 # ---- Test connection ---------------------------------------------------------------------------
 def press_test(dialog) -> str:
     async def scenario():

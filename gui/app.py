@@ -42,6 +42,7 @@ def run_window(args: argparse.Namespace) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
+    from . import style
     from .examples import offline_example
     from .main_window import MainWindow
 
@@ -49,6 +50,8 @@ def run_window(args: argparse.Namespace) -> int:
     app.setOrganizationName("Batchgrid")
     app.setApplicationName("Batchgrid")
     app.setStyle("Fusion")
+    style.apply_scheme()  # the system's light or dark (or BATCHGRID_COLOR_SCHEME's)
+    style.follow_system_scheme()
 
     async def open_window() -> None:
         closed = asyncio.Event()

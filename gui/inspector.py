@@ -23,6 +23,8 @@ from batchgrid.core.util.display import display_text
 from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import QTextBrowser
 
+from .style import inspector_css
+
 VALUE_LIMIT = 2000
 
 
@@ -57,20 +59,6 @@ def pairs_table(pairs: Sequence[tuple[str, Any]]) -> str:
     return f"<table cellspacing='0' cellpadding='3'>{rows}</table>"
 
 
-STYLE = """
-<style>
- h3 { margin: 0 0 4px 0; }
- .status-done { color: #17804a; } .status-error { color: #c62828; } .status-cancelled { color: #6b7580; }
- .error { background: #fdecec; color: #8e1c1c; padding: 6px; }
- .key { color: #5b6672; padding-right: 10px; vertical-align: top; white-space: nowrap; }
- .blank { color: #9aa3ad; }
- .step { margin-top: 10px; font-weight: bold; }
- .meta { color: #5b6672; }
- pre { background: #f5f7fa; padding: 6px; white-space: pre-wrap; }
-</style>
-"""
-
-
 class RowInspector(QTextBrowser):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -81,13 +69,13 @@ class RowInspector(QTextBrowser):
         self.clear_row()
 
     def clear_row(self) -> None:
-        self.setHtml(STYLE + '<p class="blank">Select a row in the results to see what each step did with it.</p>')
+        self.setHtml(inspector_css() + '<p class="blank">Select a row in the results to see what each step did with it.</p>')
 
     def show_row(self, number: int, inputs: dict[str, Any], result: ev.RowResult | None, status: str,
                  steps: Sequence[Step], note: str = "") -> None:
         """`number` is 0-based; `steps` are the pipeline's steps as they are now (perhaps edited
         since the run: each trace is matched to its step by path)."""
-        parts = [STYLE, f'<h3>Row {number + 1} · <span class="status-{status}">{html.escape(status)}</span></h3>']
+        parts = [inspector_css(), f'<h3>Row {number + 1} · <span class="status-{status}">{html.escape(status)}</span></h3>']
         if note:
             parts.append(f'<p class="meta">{html.escape(note)}</p>')
         if result is not None and result.status == ev.ERROR:

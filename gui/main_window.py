@@ -16,7 +16,7 @@ from pathlib import Path
 from batchgrid.core.run import events as ev
 from batchgrid.core.session import Session
 from batchgrid.core.util import secrets
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QEvent, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QMainWindow,
@@ -29,7 +29,7 @@ from .results_model import ResultsModel
 from .run_bar import duration
 from .runner import RunController
 from .settings import AppSettings, SettingsDialog
-from .style import STYLE_SHEET
+from .style import style_sheet
 from .widgets import ask_user, one_line
 from .window_files import FileActions
 from .window_layout import build_layout, connect_signals, restore_layout, save_layout
@@ -69,7 +69,8 @@ class MainWindow(FileActions, QMainWindow):
         self._estimate_timer.timeout.connect(self.update_estimate)
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
-        self.setStyleSheet(STYLE_SHEET)
+        self._styled_for = ""
+        self.restyle()
         build_layout(self)
         build_actions(self)
         connect_signals(self)
@@ -88,6 +89,21 @@ class MainWindow(FileActions, QMainWindow):
         name = pipeline.path.name if pipeline.path else "unsaved pipeline"
         parts.append(name + ("" if self._pipeline_saved else " *"))
         self.setWindowTitle(" — ".join(parts))
+
+    def restyle(self) -> None:
+        """The style sheet for the application's palette, light or dark (again when it changes)."""
+        sheet = style_sheet()
+        if sheet != self._styled_for:
+            self._styled_for = sheet
+            self.setStyleSheet(sheet)
+            if hasattr(self, "cards"):
+                self.cards.viewport().update()  # the cards paint their own colours
+                self.show_row(self._shown_row[0] if self._shown_row else -1)  # the inspector's HTML too
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.PaletteChange):
+            self.restyle()  # the system's palette changed (a scheme switch calls restyle itself)
+        super().changeEvent(event)
 
     def _clean_changed(self, clean: bool) -> None:
         self._pipeline_saved = clean
@@ -264,6 +280,12 @@ class MainWindow(FileActions, QMainWindow):
             return False
         self.message_bar.hide()
         self._fitted = False
+        p = self.session.progress
+        if p is not None:
+            self.run_bar.run_started("preview" if rows is not None else mode, p.selected, p.total)
+            self._progressed(p, False)  # this run's numbers at once, not the last run's line
+            self.status_text.setText(f"Running {p.selected:,} of {p.total:,} rows…" if p.selected < p.total
+                                     else f"Running {p.total:,} rows…")
         return True
 
     def confirm_trust(self) -> bool:
@@ -305,6 +327,10 @@ class MainWindow(FileActions, QMainWindow):
         if generation == self._estimate_generation:  # no newer edit asked for another
             self.run_bar.show_estimate(estimate.describe() if estimate else "")
 
+    def _show_table(self, sheet) -> None:
+        super()._show_table(sheet)
+        self.run_bar.reset()  # the last run's numbers belong to the sheet it ran on
+
     def _first_output_column(self) -> int:
         return len(self.model.input_columns)
 
@@ -318,7 +344,7 @@ class MainWindow(FileActions, QMainWindow):
         if not self._fitted and progress.finished >= min(20, progress.selected):
             self._fitted = True  # the output columns get widths from their first values, once a run
             self.view.fit_columns(first=self._first_output_column())
-        self.run_bar.show_progress(progress, paused)
+        self.run_bar.show_progress(progress, paused, self.session.store.count(ev.DONE))
         self.run_bar.set_state(running=self.runner.running, can_run=not self.run_blockers(),
                                failed_rows=progress.failed, paused=paused)
 

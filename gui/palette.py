@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from .icons import icon, step_icon
 from .step_list import STEP_TYPE_MIME
+from .style import colors
 
 TypeRole = Qt.ItemDataRole.UserRole + 1
 DescriptionRole = Qt.ItemDataRole.UserRole + 2
@@ -51,7 +52,7 @@ class PaletteDelegate(QStyledItemDelegate):
         small = QFont(option.font)
         small.setPointSizeF(max(6.0, option.font.pointSizeF() * 0.9))
         painter.setFont(small)
-        painter.setPen(QColor("#6b7580"))
+        painter.setPen(QColor(colors()["muted"]))  # readable in light and dark
         metrics = painter.fontMetrics()
         painter.drawText(QRect(left, rect.top() + 5 + line, width, line), Qt.AlignmentFlag.AlignVCenter,
                          metrics.elidedText(index.data(DescriptionRole), Qt.TextElideMode.ElideRight, width))

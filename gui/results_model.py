@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 import numpy
@@ -26,30 +27,37 @@ from batchgrid.core.table import Table
 from batchgrid.core.util import gc_pause
 from batchgrid.core.util.display import display_text
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QGuiApplication
 
 from .icons import status_icon
+from .style import is_dark
 
 FLUSH_MS = 40
 REFILTER_EVERY = 0.5  # seconds between re-filterings while rows change status
 BACKGROUND_SORT_ROWS = 100_000  # from this many rows, sorting runs in a worker thread
 TEXT_LIMIT = 300  # characters shown in a cell; the tooltip and the inspector show the rest
 
-ROW_BRUSH = {
-    ev.ERROR: QBrush(QColor("#fdecec")),
-    ev.CANCELLED: QBrush(QColor("#f1f2f4")),
-}
-STATUS_TEXT_BRUSH = {
-    ev.DONE: QBrush(QColor("#17804a")),
-    ev.ERROR: QBrush(QColor("#c62828")),
-    ev.RUNNING: QBrush(QColor("#2f6fde")),
-    ev.RETRYING: QBrush(QColor("#b86514")),
-    ev.QUEUED: QBrush(QColor("#6b7580")),
-    ev.CANCELLED: QBrush(QColor("#6b7580")),
-    NOT_RUN: QBrush(QColor("#9aa3ad")),
-}
-ERROR_TEXT_BRUSH = QBrush(QColor("#b71c1c"))
-NOTE_TEXT_BRUSH = QBrush(QColor("#a35400"))  # a done row's warning: amber, readable on light and dark
+# (light, dark) pairs: each text colour reads on the table's background and on the row colours.
+ROW_COLOURS = {ev.ERROR: ("#fdecec", "#3d1f1f"), ev.CANCELLED: ("#f1f2f4", "#262a2f")}
+STATUS_COLOURS = {ev.DONE: ("#147040", "#6fd69b"), ev.ERROR: ("#c62828", "#ff8a80"), ev.RUNNING: ("#2563cf", "#8ab4f8"),
+                  ev.RETRYING: ("#a0570f", "#f0a35e"), ev.QUEUED: ("#5f6974", "#aab3bd"),
+                  ev.CANCELLED: ("#5f6974", "#aab3bd"), NOT_RUN: ("#6b7580", "#8f99a3")}
+ERROR_COLOURS, NOTE_COLOURS = ("#b71c1c", "#ffb4ab"), ("#a35400", "#f0a35e")  # the error and note columns
+
+
+@cache
+def _brushes(dark: bool) -> tuple[dict[str, QBrush], dict[str, QBrush], QBrush, QBrush]:
+    pick = int(dark)
+    return ({k: QBrush(QColor(v[pick])) for k, v in ROW_COLOURS.items()},
+            {k: QBrush(QColor(v[pick])) for k, v in STATUS_COLOURS.items()},
+            QBrush(QColor(ERROR_COLOURS[pick])), QBrush(QColor(NOTE_COLOURS[pick])))
+
+
+def brushes() -> tuple[dict[str, QBrush], dict[str, QBrush], QBrush, QBrush]:
+    """Row backgrounds, status texts, the error and the note column's text, for the palette's scheme."""
+    return _brushes(is_dark(QGuiApplication.palette()))
+
+
 STATUSES = (ev.QUEUED, ev.RUNNING, ev.RETRYING, ev.DONE, ev.ERROR, ev.CANCELLED, NOT_RUN)
 
 RawRole = Qt.ItemDataRole.UserRole + 10  # the unformatted value (tests, copy)
@@ -211,15 +219,16 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return cell_text(self.raw_value(row, column))
         if role == Qt.ItemDataRole.BackgroundRole:
-            return ROW_BRUSH.get(self.status[row])
+            return brushes()[0].get(self.status[row])
         status_col = self.status_column()
         if role == Qt.ItemDataRole.ForegroundRole:
+            _rows, status_text, error_text, note_text = brushes()
             if column == status_col:
-                return STATUS_TEXT_BRUSH.get(self.status[row])
+                return status_text.get(self.status[row])
             if column == status_col + 1 and self.status[row] == ev.ERROR:
-                return ERROR_TEXT_BRUSH
+                return error_text
             if column == status_col + 2:
-                return NOTE_TEXT_BRUSH
+                return note_text
             return None
         if role == Qt.ItemDataRole.DecorationRole:
             if column != status_col:

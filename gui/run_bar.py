@@ -1,16 +1,32 @@
-"""The run bar: concurrency, Run / Pause / Stop, preview on a few rows, retry failed, progress."""
+"""The run bar: concurrency, Run / Pause / Stop, preview on a few rows, retry failed, progress.
+
+Its texts (why Run is disabled, the projected cost, the progress line) are cut to the room they
+have, whole in their tooltips: none of them sets the window's width. A run of some rows (a retry,
+a resume, a preview) shows the sheet's overall tally on the bar: "237 / 240 done"."""
 
 from __future__ import annotations
 
 import time
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .icons import icon
+from .widgets import ElidedLabel
 
 EDITED_NOTE = "✎ Edited: your changes apply to the next run"
 EDITED_TIP = "This run goes on with the pipeline as it was when it started; run again to use your edits."
+NOT_RUN = "Not run yet."
+# What a run of some rows is called on the progress line, by the window's run mode.
+PART_RUNS = {"retry_failed": "Retry", "resume": "Resume", "preview": "Preview"}
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
@@ -72,20 +88,13 @@ class RunBar(QWidget):
         row = QHBoxLayout()
         row.setSpacing(8)
 
-        row.addWidget(QLabel("Rows at once"))
-        self.concurrency = QSpinBox()
-        self.concurrency.setRange(1, 1000)
-        self.concurrency.setValue(8)
-        self.concurrency.setToolTip("Max concurrency: rows in flight, and calls to models or web APIs at once.")
-        row.addWidget(self.concurrency)
-
         self.run_button = tool_button("Run", "run", "Run the pipeline on every row (F5)")
         self.run_button.setObjectName("runButton")
         self.pause_button = tool_button("Pause", "pause", "Let rows in flight finish; start no new ones")
         self.stop_button = tool_button("Stop", "stop", "Stop now; finished rows are kept (Esc)")
         for button in (self.run_button, self.pause_button, self.stop_button):
             row.addWidget(button)
-        row.addSpacing(16)
+        row.addSpacing(12)
 
         self.preview_button = tool_button("Preview on", "preview",
                                           "Run on the selected rows, or on the first N rows when none are selected")
@@ -97,31 +106,47 @@ class RunBar(QWidget):
         row.addWidget(self.preview_rows)
         self.retry_button = tool_button("Retry failed", "retry", "Run again only the rows that failed")
         row.addWidget(self.retry_button)
-        row.addSpacing(12)
-        self.blocker = QLabel()
+        row.addSpacing(8)
+        # Why Run is disabled (or that the run keeps its own copy), and the projected cost: shown
+        # one at a time in practice, in the room left of the buttons' line.
+        self.blocker = ElidedLabel()
         self.blocker.setObjectName("blocker")
         row.addWidget(self.blocker, 1)
-        self.estimate = QLabel()
+        self.estimate = ElidedLabel()
         self.estimate.setObjectName("help")
+        self.estimate.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.estimate.setToolTip("What a run of every row will probably cost, from the first rows' requests "
                                  "(nothing is sent to work it out)")
-        row.addWidget(self.estimate)
+        self.estimate.hide()
+        row.addWidget(self.estimate, 1)
+        row.addStretch(0)  # the buttons keep their size when both labels are hidden
         outer.addLayout(row)
 
+        # Rows at once goes on the progress line: the buttons' line is what sets the bar's width.
         line = QHBoxLayout()
+        line.setSpacing(8)
+        line.addWidget(QLabel("Rows at once"))
+        self.concurrency = QSpinBox()
+        self.concurrency.setRange(1, 1000)
+        self.concurrency.setValue(8)
+        self.concurrency.setToolTip("Max concurrency: rows in flight, and calls to models or web APIs at once.")
+        line.addWidget(self.concurrency)
+
+        line.addSpacing(12)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
         self.progress.setFormat("%v / %m")
-        self.progress.setFixedWidth(260)
+        self.progress.setMinimumWidth(120)
+        self.progress.setMaximumWidth(260)
         self.progress.hide()  # until a run gives it numbers
-        self.stats = QLabel("Not run yet.")
+        self.stats = ElidedLabel(NOT_RUN)
         self.stats.setObjectName("runStats")
-        self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        line.addWidget(self.progress)
-        line.addWidget(self.stats, 1)
+        line.addWidget(self.progress, 1)
+        line.addWidget(self.stats, 3)
         outer.addLayout(line)
+        self.part_run = ""  # "Retry of 3 rows" while a run covers some rows of the sheet
 
         self.run_button.clicked.connect(self.runClicked)
         self.pause_button.clicked.connect(self.pauseClicked)
@@ -147,27 +172,54 @@ class RunBar(QWidget):
         self.run_button.setToolTip(tip if can_run or not why_not else why_not)
         first = why_not.splitlines()[0] if why_not else ""
         if running:
-            self.blocker.setText(EDITED_NOTE if self.edited_during_run else "")
-            self.blocker.setToolTip(EDITED_TIP if self.edited_during_run else "")
+            self._show_blocker(EDITED_NOTE if self.edited_during_run else "",
+                               EDITED_TIP if self.edited_during_run else "")
         else:
             self.edited_during_run = False
-            self.blocker.setText(f"⚠ {first}" if first else "")
-            self.blocker.setToolTip(why_not)
+            self._show_blocker(f"⚠ {first}" if first else "", why_not)
+
+    def _show_blocker(self, text: str, tip: str) -> None:
+        self.blocker.setText(text)
+        self.blocker.setToolTip(tip)
+        self.blocker.setVisible(bool(text))  # an empty label would still take its share of the line
 
     def note_edit_during_run(self) -> None:
         """The pipeline was edited while a run goes on: say that the run keeps its own copy."""
         self.edited_during_run = True
-        self.blocker.setText(EDITED_NOTE)
-        self.blocker.setToolTip(EDITED_TIP)
+        self._show_blocker(EDITED_NOTE, EDITED_TIP)
 
-    def show_progress(self, p, paused: bool = False) -> None:
+    def run_started(self, mode: str, selected: int, total: int) -> None:
+        """A run starts: of every row, or of some (`mode` retry_failed, resume, preview)."""
+        part = selected < total and mode in PART_RUNS
+        self.part_run = f"{PART_RUNS[mode]} of {selected:,} row{'s' if selected != 1 else ''}" if part else ""
+
+    def show_progress(self, p, paused: bool = False, done_overall: int | None = None) -> None:
+        """The run's numbers; a run of some rows shows the sheet's overall tally on the bar
+        (`done_overall` of `p.total` done) and says what it runs on the line."""
         self.progress.show()
-        self.progress.setRange(0, max(1, p.selected))
-        self.progress.setValue(p.finished)
-        self.stats.setText(progress_text(p, paused))
+        if self.part_run and done_overall is not None:
+            self.progress.setRange(0, max(1, p.total))
+            self.progress.setValue(min(done_overall, p.total))
+            self.progress.setFormat("%v / %m done")
+            self.stats.setText(f"{self.part_run}: {progress_text(p, paused)}")
+        else:
+            self.progress.setRange(0, max(1, p.selected))
+            self.progress.setValue(p.finished)
+            self.progress.setFormat("%v / %m")
+            self.stats.setText(progress_text(p, paused))
 
     def show_message(self, text: str) -> None:
+        """A line about the run (stopped, ...) beside its numbers."""
         self.stats.setText(text)
+
+    def reset(self) -> None:
+        """Another sheet: no run's numbers to show."""
+        self.part_run = ""
+        self.progress.hide()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.stats.setText(NOT_RUN)
 
     def show_estimate(self, text: str) -> None:
         self.estimate.setText(f"Projected: {text}" if text else "")
+        self.estimate.setVisible(bool(text))

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from .document import PipelineDocument
 from .icons import step_icon
+from .style import colors
 
 STEP_TYPE_MIME = "application/x-batchgrid-step-type"
 STEP_ROW_MIME = "application/x-batchgrid-step-row"
@@ -192,9 +193,10 @@ class StepCardDelegate(QStyledItemDelegate):
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         problem = index.data(ProblemRole)
         enabled = index.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
-        border = QColor("#2f6fde") if selected else QColor("#d93a3a") if problem else QColor("#d3d9e0")
+        c = colors()  # light or dark (the application's scheme), each text colour with its card colour
+        border = QColor(c["accent"]) if selected else QColor(c["problem_border"]) if problem else QColor(c["card_border"])
         painter.setPen(QPen(border, 2 if selected else 1))
-        painter.setBrush(QColor("#eef4ff") if selected else QColor("#ffffff"))
+        painter.setBrush(QColor(c["card_selected"]) if selected else QColor(c["card"]))
         painter.drawRoundedRect(rect, 6, 6)
 
         index.data(Qt.ItemDataRole.DecorationRole).paint(painter, QRect(rect.left() + 10, rect.top() + 10, 26, 26))
@@ -203,18 +205,18 @@ class StepCardDelegate(QStyledItemDelegate):
         title_font = QFont(option.font)
         title_font.setBold(True)
         painter.setFont(title_font)
-        painter.setPen(QColor("#1f2933") if enabled else QColor("#9aa3ad"))
+        painter.setPen(QColor(c["text"]) if enabled else QColor(c["faint"]))
         title = index.data(Qt.ItemDataRole.DisplayRole) + ("" if enabled else "  (off)")
         metrics = painter.fontMetrics()
         painter.drawText(QRect(text_left, rect.top() + 7, text_width, 20), Qt.AlignmentFlag.AlignVCenter,
                          metrics.elidedText(title, Qt.TextElideMode.ElideRight, text_width))
         painter.setFont(option.font)
         metrics = painter.fontMetrics()
-        painter.setPen(QColor("#5b6672") if enabled else QColor("#aab2bb"))
+        painter.setPen(QColor(c["muted"]) if enabled else QColor(c["faint"]))
         painter.drawText(QRect(text_left, rect.top() + 27, text_width, 18), Qt.AlignmentFlag.AlignVCenter,
                          metrics.elidedText(index.data(SummaryRole), Qt.TextElideMode.ElideRight, text_width))
         if problem:
-            painter.setPen(QColor("#c62828"))
+            painter.setPen(QColor(c["problem"]))
             painter.drawText(QRect(text_left, rect.top() + 45, rect.width() - 56, 18), Qt.AlignmentFlag.AlignVCenter,
                              metrics.elidedText("⚠ " + problem, Qt.TextElideMode.ElideRight, rect.width() - 56))
 
@@ -256,15 +258,22 @@ class StepListView(QListView):
         self.setAcceptDrops(True)
         self.setDropIndicatorShown(True)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.selectionModel().currentChanged.connect(lambda cur, _prev: self.stepSelected.emit(self.current_step()))
+        self.selectionModel().currentChanged.connect(self._current_changed)
         # A reset (a step added, moved or deleted) keeps the same step selected if it still exists.
+        # The step is remembered when it is selected: by the time a reset begins the list has
+        # already changed, and the selected row may hold another step (the one a move displaced).
+        self._selected: Step | None = None
         self._kept: Step | None = None
         model.modelAboutToBeReset.connect(self._remember)
         model.modelReset.connect(self._restore)
         self.doubleClicked.connect(lambda index: self.stepActivated.emit(model.step_at(index.row())))
 
+    def _current_changed(self, _current, _previous) -> None:
+        self._selected = self.current_step()
+        self.stepSelected.emit(self._selected)
+
     def _remember(self):
-        self._kept = self.current_step()
+        self._kept = self._selected
 
     def _restore(self):
         kept, self._kept = self._kept, None
@@ -278,7 +287,7 @@ class StepListView(QListView):
         super().paintEvent(event)
         if self.empty_text and self.model().rowCount() == 0:
             painter = QPainter(self.viewport())
-            painter.setPen(QColor("#8a939c"))
+            painter.setPen(QColor(colors()["muted"]))
             painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
                              Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty_text)
 

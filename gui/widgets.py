@@ -1,5 +1,5 @@
-"""Small widgets of the main window: the message bar, the welcome page, titled panels,
-and how any error reads in one line."""
+"""Small widgets of the main window: the message bar, the welcome page, titled panels, labels
+that never widen the window, and how any error reads in one line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchgrid.core.util.errors import BatchgridError, PipelineError
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QSize, Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QToolButton,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .examples import bundled_examples
 from .icons import icon
@@ -39,6 +50,43 @@ def ask_user(parent: QWidget, title: str, text: str) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
+class ElidedLabel(QLabel):
+    """One line of text that never sets the window's minimum width: with less room than the text
+    needs it ends in "…", and its tooltip has the whole text. `text()` is always the whole text."""
+
+    def minimumSizeHint(self) -> QSize:
+        metrics = self.fontMetrics()
+        room = min(metrics.horizontalAdvance("Wwww…"), metrics.horizontalAdvance(self.text()))
+        margins = self.contentsMargins()
+        return QSize(room + margins.left() + margins.right(), super().minimumSizeHint().height())
+
+    def shown_text(self) -> str:
+        """What fits: the text on one line, cut with "…" to the label's width."""
+        line = " ".join(self.text().split())
+        return self.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, self.contentsRect().width())
+
+    def full_tip(self) -> str:
+        """The tooltip: the whole text when it is cut, then the label's own tooltip."""
+        tip = self.toolTip()
+        whole = self.text() if self.shown_text() != " ".join(self.text().split()) and self.text() not in tip else ""
+        return "\n\n".join(part for part in (whole, tip) if part)
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        self.style().drawItemText(painter, self.contentsRect(), self.alignment(), self.palette(), self.isEnabled(),
+                                  self.shown_text(), self.foregroundRole())
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ToolTip:
+            tip = self.full_tip()
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().event(event)
+
+
 class MessageBar(QFrame):
     """A message across the window (errors, offers) with optional buttons; never modal."""
 
@@ -51,6 +99,9 @@ class MessageBar(QFrame):
         self.text = QLabel()
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A wrapped label is as wide as its longest word (a long path): let it clip instead, the
+        # whole message in its tooltip, so no message widens the window.
+        self.text.setMinimumWidth(160)
         self.buttons = QHBoxLayout()
         close = QToolButton()
         close.setText("✕")
@@ -66,11 +117,13 @@ class MessageBar(QFrame):
     def show_message(self, text: str, kind: str = "error",
                      actions: list[tuple[str, Callable[[], Any]]] | None = None) -> None:
         self.setProperty("kind", kind)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        for widget in (self, self.icon, self.text):  # the text's colour goes with the bar's kind
+            widget.style().unpolish(widget)
+            widget.style().polish(widget)
         self.icon.setPixmap(icon("status-error" if kind == "error" else "status-done" if kind == "ok"
                                  else "status-retrying").pixmap(18, 18))
         self.text.setText(text)
+        self.text.setToolTip(text if any(len(word) > 50 for word in text.split()) else "")
         while self.buttons.count():
             self.buttons.takeAt(0).widget().deleteLater()
         for label, callback in actions or []:
@@ -101,24 +154,26 @@ class WelcomePage(QWidget):
         for label in (title, text):
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             box.addWidget(label)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
+        # One button a line: a row of long example titles would set the window's minimum width.
+        buttons = QVBoxLayout()
+        buttons.setSpacing(6)
         open_button = QPushButton(icon("open"), "Open a spreadsheet…")
         open_button.setObjectName("primaryButton")
         open_button.clicked.connect(window.choose_sheet)
-        buttons.addWidget(open_button)
+        buttons.addWidget(open_button, 0, Qt.AlignmentFlag.AlignHCenter)
         self.example_buttons: list[QPushButton] = []
         for example in bundled_examples():
             button = QPushButton(icon("example"), f"Example: {example.title}")
             button.setToolTip(example.description or str(example.pipeline.name))
             button.clicked.connect(lambda _=False, e=example: window.open_example(e))
-            buttons.addWidget(button)
+            buttons.addWidget(button, 0, Qt.AlignmentFlag.AlignHCenter)
             self.example_buttons.append(button)
-        buttons.addStretch(1)
         box.addLayout(buttons)
         self.recent = QLabel()
         self.recent.setObjectName("welcomeText")
         self.recent.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.recent.setWordWrap(True)
+        self.recent.setMinimumWidth(200)  # long file names wrap or clip; they never widen the window
         self.recent.linkActivated.connect(lambda path: window.open_path(path))
         box.addWidget(self.recent)
         outer.addLayout(box)

@@ -1,10 +1,11 @@
-"""How the main window is laid out and wired: panels, splitters, signals, saved layout."""
+"""How the main window is laid out and wired: panels, splitters, signals, saved layout, and its
+place on the screen (it opens within the screen's available area, a saved size clamped to it)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, QRect, QSize, Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -24,10 +25,13 @@ from .results_view import ResultsView, StatusFilter
 from .run_bar import RunBar
 from .step_form import StepFormPanel
 from .step_list import StepListModel, StepListView
-from .widgets import MessageBar, WelcomePage, titled_panel
+from .widgets import ElidedLabel, MessageBar, WelcomePage, titled_panel
 
 if TYPE_CHECKING:  # pragma: no cover
     from .main_window import MainWindow
+
+DEFAULT_SIZE = QSize(1400, 900)  # a first window, if the screen has room
+FRAME_ROOM = QSize(8, 40)  # a title bar and borders, before the window manager says what they are
 
 
 def build_layout(self: MainWindow) -> None:
@@ -78,10 +82,13 @@ def build_layout(self: MainWindow) -> None:
     self.status_filter = StatusFilter(self.model)
     self.sheet_picker = QComboBox()
     self.sheet_picker.setToolTip("This workbook has several sheets: choose the one to use")
+    # sized for about 20 characters, not for the longest sheet name
+    self.sheet_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    self.sheet_picker.setMinimumContentsLength(20)
     self.sheet_picker.hide()
     self.sheet_picker_label = QLabel("Sheet")
     self.sheet_picker_label.hide()
-    self.table_info = QLabel()
+    self.table_info = ElidedLabel()  # "240 rows × 9 columns from <a long file name>"
     self.table_info.setObjectName("help")
 
     results = QWidget()
@@ -135,10 +142,10 @@ def build_layout(self: MainWindow) -> None:
     self.busy.setFixedWidth(180)
     self.busy.setTextVisible(False)
     self.busy.hide()
-    self.status_text = QLabel()
+    self.status_text = ElidedLabel()  # file names and messages of any length
     self.statusBar().addWidget(self.status_text, 1)
     self.statusBar().addPermanentWidget(self.busy)
-    self.resize(1400, 900)
+
 
 def connect_signals(self: MainWindow) -> None:
     """What each widget's signal does."""
@@ -177,15 +184,37 @@ def connect_signals(self: MainWindow) -> None:
     self.sheet_picker.activated.connect(lambda _i: self.open_sheet(self.sheet_path, self.sheet_picker.currentText()))
 
 def restore_layout(self: MainWindow) -> None:
-    """The window's size, toolbars and splitters as the user left them."""
+    """The window's size, toolbars and splitters as the user left them, within this screen."""
     q = self.settings.q
-    for key, restore in (("window/geometry", self.restoreGeometry), ("window/state", self.restoreState),
+    geometry = q.value("window/geometry")
+    if not (isinstance(geometry, (QByteArray, bytes)) and self.restoreGeometry(geometry)):
+        self.resize(DEFAULT_SIZE)
+    for key, restore in (("window/state", self.restoreState),
                          ("window/main_split", self.main_split.restoreState),
                          ("window/top_split", self.top_split.restoreState),
                          ("window/bottom_split", self.bottom_split.restoreState)):
         value = q.value(key)
         if isinstance(value, (QByteArray, bytes)):
             restore(value)
+    screen = self.screen()
+    if screen is not None:
+        fit_to_screen(self, screen.availableGeometry())
+
+
+def fit_to_screen(self: MainWindow, available: QRect) -> None:
+    """Shrink the window to the screen's available area (less its frame) and move it onto it:
+    a size saved on a bigger monitor, or at another scale, must not open off screen."""
+    if self.isMaximized() or self.isFullScreen():
+        return
+    frame = self.frameGeometry()
+    extra = QSize(frame.width() - self.width(), frame.height() - self.height())
+    if not self.isVisible():  # no frame yet: leave room for one
+        extra = extra.expandedTo(FRAME_ROOM)
+    size = self.size().boundedTo(available.size() - extra)
+    self.resize(size)
+    x = min(max(frame.x(), available.left()), available.right() + 1 - size.width() - extra.width())
+    y = min(max(frame.y(), available.top()), available.bottom() + 1 - size.height() - extra.height())
+    self.move(max(x, available.left()), max(y, available.top()))
 
 
 def save_layout(self: MainWindow) -> None:

@@ -14,6 +14,7 @@ import openpyxl
 import pandas as pd
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QLabel
 
 from batchgrid.core.run import events as ev
 from batchgrid.core.run.results import NOT_RUN
@@ -206,7 +207,7 @@ def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qlo
 
 def test_empty_window_says_what_to_do_and_offers_the_examples(window):
     assert window.lower.currentWidget() is window.welcome
-    text = " ".join(l.text() for l in window.welcome.findChildren(type(window.table_info)))
+    text = " ".join(l.text() for l in window.welcome.findChildren(QLabel))
     assert "Open a spreadsheet" in text and "drop" in text
     assert any("offline" in b.text().lower() for b in window.welcome.example_buttons)
     assert not window.run_bar.run_button.isEnabled()

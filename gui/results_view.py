@@ -90,6 +90,7 @@ class ResultsView(QTableView):
         row = self.results_model().source_row(index.row()) if index.isValid() else -1
         menu = QMenu(self)
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.setToolTipsVisible(True)
         use = menu.addAction("Use as header", lambda: self.useAsHeader.emit(row))
         use.setEnabled(row >= 0)
         use.setToolTip("Read the sheet again with this row's cells as the column names")

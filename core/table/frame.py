@@ -138,10 +138,10 @@ def title_rows(rows: Sequence[Sequence[Any]], first: int) -> int:
 
     A title line names less than half of the table's columns: one cell (a title, "Notes:", a
     date; a merged title, which the readers repeat across its cells, counts as one), or two
-    in a table of six or more ("Generated:" | a date). The
-    header is the first row that names more than half of them, so a header with a few blank
-    cells is still the header and a one-column sheet keeps its first row. The table's width
-    is the most cells any of the first TITLE_SCAN non-empty rows fills.
+    in a table of six or more ("Generated:" | a date). The header is the first row that names
+    more than half of them, so a header with a few blank cells is still the header and a
+    one-column sheet keeps its first row. The table's width is the most cells any of the
+    first TITLE_SCAN non-empty rows fills.
     """
     filled = []
     for i in range(first, len(rows)):
@@ -157,14 +157,14 @@ def title_rows(rows: Sequence[Sequence[Any]], first: int) -> int:
             count, merged = 1, True  # a merged title, or a header repeating one name ("name", "name"...)
         if 2 * count > width:
             # Under what looks like a merged title there must be a header: distinct names.
-            return i - first if i > first and (not merged or _names(rows[i])) else 0
+            return i - first if not merged or _names(rows[i]) else 0
         if not (count == 1 or (count == 2 and 3 * count <= width)):
             return 0  # a row that is neither a title line nor the header: not a title block
     return 0
 
 
 def _filled(row: Sequence[Any]) -> int:
-    return sum(1 for v in row if not (v is None or v == ""))
+    return sum(1 for v in row if not _blank(v))
 
 
 def _names(row: Sequence[Any]) -> bool:

@@ -488,3 +488,66 @@ def mac_central_european_xls(path: Path) -> Path:
     globals_ = head + _record(0x0085, struct.pack("<IBBB", sheet_at, 0, 0, len(name)) + name) + _record(0x000A, b"")
     path.write_bytes(_cfb(globals_ + sheet, name="Book"))
     return path
+
+
+# ---- values as Excel shows them (issue 11) ---------------------------------------------------
+
+def title_rows_xlsx(path: Path) -> Path:
+    """A report title and a blank row above the table (the header is row 3)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Sales report Q3"])
+    sheet.append([])
+    for row in (["id", "name", "amount"], [1, "Zoë", 2.5], [2, "Bob", 10]):
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+def sep_line_csv(path: Path) -> Path:
+    """Excel's delimiter hint on the first line."""
+    path.write_text("sep=;\nid;name\n1;a,b\n", encoding="utf-8")
+    return path
+
+
+def formulas_without_results(path: Path) -> Path:
+    """Formulas as openpyxl writes them: no saved result (Excel computes them on open)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["id", "amount", "total"], [1, 2, "=B2*2"], [2, 3, "=B3*2"]):
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+def error_cells_xlsx(path: Path) -> Path:
+    """Error cells (#N/A, #DIV/0!), one of them in a row without r= attributes."""
+    body = (f'<row r="1">{cell("A1", "id")}{cell("B1", "ratio")}</row>'
+            '<row r="2"><c r="A2"><v>1</v></c><c r="B2" t="e"><f>1/0</f><v>#DIV/0!</v></c></row>'
+            '<row><c><v>2</v></c><c t="e"><v>#N/A</v></c></row>')
+    return write_zip(path, xlsx_parts({"Data": body}))
+
+
+def number_formats_xlsx(path: Path) -> Path:
+    """A zip code formatted "00000" and a percentage "0.0%"."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet()
+    zip_code, percent = book.add_format({"num_format": "00000"}), book.add_format({"num_format": "0.0%"})
+    sheet.write_row(0, 0, ["zip", "rate"])
+    sheet.write_number(1, 0, 42, zip_code)
+    sheet.write_number(1, 1, 0.256, percent)
+    book.close()
+    return path
+
+
+def cp1251_csv(path: Path) -> Path:
+    """Cyrillic text in Windows-1251 (what Excel writes on a Russian Windows)."""
+    rows = ["id,имя,город"] + [f"{i},Пётр Иванович {i},Москва и Санкт-Петербург" for i in range(1, 21)]
+    path.write_bytes(("\n".join(rows) + "\n").encode("cp1251"))
+    return path

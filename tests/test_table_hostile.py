@@ -44,6 +44,15 @@ HOSTILE = {
     "excel4.xls": (hf.biff4_xls, ("rows", 2, ["id", "name"])),
     "mac_central_european.xls": (hf.mac_central_european_xls, ("rows", 2, ["id", "město"])),
     "xor_protected.xls": (hf.xor_obfuscated_xls, ("error", "xor_protected.xls is password-protected")),
+    # values as Excel shows them: (rows, first columns, the first row's values, a word in the notes)
+    "title_rows.xlsx": (hf.title_rows_xlsx, ("rows", 2, ["id", "name", "amount"], {"id": 1, "name": "Zoë"}, "title")),
+    "sep_line.csv": (hf.sep_line_csv, ("rows", 1, ["id", "name"], {"name": "a,b"}, None)),
+    "formulas_no_results.xlsx": (hf.formulas_without_results,
+                                 ("rows", 2, ["id", "amount", "total"], {"total": None}, "no saved result")),
+    "error_cells.xlsx": (hf.error_cells_xlsx, ("rows", 2, ["id", "ratio"], {"ratio": "#DIV/0!"}, None)),
+    "number_formats.xlsx": (hf.number_formats_xlsx, ("rows", 1, ["zip", "rate"], {"zip": "00042"}, None)),
+    "cp1251.csv": (hf.cp1251_csv, ("rows", 20, ["id", "имя", "город"], {"город": "Москва и Санкт-Петербург"},
+                                   "windows-1251")),
 }
 LOOPING_SOURCE = CORPUS / "date.xls"
 
@@ -89,9 +98,12 @@ async def test_opens_through_the_session_or_says_why(hostile, tmp_path, name):
         assert want[0] in message, message
         return
     assert kind == "rows", f"{name} loaded {len(sheet.table)} rows; expected an error with {want[0]!r}"
-    rows, columns = want
+    rows, columns, first, note = (*want, {}, None)[:4]
     assert len(sheet.table) == rows
     assert sheet.table.columns[:len(columns)] == columns
+    assert {k: sheet.table.row(0)[k] for k in first} == first
+    if note is not None:
+        assert any(note in n for n in sheet.table.notes), sheet.table.notes
 
 
 async def test_the_reader_lives_on_after_a_file_that_kills_it(hostile, tmp_path):

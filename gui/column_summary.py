@@ -410,7 +410,8 @@ class ColumnSummaryPanel(QWidget):
             self.refreshed.emit()
             return
         facts = summary.facts()
-        parts = [f"{facts.rows:,} rows", f"{facts.values:,} with a value", f"{facts.distinct:,} distinct"]
+        parts = [f"{facts.rows:,} rows", f"{facts.values:,} with a value", f"{facts.distinct:,} distinct"
+                 + ("" if facts.bars or facts.numeric or not facts.values else " (too many to list)")]
         for count, word in ((facts.blanks, "blank"), (facts.errors, "failed"), (facts.pending, "not run yet")):
             if count:
                 parts.append(f"{count:,} {word}")

@@ -31,6 +31,7 @@ KIND_NAMES = {BLANK: "blank", ERROR: "error", PENDING: "not run yet"}
 TOP_VALUES = 15         # bars drawn; the rest are counted as "other values"
 HISTOGRAM_BINS = 20     # about this many bins, on round edges
 FEW_DISTINCT = 15       # a numeric column with at most this many values gets bars, not a histogram
+MAX_CHOICES = 2000      # more distinct texts than this are not listed (OpenRefine's "too many choices")
 _NUMBER_TEXT = 32       # a text this long or shorter is tried as a number ("4.5" from a model)
 _WITHOUT_RESULT = (*UNFINISHED, NOT_RUN, ev.CANCELLED)
 
@@ -133,7 +134,7 @@ class Facts:
     @property
     def bars(self) -> bool:
         """Bars for the values: a text column, or numbers with few distinct values."""
-        return self.values > 0 and (not self.numeric or self.distinct <= FEW_DISTINCT)
+        return 0 < self.values and self.distinct <= (FEW_DISTINCT if self.numeric else MAX_CHOICES)
 
 
 class ColumnSummary:

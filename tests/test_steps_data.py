@@ -311,3 +311,20 @@ def test_round_trip_is_lossless():
     assert pipeline.to_dict() == data
     assert [s.config for s in Pipeline.from_dict(pipeline.to_dict()).steps] == [s.config for s in pipeline.steps]
     assert REGISTRY["parse_number"].param("source").kind == SOURCE
+
+
+async def test_a_lookup_file_is_read_in_the_reader_process_where_it_cannot_crash_the_run(tmp_path, monkeypatch):
+    """The lookup file is as untrusted as the sheet: read in the capped reader process (a reader
+    that dies, as calamine does on some hostile files, is a one-line message, not a dead app)."""
+    from batchgrid.core.table import worker
+
+    prices = tmp_path / "prices.csv"
+    prices.write_text("sku,name,price\n" + "".join(f"A{i},name {i},{i}\n" for i in range(200_000)), encoding="utf-8")
+    monkeypatch.setattr(worker, "READ_MEMORY", 1 << 20)  # too little to read anything: the reader dies
+    worker.shutdown()
+    try:
+        with pytest.raises(InputError, match="prices.csv") as info:
+            await lookup_step().bind(RunResources(base_dir=tmp_path))
+        assert "\n" not in str(info.value)
+    finally:
+        worker.shutdown()

@@ -234,7 +234,7 @@ class Lookup(Step):
 
     def load(self, path: Path) -> dict[str, tuple]:
         """The file as key -> values of `columns` (the first row with a key wins, as in VLOOKUP)."""
-        from batchgrid.core.table import read_table
+        from batchgrid.core.table.worker import read_table  # a reader process: no file can crash the run
 
         if not path.is_file():
             raise InputError(f"lookup file {path} does not exist")

@@ -121,7 +121,7 @@ class Similar(EmbeddingStep):
         resolved it, which refuses a file outside the pipeline's folder unless trusted)."""
         if self.config.get("references"):
             return [t for t in (str(r).strip() for r in self.config["references"]) if t]
-        from batchgrid.core.table import read_table
+        from batchgrid.core.table.worker import read_table  # a reader process: no file can crash the run
 
         if path is None:
             path = Path(self.config["reference_file"]).expanduser()

@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 from batchgrid.core.pipeline.file import SETTINGS, Pipeline
 from batchgrid.core.run import events as ev
 from batchgrid.core.run.job import ALL, RESUME, RESUME_AND_RETRY, RETRY_FAILED
+from batchgrid.core.table.password import PasswordRequired, WrongPassword
 from batchgrid.core.util import secrets
 from batchgrid.core.util.errors import BatchgridError, PipelineError, UntrustedError
 
@@ -138,6 +139,11 @@ def _main(argv: list[str] | None) -> int:
     except NotWritten as exc:
         print(f"batchgrid: error: {exc}", file=sys.stderr)
         return EXIT_NOT_WRITTEN
+    except PasswordRequired as exc:  # the window asks; here, say how to give it
+        hint = "" if isinstance(exc, WrongPassword) else \
+            ": put it in an environment variable and pass its name with --password-env NAME"
+        print(f"batchgrid: error: {one_line(exc)}{hint}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (CliError, BatchgridError) as exc:
         print(f"batchgrid: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT

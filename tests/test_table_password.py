@@ -83,7 +83,8 @@ def test_the_cli_takes_the_password_from_an_environment_variable(locked, tmp_pat
     assert opened.returncode == 0 and "2 rows" in opened.stdout, opened.stderr
     refused = check()
     assert refused.returncode == 2 and "salaries.xlsx is password-protected" in refused.stderr
-    assert "pass its name with --password-env NAME" in refused.stderr  # how to give it here
+    assert refused.stderr == ("batchgrid: error: salaries.xlsx is password-protected: put its password in an "
+                              "environment variable and pass the variable's name with --password-env NAME\n")
     assert "Traceback" not in refused.stderr and refused.stderr.count("\n") == 1
     missing = check("--password-env", "NOT_SET_ANYWHERE")
     assert missing.returncode == 2 and "NOT_SET_ANYWHERE is not set" in missing.stderr

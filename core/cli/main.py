@@ -140,9 +140,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"batchgrid: error: {exc}", file=sys.stderr)
         return EXIT_NOT_WRITTEN
     except PasswordRequired as exc:  # the window asks; here, say how to give it
-        hint = "" if isinstance(exc, WrongPassword) else \
-            ": put it in an environment variable and pass its name with --password-env NAME"
-        print(f"batchgrid: error: {one_line(exc)}{hint}", file=sys.stderr)
+        said = one_line(exc) if isinstance(exc, WrongPassword) else (
+            one_line(exc).split(";")[0] + ": put its password in an environment variable and pass the "
+            "variable's name with --password-env NAME")
+        print(f"batchgrid: error: {said}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (CliError, BatchgridError) as exc:
         print(f"batchgrid: error: {one_line(exc)}", file=sys.stderr)

@@ -74,6 +74,8 @@ class MainWindow(FileActions, QMainWindow):
         build_layout(self)
         build_actions(self)
         connect_signals(self)
+        # An opened pipeline's rows at once wins over the box (the box sends it to every run).
+        self.doc.pipelineReplaced.connect(self._settings_changed)
         self._use_pipeline(self._new_pipeline())
         restore_layout(self)
         self.update_state()

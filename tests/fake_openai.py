@@ -787,11 +787,12 @@ class FakeOpenAI:
         ident = "chatcmpl-" + hashlib.sha1(prompt.encode()).hexdigest()[:12]
         created = int(time.time())
         if not stream:
+            # Counted before the answer goes out: a client that has it must find it counted.
+            self.stats.answered[prompt] += 1
             conn.send(200, {"id": ident, "object": "chat.completion", "created": created, "model": model,
                             "choices": [{"index": 0, "finish_reason": finish,
                                          "message": {"role": "assistant", "content": answer}}],
                             "usage": usage})
-            self.stats.answered[prompt] += 1
             return 200
         conn.start_stream(close=options["stream_close"] or overflow)
 
@@ -816,9 +817,9 @@ class FakeOpenAI:
         if (body.get("stream_options") or {}).get("include_usage"):
             conn.stream_event(json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
                                           "model": model, "choices": [], "usage": usage}))
+        self.stats.answered[prompt] += 1  # before its end goes out (as above)
         conn.stream_event("[DONE]")
         conn.end_stream()
-        self.stats.answered[prompt] += 1
         return 200
 
     async def _embeddings(self, conn: _Connection, request: _Request, options: dict) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from batchgrid.core.steps import step_types_by_group
-from PySide6.QtCore import QByteArray, QMimeData, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -74,6 +74,9 @@ class PaletteTree(QTreeWidget):
 
 
 class StepPalette(QWidget):
+    """Typing in the search box highlights the first match; ↑/↓ move through the matches (from the
+    search box too) and Enter adds the highlighted step, so a step is added without the mouse."""
+
     stepChosen = Signal(str)  # a step type, on double-click or Enter
 
     def __init__(self, parent=None):
@@ -85,6 +88,7 @@ class StepPalette(QWidget):
         self.search.setPlaceholderText("Search steps…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self.filter)
+        self.search.installEventFilter(self)  # ↑/↓ and Enter act on the results
         self.tree = PaletteTree()
         self.tree.setHeaderHidden(True)
         self.tree.setItemDelegate(PaletteDelegate(self.tree))
@@ -138,6 +142,46 @@ class StepPalette(QWidget):
                 item.setHidden(hide)
                 shown += not hide
             head.setHidden(shown == 0)
+        shown_items = self.shown_items()
+        current = self.tree.currentItem()
+        if words and shown_items and current not in shown_items:
+            self.tree.setCurrentItem(shown_items[0])  # the first match is the one Enter adds
+        elif not shown_items:
+            self.tree.setCurrentItem(None)
+
+    def shown_items(self) -> list[QTreeWidgetItem]:
+        """The step items the search leaves visible, in order."""
+        return [i for i in self.items() if not i.isHidden() and not i.parent().isHidden()]
+
+    def highlighted_type(self) -> str:
+        item = self.tree.currentItem()
+        if item is None or item.isHidden():
+            return ""
+        return item.data(0, TypeRole) or ""
+
+    def move_highlight(self, delta: int) -> None:
+        """The next (or previous) shown step; group headings are skipped."""
+        shown = self.shown_items()
+        if not shown:
+            return
+        current = self.tree.currentItem()
+        index = shown.index(current) + delta if current in shown else (0 if delta > 0 else len(shown) - 1)
+        item = shown[max(0, min(index, len(shown) - 1))]
+        self.tree.setCurrentItem(item)
+        self.tree.scrollToItem(item)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.search and event.type() == QEvent.Type.KeyPress:
+            key = event.key()
+            if key in (Qt.Key.Key_Down, Qt.Key.Key_Up):
+                self.move_highlight(1 if key == Qt.Key.Key_Down else -1)
+                return True
+            if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                step_type = self.highlighted_type()
+                if step_type:
+                    self.stepChosen.emit(step_type)
+                return True
+        return super().eventFilter(watched, event)
 
     def _activated(self, item: QTreeWidgetItem, _column: int) -> None:
         step_type = item.data(0, TypeRole)

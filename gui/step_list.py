@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QListView,
+    QMenu,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionButton,
@@ -239,10 +240,12 @@ class StepCardDelegate(QStyledItemDelegate):
 
 
 class StepListView(QListView):
-    """Cards for one list of steps. `stepSelected` follows the current card."""
+    """Cards for one list of steps. `stepSelected` follows the current card. A right-click on a
+    card offers what the toolbar buttons do, and "Run up to here" (`runUpToRequested`)."""
 
     stepSelected = Signal(object)   # Step or None
     stepActivated = Signal(object)  # double-click
+    runUpToRequested = Signal(int)  # a top-level step's index: run the pipeline up to it
 
     def __init__(self, model: StepListModel, parent=None):
         super().__init__(parent)
@@ -267,6 +270,9 @@ class StepListView(QListView):
         model.modelAboutToBeReset.connect(self._remember)
         model.modelReset.connect(self._restore)
         self.doubleClicked.connect(lambda index: self.stepActivated.emit(model.step_at(index.row())))
+        self.card_menu: QMenu | None = None  # the last right-click menu (tests trigger its actions)
+        # Run up to here needs a window that can run: top-level lists only, where one listens.
+        self.can_run_up_to: Callable[[], bool] = lambda: False
 
     def _current_changed(self, _current, _previous) -> None:
         self._selected = self.current_step()
@@ -305,3 +311,38 @@ class StepListView(QListView):
         else:
             self.clearSelection()
             self.setCurrentIndex(QModelIndex())
+
+    # ---- right-click menu ------------------------------------------------------------------
+    def contextMenuEvent(self, event) -> None:
+        index = self.indexAt(event.pos())
+        step = self.list_model().step_at(index.row()) if index.isValid() else None
+        if step is None:
+            return
+        self.select_step(step)
+        if self.card_menu is not None:
+            self.card_menu.deleteLater()  # one menu at a time, not one more child per right-click
+        self.card_menu = self.menu_for(step)
+        self.card_menu.popup(event.globalPos())  # never exec(): no nested loop
+
+    def menu_for(self, step: Step) -> QMenu:
+        """Duplicate, Disable/Enable, Delete, Move up/down, Run up to here, for `step`'s card."""
+        doc, steps = self.list_model().doc, self.list_model().steps()
+        row = self.list_model().row_of(step)
+        menu = QMenu(self)
+        menu.setToolTipsVisible(True)
+        menu.addAction("Duplicate", lambda: self.select_step(doc.duplicate_step(step)))
+        menu.addAction("Disable" if step.enabled else "Enable", lambda: doc.set_enabled(step, not step.enabled))
+        menu.addSeparator()
+        up = menu.addAction("Move up", lambda: doc.move_step(step, row - 1))
+        up.setEnabled(row > 0)
+        down = menu.addAction("Move down", lambda: doc.move_step(step, row + 1))
+        down.setEnabled(row < len(steps) - 1)
+        menu.addSeparator()
+        run = menu.addAction("Run up to here", lambda: self.runUpToRequested.emit(row))
+        top_level = steps is doc.pipeline.steps
+        run.setEnabled(top_level and self.can_run_up_to())
+        run.setToolTip("Run the selected rows (or the preview rows) through the steps up to this one"
+                       if top_level else "Open the parallel step's card to run up to it")
+        menu.addSeparator()
+        menu.addAction("Delete", lambda: doc.remove_step(step))
+        return menu

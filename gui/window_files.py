@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchgrid.core.pipeline import Pipeline
 from batchgrid.core.session import Sheet
 from batchgrid.core.table.password import PasswordRequired, WrongPassword
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QLineEdit
 
+from . import unsaved
 from .examples import Example
 from .widgets import one_line
 
@@ -32,6 +36,11 @@ else:
 
 class FileActions(_Base):
     """Mixed into MainWindow: the methods behind File ▸ Open, Save, Export and drag and drop."""
+
+    # Hooks a test (or a script) replaces: how a file or folder is opened with the desktop's
+    # application, and the Save / Don't save / Cancel answer (None: ask with a message box).
+    open_url: Callable[[QUrl], object] = staticmethod(QDesktopServices.openUrl)
+    ask_save_changes_hook: Callable[[str], str] | None = None
 
     def choose_sheet(self) -> None:
         start = str(self.sheet_path.parent) if self.sheet_path else ""
@@ -173,9 +182,23 @@ class FileActions(_Base):
         return Pipeline(settings={"max_concurrency": self.settings.default_concurrency()})
 
     def _may_discard(self) -> bool:
+        """Unsaved changes: Save (False if the save did not happen), Don't save, or Cancel (False)."""
         if self.doc.undo_stack.isClean() or not self.doc.pipeline.steps:
             return True
-        return self.ask("Discard changes?", "The pipeline has unsaved changes. Discard them?")
+        answer = self.ask_save_changes()
+        if answer == unsaved.SAVE:
+            return self.save_pipeline()
+        return answer == unsaved.DISCARD
+
+    def ask_save_changes(self) -> str:
+        path = self.doc.pipeline.path
+        name = path.name if path else "this unsaved pipeline"
+        if self.ask_save_changes_hook is not None:
+            return self.ask_save_changes_hook(name)
+        if unsaved.answered_by_script(self.ask):
+            discard = self.ask("Discard changes?", f"{name} has unsaved changes. Discard them?")
+            return unsaved.DISCARD if discard else unsaved.CANCEL
+        return unsaved.ask_dialog(self, name)
 
     def new_pipeline(self) -> None:
         if self._may_discard():
@@ -295,9 +318,16 @@ class FileActions(_Base):
             return False
         what = f"{written:,} rows" + (" as shown" if rows is not None else "")
         self._set_busy(f"Exported {what} to {path}", False)
-        self.show_message(f"Exported {what} to {path}", "ok")
+        self.show_message(f"Exported {what} to {path}", "ok", self.export_actions(path))
         self.exportFinished.emit(str(path))
         return True
+
+    def export_actions(self, path: Path) -> list[tuple[str, Callable[[], object]]]:
+        """The message after an export offers to open the file, or its folder, with the desktop's
+        applications (a folder view cannot select the file on every desktop: it opens the folder)."""
+        path = Path(path).absolute()
+        return [("Open", lambda: self.open_url(QUrl.fromLocalFile(str(path)))),
+                ("Show in folder", lambda: self.open_url(QUrl.fromLocalFile(str(path.parent))))]
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):

@@ -156,6 +156,10 @@ def connect_signals(self: MainWindow) -> None:
     self.card_buttons["down"].clicked.connect(lambda: self._move_current(+1))
     self.card_buttons["duplicate"].clicked.connect(self.duplicate_step)
     self.card_buttons["delete"].clicked.connect(self.delete_step)
+    run_up_to = getattr(self, "run_up_to", None)  # right-click a card ▸ Run up to here (main_window.py)
+    if run_up_to is not None:
+        self.cards.runUpToRequested.connect(run_up_to)
+        self.cards.can_run_up_to = self.act_run.isEnabled
     self.doc.problemsChanged.connect(self.update_state)
     self.doc.problemsChanged.connect(self._estimate_timer.start)  # any edit: estimate again, soon
     self.doc.structureChanged.connect(lambda _c: self._pipeline_shape_changed())

@@ -22,7 +22,7 @@ from typing import Any
 import python_calamine as pc
 from batchgrid.core.util.errors import InputError
 
-from . import biff, numfmt, xlsx_zip
+from . import biff, numfmt, ods_values, xls_cells, xlsx_zip
 from .frame import Grid
 from .sniff import ODS, XLS, XLSB, XLSX, password_protected
 
@@ -98,15 +98,23 @@ def _load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None,
     head = _head(path, kind, max_rows, package, data)
     with _open(path, kind, head) as wb, _zip(path, head, package) as z:
         names = _table_sheets(wb)
-        formats = _formats(z, package)
-        if sheet is None:
-            for name in _default_order(wb, names):
-                grid = _grid(path, kind, wb, name, max_rows, z, package, formats)
-                if any(v != "" for row in grid.rows for v in row):
-                    return names, name, grid
-            raise InputError(f"{path.name} has no data: every sheet is empty")
-        name = _resolve(path, names, sheet)
-        return names, name, _grid(path, kind, wb, name, max_rows, z, package, formats)
+        formats = _formats(path, kind, z, package, data)
+        with contextlib.closing(formats):
+            return _chosen(path, kind, wb, names, sheet, max_rows, z, package, formats)
+
+
+def _chosen(path: Path, kind: str, wb: pc.CalamineWorkbook, names: list[str], sheet: str | int | None,
+            max_rows: int | None, z: zipfile.ZipFile | None, package: xlsx_zip.Package | None,
+            formats: _Formats) -> tuple[list[str], str, Grid]:
+    """(sheet names, the sheet asked for or the first with data, its grid)."""
+    if sheet is None:
+        for name in _default_order(wb, names):
+            grid = _grid(path, kind, wb, name, max_rows, z, package, formats)
+            if any(v != "" for row in grid.rows for v in row):
+                return names, name, grid
+        raise InputError(f"{path.name} has no data: every sheet is empty")
+    name = _resolve(path, names, sheet)
+    return names, name, _grid(path, kind, wb, name, max_rows, z, package, formats)
 
 
 def _zip(path: Path, head: bytes | None, package: xlsx_zip.Package | None):
@@ -207,25 +215,67 @@ def _resolve(path: Path, names: list[str], sheet: str | int) -> str:
 
 @dataclass
 class _Formats:
-    """An xlsx's number formats that make Excel show something else than the stored number."""
+    """A workbook's number formats that make Excel show something else than the stored number."""
 
-    codes: list[str]                   # by cell style index (a cell's s=)
+    codes: list[str]                   # by cell style index (xlsx: a cell's s=; xls: its XF)
     kinds: dict[int, numfmt.Kind]      # style index -> what its format does, for those that matter
     date1904: bool = False
+    book: Any = None                   # xls: xlrd's view of the workbook's globals
+    ods: Any = None                    # ods: the package, and each cell style's index (by name)
 
     def styles(self, *kinds: numfmt.Kind) -> set[int]:
         return {s for s, k in self.kinds.items() if k in kinds}
 
+    def close(self) -> None:
+        if self.ods is not None:
+            self.ods[0].close()
+        if self.book is not None:
+            self.book.release_resources()
 
-def _formats(z: zipfile.ZipFile | None, package: xlsx_zip.Package | None) -> _Formats:
+
+def _formats(path: Path, kind: str, z: zipfile.ZipFile | None, package: xlsx_zip.Package | None,
+             data: bytes | None) -> _Formats:
+    """The workbook's number formats that matter, read once for all its sheets."""
+    if kind == XLS:
+        if (book := xls_cells.open_book(path, data)) is None:
+            return _Formats([], {})
+        return _classified(xls_cells.cell_formats(book), book.datemode == 1, book=book)
+    if kind == ODS:
+        try:
+            source = zipfile.ZipFile(io.BytesIO(data) if data else path)
+            codes, index = ods_values.cell_formats(source)
+        except (*xlsx_zip.ZIP_ERRORS, SyntaxError):
+            return _Formats([], {})
+        return _classified(codes, False, ods=(source, index))
     if z is None or package is None or not package.styles:
         return _Formats([], {})
     try:
         codes = xlsx_zip.cell_formats(z, package.styles)
     except xlsx_zip.ZIP_ERRORS:
         codes = []
+    return _classified(codes, package.date1904)
+
+
+def _classified(codes: list[str], date1904: bool, **source: Any) -> _Formats:
     kinds = {i: kind for i, code in enumerate(codes) if code and (kind := numfmt.classify(code))}
-    return _Formats(codes, kinds, package.date1904)
+    return _Formats(codes, kinds, date1904, **source)
+
+
+def _second_look(kind: str, name: str, rows: list[list[Any]], formats: _Formats) -> xlsx_zip.Marks | None:
+    """xls and ods: the sheet's error cells and formatted numbers, when it may hold any (errors
+    read as blanks: a sheet without a blank has none)."""
+    blanks = any("" in row for row in rows)
+    if kind == XLS and formats.book is not None and (blanks or formats.kinds):
+        return xls_cells.scan_sheet(formats.book, name, styles=formats.styles(*_BY_VALUE),
+                                    raw_styles=formats.styles(numfmt.Kind.DURATION),
+                                    date_styles=formats.styles(numfmt.Kind.DATE))
+    if kind == ODS and formats.ods is not None:
+        source, index = formats.ods
+        wanted = {n for n, i in index.items() if i in formats.kinds}
+        if (blanks or wanted) and ods_values.worth_scanning(source, wanted):
+            return ods_values.scan_sheet(source, name, index, styles=formats.styles(*_BY_VALUE),
+                                         raw_styles=formats.styles(numfmt.Kind.DURATION))
+    return None
 
 
 def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: int | None,
@@ -238,7 +288,7 @@ def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: i
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Runs while calamine parses (calamine and zlib work without holding the GIL): no time added.
         marks = pool.submit(xlsx_zip.scan_sheet, z, member,
-                            styles=formats.styles(numfmt.Kind.PERCENT, numfmt.Kind.PADDED, numfmt.Kind.DURATION),
+                            styles=formats.styles(*_BY_VALUE), raw_styles=formats.styles(numfmt.Kind.DURATION),
                             date_styles=formats.styles(numfmt.Kind.DATE),
                             recalc=bool(package and package.recalc)) if z is not None and member else None
         try:
@@ -251,12 +301,14 @@ def _grid(path: Path, kind: str, wb: pc.CalamineWorkbook, name: str, max_rows: i
         except BaseException as exc:
             raise _input_error(path, kind, exc, sheet=name) from None
         found = marks.result() if marks else None
+    if found is None and kind in (XLS, ODS) and start:
+        found = _second_look(kind, name, rows, formats)
     top, left = start or (0, 0)
     complete = max_rows is None or len(rows) < max_rows
     notes: list[str] = []
     if found is not None:
         notes = _look_again(rows, top, left, found, formats, complete)
-    else:
+    if kind != XLSX or found is None:
         _big_numbers(rows)
     _fill_merged(rows, top, left, merged)
     return Grid(rows=rows, top=top, complete=complete, notes=notes)
@@ -296,21 +348,7 @@ def _look_again(rows: list[list[Any]], top: int, left: int, marks: xlsx_zip.Mark
         with contextlib.suppress(ValueError):
             if (digits := numfmt.big_integer(float(raw))) is not None:
                 put(position, digits)
-    for position, (style, raw) in marks.styled.items():
-        kind = formats.kinds.get(style)
-        try:
-            number = float(raw)
-        except ValueError:
-            continue
-        code = formats.codes[style]
-        if kind is numfmt.Kind.PERCENT:
-            put(position, numfmt.percent(number, code))
-        elif kind is numfmt.Kind.PADDED and abs(number) < numfmt.MAX_EXACT_FLOAT_INT:
-            put(position, numfmt.padded(number, code))
-        elif kind is numfmt.Kind.DURATION:
-            put(position, numfmt.duration(number, code))
-        elif kind is numfmt.Kind.DATE and number < 1:
-            put(position, numfmt.date(number, code, formats.date1904))
+    _apply_formats(rows, top, left, marks.styled, formats)
     per_column: dict[int, int] = {}
     for position in marks.no_result:
         r = position[0] - top
@@ -318,6 +356,29 @@ def _look_again(rows: list[list[Any]], top: int, left: int, marks: xlsx_zip.Mark
             put(position, "", (0, 0.0, ""))  # XlsxWriter's placeholder 0 is not the formula's value
             per_column[position[1]] = per_column.get(position[1], 0) + 1
     return [_no_result_note(rows, left, column, count) for column, count in sorted(per_column.items())]
+
+
+_BY_VALUE = (numfmt.Kind.PERCENT, numfmt.Kind.PADDED)  # calamine's value is the stored number
+
+
+def _apply_formats(rows: list[list[Any]], top: int, left: int, styled: xlsx_zip.Styled, formats: _Formats) -> None:
+    """Each formatted number as its format shows it; one converter per style, made once."""
+    if not len(styled):
+        return
+    plans = {style: (numfmt.converter(kind, formats.codes[style], formats.date1904), kind in _BY_VALUE, kind)
+             for style, kind in formats.kinds.items()}
+    height, first, raw, limit = len(rows), top + 1, styled.raw, numfmt.MAX_EXACT_FLOAT_INT
+    for i, (number, column, style) in enumerate(zip(styled.row_numbers, styled.columns, styled.styles, strict=True)):
+        r, c = number - first, column - left
+        if not (0 <= r < height and 0 <= c < len(row := rows[r])) or (plan := plans.get(style)) is None:
+            continue
+        convert, by_value, kind = plan
+        if by_value:
+            value = row[c]
+            if (type(value) is float or type(value) is int) and (kind is numfmt.Kind.PERCENT or abs(value) < limit):
+                row[c] = convert(value)
+        elif (value := raw.get(i)) is not None and (kind is not numfmt.Kind.DATE or value < 1):
+            row[c] = convert(value)
 
 
 def _no_result_note(rows: list[list[Any]], left: int, column: int, count: int) -> str:

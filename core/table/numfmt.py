@@ -26,8 +26,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from enum import Enum
 from functools import lru_cache
+from typing import Any
 
 MAX_EXACT_FLOAT_INT = 2**53
 _BIG_LIMIT = 1e21  # beyond this Excel shows scientific notation even with "0": leave the float
@@ -206,6 +208,42 @@ def date(value: float, code: str, date1904: bool) -> dt.date | dt.datetime | str
     seconds = round(value * 86400)
     clock = dt.time(seconds // 3600 % 24, seconds // 60 % 60, seconds % 60)
     return "1900-01-00" + (f" {clock.isoformat()}" if has_time or clock != dt.time() else "")
+
+
+CACHE_MAX = 4096  # values remembered per format: a column of rates repeats a few hundred values
+
+
+def converter(kind: Kind, code: str, date1904: bool = False) -> Callable[[float], Any]:
+    """What Excel shows for a number through `code`, as one function per format, made once per
+    cell style: a column of 100,000 formatted cells must not parse its format 100,000 times.
+    Percentages and codes remember the values they have seen (columns repeat values)."""
+    if kind is Kind.DATE:
+        return lambda value: date(value, code, date1904)
+    if kind is Kind.DURATION:
+        return lambda value: duration(value, code)
+    cache: dict[float, Any] = {}
+    if kind is Kind.PERCENT:
+        decimals = _percent_decimals(code)
+
+        def shown_percent(value: float) -> Any:
+            if (shown := cache.get(value)) is None:
+                shown = ShownNumber(value, f"{_round_half_away(value * 100, decimals):.{decimals}f}%")
+                if len(cache) < CACHE_MAX:
+                    cache[value] = shown
+            return shown
+        return shown_percent
+    if len(parts := _code_parts(code)) != parts.count("\0"):
+        return lambda value: padded(value, code)
+    width = len(parts)  # only zeros ("00000"): the common case
+
+    def zero_padded(value: float) -> Any:
+        if (shown := cache.get(value)) is None:
+            number = int(abs(value) + 0.5 + 1e-9)  # half away from zero, as _round_half_away
+            shown = ("-" if value < 0 and number else "") + str(number).rjust(width, "0")
+            if len(cache) < CACHE_MAX:
+                cache[value] = shown
+        return shown
+    return zero_padded
 
 
 def big_integer(value: float) -> str | None:

@@ -18,6 +18,7 @@ import posixpath
 import re
 import zipfile
 import zlib
+from array import array
 from collections.abc import Set
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -220,8 +221,32 @@ class Marks:
 
     errors: dict[Position, str] = field(default_factory=dict)   # error cells: their text (#N/A)
     no_result: list[Position] = field(default_factory=list)     # formulas without a saved result
-    styled: dict[Position, tuple[int, str]] = field(default_factory=dict)  # style index, raw number
+    styled: Styled = field(default_factory=lambda: Styled())    # numbers with a format that matters
     big: dict[Position, str] = field(default_factory=dict)      # raw text of numbers beyond 2**53
+
+
+@dataclass
+class Styled:
+    """Numeric cells whose number format matters, as parallel arrays (12 bytes a cell: a million
+    formatted cells stay small, and the scan adds a chunk's cells without a Python loop)."""
+
+    row_numbers: array = field(default_factory=lambda: array("l"))  # 1-based, as Excel numbers rows
+    columns: array = field(default_factory=lambda: array("l"))      # 0-based
+    styles: array = field(default_factory=lambda: array("l"))       # the cell's style (xlsx s=, xls XF)
+    raw: dict[int, float] = field(default_factory=dict)  # cell's index -> its stored number, for the styles
+    raw_styles: frozenset[int] = frozenset()  # whose value calamine turns into something else (dates, durations)
+
+    def add(self, row_number: int, column: int, style: int, raw: float | None = None) -> None:
+        if style in self.raw_styles:
+            if raw is None:
+                return
+            self.raw[len(self.styles)] = raw
+        self.row_numbers.append(row_number)
+        self.columns.append(column)
+        self.styles.append(style)
+
+    def __len__(self) -> int:
+        return len(self.styles)
 
 
 _ROW_OPEN = re.compile(rb"<" + _NAME + rb"row\b([^>]*)>")
@@ -237,17 +262,29 @@ BIG_VALUE = re.compile(rb"<" + _NAME + rb"v>\s*(-?(?:[0-9]{16,}(?:\.0*)?|[0-9](?
 _NUMERIC = (None, b"n")
 
 
-_Patterns = tuple[re.Pattern, re.Pattern]
+_Patterns = tuple[re.Pattern, re.Pattern, tuple[bytes, ...]]
 
 
-def _styled_pattern(styles: Set[int]) -> _Patterns | None:
-    """(the style attribute of cells with one of `styles` (s="3"), whole such cells as Excel,
-    openpyxl and XlsxWriter write them: r= then s=, a plain value, matched at C speed)."""
+def _styled_pattern(styles: Set[int], value: bool = True) -> _Patterns | None:
+    """(the style attribute of cells with one of `styles` (s="3"); such cells as Excel, openpyxl
+    and XlsxWriter write them, r= then s=, matched at C speed: with their plain value (`value`),
+    else only their position and style (the value is calamine's); the ids)."""
     if not styles:
         return None
-    ids = b"|".join(str(s).encode() for s in sorted(styles))
-    return (re.compile(rb"\ss=[\"'](?:" + ids + rb")[\"']"),
-            re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,7})" s="(' + ids + rb')"(?: t="n")?>(?:<f>[^<]*</f>)?<v>([^<]*)</v>'))
+    ids = tuple(str(s).encode() for s in sorted(styles))
+    either = b"|".join(ids)
+    cell = rb'<c r="([A-Z]{1,3})([0-9]{1,7})" s="(' + either + rb')"'
+    return (re.compile(rb"\ss=[\"'](?:" + either + rb")[\"']"),
+            re.compile(cell + rb'(?: t="n")?>(?:<f>[^<]*</f>)?<v>([^<]*)</v>' if value else cell), ids)
+
+
+def _count(xml: bytes, ids: tuple[bytes, ...]) -> int:
+    """At least the number of s="id" attributes (bytes.count is several times faster than a regex;
+    a few other attributes may end in s="1" too: then the slow path looks closer)."""
+    found = sum(xml.count(b's="' + i + b'"') for i in ids)
+    if b"s='" in xml:
+        found += sum(xml.count(b"s='" + i + b"'") for i in ids)
+    return found
 
 
 # Each check below is a pass over the chunk at memory speed, but one that holds the GIL while
@@ -262,21 +299,26 @@ def _may_hold_big(hinted: bytes) -> bool:
 
 
 def scan_sheet(source: Path | BinaryIO | zipfile.ZipFile, member: str, *, styles: Set[int] = frozenset(),
-               date_styles: Set[int] = frozenset(), recalc: bool = False) -> Marks:
+               raw_styles: Set[int] = frozenset(), date_styles: Set[int] = frozenset(),
+               recalc: bool = False) -> Marks:
     """The marks of the sheet whose XML is zip member `member`: error cells, formulas without a
     result (`recalc`: the workbook asks to be recalculated on opening, so a cached 0 is XlsxWriter's
-    placeholder), cells with a number format in `styles` (all) or `date_styles` (values below 1)
-    and numbers beyond 2**53.
+    placeholder), cells with a number format in `styles` or `raw_styles` (with their stored number:
+    calamine turns them into something else), or in `date_styles` (values below 1, with their
+    number) and numbers beyond 2**53.
 
     Streamed by whole rows; each pattern runs (at C speed) only over rows that may hold its cells.
     Best effort: a part that cannot be read gives what was found so far (calamine reports the damage).
     """
-    scan = _Scanner(_styled_pattern(styles), _styled_pattern(date_styles), recalc)
+    scan = _Scanner(_styled_pattern(styles, value=False), _styled_pattern(raw_styles), _styled_pattern(date_styles), recalc)
+    scan.marks.styled.raw_styles = frozenset(raw_styles) | frozenset(date_styles)
     try:
         with opened(source) as z, z.open(member) as f:
-            pending = b""
+            pending, first = b"", True
             while chunk := f.read(CHUNK):
-                pending += chunk
+                if first and (root := ROOT.search(chunk)) is not None:
+                    scan.formula_tag = b"<" + root.group(1) + b"f"
+                pending, first = pending + chunk, False
                 cut = _after_last_row(pending)
                 if cut < 0:
                     if len(pending) <= MAX_PENDING:
@@ -307,9 +349,10 @@ def _after_last_row(xml: bytes) -> int:
 
 
 class _Scanner:
-    def __init__(self, styled: _Patterns | None, dated: _Patterns | None, recalc: bool):
-        self.styled, self.dated, self.recalc = styled, dated, recalc
+    def __init__(self, styled: _Patterns | None, raw: _Patterns | None, dated: _Patterns | None, recalc: bool):
+        self.styled, self.raw, self.dated, self.recalc = styled, raw, dated, recalc
         self.marks = Marks()
+        self.formula_tag = b"<f"  # with the part's namespace prefix, once known (<x:f)
         self.next_row = 0  # the index of the row after the last one searched (rows without r=)
         self._xml = b""
         self._rows: list[tuple[int, int, int]] | None = None  # this chunk's (start, end of tag, index)
@@ -324,7 +367,7 @@ class _Scanner:
                 where = self._position(m.start(), m.group(1) + b" " + m.group(2))
                 if value is not None and where is not None:
                     marks.errors[where] = value.group(1).decode("utf-8", "replace")
-        if b"<f" in hinted or b":f" in hinted:
+        if self.formula_tag in xml:
             for m in NO_RESULT.finditer(xml):
                 attrs, zero = m.group(1), m.group(2)
                 kind = _cell_type(attrs)
@@ -334,9 +377,10 @@ class _Scanner:
                     continue  # an empty text result ("" from IF): a real value
                 if (where := self._position(m.start(), attrs)) is not None:
                     marks.no_result.append(where)
-        self._styled(xml, self.styled, small=False)
+        self._styled(xml, self.styled)
+        self._styled(xml, self.raw, raw=True)
         if self.dated is not None and (b"v>0" in xml or b"v>-" in xml):
-            self._styled(xml, self.dated, small=True)
+            self._styled(xml, self.dated, raw=True, small=True)
         if _may_hold_big(hinted):
             for m in BIG_VALUE.finditer(xml):
                 cell = _cell_before(xml, m.start())
@@ -345,20 +389,30 @@ class _Scanner:
                         marks.big[where] = m.group(1).decode("ascii")
         self._advance(xml)
 
-    def _styled(self, xml: bytes, patterns: _Patterns | None, small: bool) -> None:
-        """Cells whose style is in `patterns` (`small`: only values below 1): style index, raw value."""
+    def _styled(self, xml: bytes, patterns: _Patterns | None, raw: bool = False, small: bool = False) -> None:
+        """Cells whose style is in `patterns` (`raw`: with their stored number; `small`: only values
+        below 1). Cells in the common form (nearly all) are added a chunk at a time, in C, when
+        their stored number is not needed (calamine's value is that number)."""
         if patterns is None:
             return
-        attribute, cell_pattern = patterns
-        found = self.marks.styled
-        common = 0
-        for letters, digits, style, raw in cell_pattern.findall(xml):
-            common += 1
-            if small and not (raw[:1] == b"-" or raw[:2] in (b"0", b"0.") or b"e-" in raw.lower()):
-                continue
-            found[(int(digits) - 1, _column_index(letters))] = (int(style), raw.decode("ascii", "replace"))
-        if common and len(attribute.findall(xml)) == common:
+        attribute, cell_pattern, ids = patterns
+        styled = self.marks.styled
+        found = cell_pattern.findall(xml)
+        common = len(found)
+        if small:
+            found = [cell for cell in found if _below_one(cell[3])]
+        if found and not raw:
+            letters, digits, style_ids = zip(*found, strict=True)
+            styled.row_numbers.extend(map(int, digits))
+            styled.columns.extend(map(_column_index, letters))
+            styled.styles.extend(map(int, style_ids))
+        else:
+            for letters, digits, style, number in found:
+                with contextlib.suppress(ValueError):
+                    styled.add(int(digits), _column_index(letters), int(style), float(number))
+        if _count(xml, ids) == common:
             return  # every such cell was in the common form
+        seen = {(int(cell[1]), _column_index(cell[0])) for cell in cell_pattern.findall(xml)}
         for m in attribute.finditer(xml):
             cell = _cell_before(xml, m.start())
             if cell is None or cell.group(1).endswith(b"/") or _cell_type(cell.group(1)) not in _NUMERIC:
@@ -367,12 +421,14 @@ class _Scanner:
             value = VALUE.search(xml, cell.end(), close if close >= 0 else len(xml))
             if value is None:
                 continue
-            raw = value.group(1).strip()
-            if small and not (raw[:1] == b"-" or raw[:2] in (b"0", b"0.") or b"e-" in raw.lower()):
+            text = value.group(1).strip()
+            if small and not _below_one(text):
                 continue
             style = _STYLE.search(cell.group(1))
-            if raw and style and (where := self._position(cell.start(), cell.group(1))) is not None:
-                found[where] = (int(style.group(1)), raw.decode("ascii", "replace"))
+            where = self._position(cell.start(), cell.group(1))
+            if text and style and where is not None and (where[0] + 1, where[1]) not in seen:
+                with contextlib.suppress(ValueError):
+                    styled.add(where[0] + 1, where[1], int(style.group(1)), float(text) if raw else None)
 
     def _position(self, cell_start: int, attrs: bytes) -> Position | None:
         ref = CELL_REF.search(attrs)
@@ -414,6 +470,10 @@ class _Scanner:
 
 
 _STYLE = re.compile(rb"\ss=[\"']([0-9]+)[\"']")
+
+
+def _below_one(raw: bytes) -> bool:
+    return raw[:1] == b"-" or raw[:2] in (b"0", b"0.") or b"e-" in raw.lower()
 
 
 def _cell_type(attrs: bytes) -> bytes | None:

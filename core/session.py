@@ -3,7 +3,8 @@
 A session holds a sheet, the pipeline being edited, the journal and one result store, and
 offers everything the window, the CLI and the tests do: open a sheet, load / save / check a
 pipeline, estimate the cost, find what the journal kept for this sheet and pipeline, start /
-pause / resume / stop a run (all rows, remaining, failed or chosen rows), export.
+pause / resume / stop a run (all rows, the rows without a current result, failed or stopped rows,
+chosen rows, or the first steps only), export.
 
 It is Qt-free and async: every file, SQLite, keyring and pandas operation runs in a worker
 thread, so a window on the same event loop stays live; the loop only awaits.
@@ -34,6 +35,7 @@ from batchgrid.core.util import gc_pause
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import BatchgridError
 from batchgrid.core.util.paths import default_data_dir
+from batchgrid.core.util.problems import StepPath
 
 PREVIEW_ROWS = 200  # rows shown at once while a big sheet is read
 
@@ -265,14 +267,17 @@ class Session:
         job.check_ready()
 
     async def start(self, mode: str = ALL, *, rows: list[int] | None = None,
-                    max_concurrency: int | None = None) -> Engine:
+                    max_concurrency: int | None = None, up_to: StepPath | int | None = None) -> Engine:
         """Start a run and return its engine (already running as a task). Raises before any row
-        runs if the pipeline is invalid, runs untrusted code or needs a key or server."""
+        runs if the pipeline is invalid, runs untrusted code or needs a key or server.
+        `mode` (core/run/job.py): "all" runs every row afresh (or every row of `rows`); "resume"
+        the rows without a current result; "retry_failed" the failed and stopped rows.
+        `up_to`: only the top-level steps up to and including this one (path or index)."""
         if self.running:
             raise BatchgridError("a run is already in progress")
         job = await self._current_job()
         # Job.start snapshots the pipeline, opens the journal's run and reads its rows: off the loop.
-        engine = await asyncio.to_thread(job.start, mode, rows=rows, max_concurrency=max_concurrency)
+        engine = await asyncio.to_thread(job.start, mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to)
         self.engine = engine
         self.store.reset(job.rows, self.output_columns(), job.results)
         self.store.run_starting(job.results, engine.selection)
@@ -281,6 +286,31 @@ class Session:
             engine.subscribe(listener)
         self._run_task = asyncio.ensure_future(engine.run())
         return engine
+
+    def rows_left(self) -> int | None:
+        """How many rows a "resume" would run, when known without the journal (None: not known
+        yet, e.g. before the first run or after an edit: then every row may be left)."""
+        job = self.job
+        if job is None or job.pipeline is not self.pipeline or job.rows is not self.table:
+            return None
+        return job.unfinished()
+
+    def rerun_repeats(self) -> str:
+        """Before running every row again: what it would send again, one line ('' when nothing
+        is: no row has a current result, or its steps call no web API and their model calls
+        are answered from the response cache)."""
+        job = self.job
+        done = job.kept() if job is not None and job.pipeline is self.pipeline and job.rows is self.table else 0
+        if not done:
+            return ""
+        groups = {type(s).group for s in walk(self.pipeline.steps) if s.enabled}
+        cached = self.use_cache and self.pipeline.settings.get("use_cache", True)
+        what = [w for w, sent in (("model calls", "Models" in groups and not cached), ("web requests", "Web" in groups))
+                if sent]
+        if not what:
+            return ""
+        return (f"{done:,} row{'s' if done != 1 else ''} already {'have' if done != 1 else 'has'} a result of "
+                f"this pipeline: running {'them' if done != 1 else 'it'} again sends {' and '.join(what)} again.")
 
     def pause(self) -> None:
         if self.engine is not None and self.running:

@@ -9,6 +9,12 @@ reason is the pause's, `journal_failure` keeps it, and resuming writes the rows 
 
 Each run works on its own copy of the pipeline, taken when it starts: the user may go on
 editing `job.pipeline` while it runs, and the edits apply to the next run.
+
+A row's result is current when the pipeline as it is now made it from the row's input as it is
+now (the journal keeps both hashes; a job's results in memory are of one pipeline fingerprint).
+Resume runs the rows without a current result, so finished work is never redone: rows not run,
+stopped, or run only up to a step (`up_to`: a run of the first steps, not journalled). An edit
+makes every result stale: resume then takes the journal's rows of that exact pipeline, if any.
 """
 
 from __future__ import annotations
@@ -28,15 +34,15 @@ from batchgrid.core.pipeline.trust import untrusted_error
 from batchgrid.core.providers.prices import money
 from batchgrid.core.table import Table
 from batchgrid.core.util.errors import BatchgridError, PipelineError, SetupError
-from batchgrid.core.util.problems import Problem
+from batchgrid.core.util.problems import Problem, StepPath
 
 from . import events as ev
 from .engine import Engine, RetryPolicy, RunResources
 from .journal import Journal, Recorder, row_hash, write_failure
 from .results import ResultSet
 
-# What a run tries: every row afresh; the rows the last run did not finish; the rows that
-# failed; or both of the last two.
+# What a run tries: every row afresh; the rows without a current result (not run, stopped, run up
+# to a step); the rows that failed or were stopped; or both of the last two.
 ALL, RESUME, RETRY_FAILED, RESUME_AND_RETRY = "all", "resume", "retry_failed", "resume_and_retry_failed"
 MODES = (ALL, RESUME, RETRY_FAILED, RESUME_AND_RETRY)
 
@@ -74,6 +80,7 @@ class Job:
         self.run_pipeline: Pipeline | None = None  # the copy the latest run works on
         self.run_id: str | None = None
         self._run_fingerprint = ""  # the pipeline's fingerprint when the current results were made
+        self._partial: set[int] = set()  # rows whose result came from a run up to a step: not current
         self.engine: Engine | None = None
         self.recorder: Recorder | None = None  # the latest run's journal listener
         self.started_at: float | None = None
@@ -125,40 +132,29 @@ class Job:
             raise SetupError(setup)
 
     def start(self, mode: str = ALL, *, rows: Iterable[int] | None = None,
-              max_concurrency: int | None = None) -> Engine:
+              max_concurrency: int | None = None, up_to: StepPath | int | None = None) -> Engine:
         """A ready engine (subscribe, then `await engine.run()`). Raises before any row runs
-        if the pipeline is invalid for this table or wants what the user has not trusted."""
+        if the pipeline is invalid for this table or wants what the user has not trusted.
+        `up_to`: run only the top-level steps up to and including this one (its path, or its
+        index): later steps' outputs stay blank, and the rows count as not run for `RESUME`."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if self.engine is not None and self.engine.running:
             raise RuntimeError("a run is already in progress")
         pipeline = copy.deepcopy(self.pipeline)  # the run's own: later edits never reach it
         self.check_ready(pipeline)
+        steps = pipeline.steps
+        if up_to is not None:
+            last = up_to if isinstance(up_to, int) else int(up_to[0])
+            if not 0 <= last < len(steps):
+                raise ValueError(f"no step {last + 1} in this pipeline")
+            steps = steps[:last + 1]  # a prefix: every step keeps its path
         wanted = set(range(len(self.rows))) if rows is None else {i for i in rows if 0 <= i < len(self.rows)}
-        if self._run_fingerprint and self._run_fingerprint != pipeline.fingerprint():
-            # The pipeline was edited since these results were made: they are stale, so this run
-            # starts afresh (the response cache still answers the model calls that did not change).
-            self.run_id = None
-            mode = ALL
-
-        if mode == ALL:
-            if rows is None or self.run_id is None:
-                self._new_run()
-            for i in wanted:
-                self.results[i] = None
-            selection = wanted
+        selection = self._select(mode, wanted, every_row=rows is None)
+        if up_to is not None:
+            self._partial |= selection
         else:
-            if mode != RETRY_FAILED or self.run_id is None:
-                self._load_latest_run()
-            rerun = {ev.CANCELLED}
-            if mode in (RETRY_FAILED, RESUME_AND_RETRY):
-                rerun.add(ev.ERROR)
-            keep_unfinished = mode != RETRY_FAILED
-            selection = set()
-            for i in wanted:
-                result = self.results[i]
-                if (result is None and keep_unfinished) or (result is not None and result.status in rerun):
-                    selection.add(i)
+            self._partial -= selection
 
         settings = pipeline.settings
         resources = RunResources(
@@ -169,12 +165,12 @@ class Job:
         policy = RetryPolicy(settings["max_attempts"], settings["retry_base_delay"], settings["retry_max_delay"],
                              server_patience=settings.get("server_patience", 300.0))
         previous = {i: r for i, r in enumerate(self.results) if r is not None and i not in selection}
-        engine = Engine(pipeline.steps, self.rows,
+        engine = Engine(steps, self.rows,
                         max_concurrency=max_concurrency or settings["max_concurrency"],
                         retry_policy=policy, resources=resources, only=selection, previous=previous)
         self.results = engine.results  # the engine fills the job's results as rows finish
         self.recorder = None
-        if self.journal is not None and self.run_id is not None:
+        if self.journal is not None and self.run_id is not None and up_to is None:
             # A journal that cannot be written pauses the run, saying why (rows are held, not lost).
             self.recorder = self.journal.recorder(self.run_id, self.input_hash, on_failure=engine.pause)
             engine.subscribe(self.recorder)
@@ -182,6 +178,55 @@ class Job:
         self.run_pipeline = pipeline
         self.started_at = time.time()
         return engine
+
+    def _select(self, mode: str, wanted: set[int], every_row: bool) -> set[int]:
+        """The rows a run in `mode` runs among `wanted`; makes `results` this pipeline's first
+        (from memory, else from the journal's latest run of it, else a new run)."""
+        if self._run_fingerprint and self._run_fingerprint != self.pipeline.fingerprint():
+            # The pipeline was edited since these results were made: none of them is current.
+            self.run_id, self._run_fingerprint = None, ""
+            self.results = [None] * len(self.rows)
+            self._partial.clear()
+            if mode == RETRY_FAILED:  # the failures shown are stale: every row runs, as Run does
+                mode, every_row = ALL, True
+        current = self._run_fingerprint == self.pipeline.fingerprint()
+        if mode == ALL:
+            if every_row:
+                self._new_run()
+            elif not current:  # a preview keeps every other row's current result
+                self._load_latest_run()
+            for i in wanted:
+                self.results[i] = None
+            return wanted
+        if not current:
+            self._load_latest_run()
+        rerun = {ev.CANCELLED}
+        if mode in (RETRY_FAILED, RESUME_AND_RETRY):
+            rerun.add(ev.ERROR)
+        keep_unfinished = mode != RETRY_FAILED
+        selection = set()
+        for i in wanted:
+            result = self.results[i]
+            if result is None or i in self._partial:
+                if keep_unfinished or (result is not None and result.status in rerun):
+                    selection.add(i)
+            elif result.status in rerun:
+                selection.add(i)
+        return selection
+
+    def unfinished(self) -> int | None:
+        """How many rows a `RESUME` would run, when known without reading the journal (None: the
+        pipeline changed since the results in memory were made, or no run yet)."""
+        if not self._run_fingerprint or self._run_fingerprint != self.pipeline.fingerprint():
+            return None
+        return sum(1 for i, r in enumerate(self.results) if r is None or r.status == ev.CANCELLED or i in self._partial)
+
+    def kept(self) -> int:
+        """Rows with a current finished result (done or failed): what running every row again repeats."""
+        if not self._run_fingerprint or self._run_fingerprint != self.pipeline.fingerprint():
+            return 0
+        return sum(1 for i, r in enumerate(self.results)
+                   if r is not None and r.status in (ev.DONE, ev.ERROR) and i not in self._partial)
 
     @property
     def journal_failure(self) -> str:
@@ -193,6 +238,7 @@ class Job:
 
     def _new_run(self) -> None:
         self.results = [None] * len(self.rows)
+        self._partial.clear()
         self._run_fingerprint = self.pipeline.fingerprint()
         if self.journal is not None:
             try:
@@ -203,18 +249,19 @@ class Job:
                 raise BatchgridError(write_failure(self.journal.path, exc)) from exc
 
     def _load_latest_run(self) -> None:
-        """Take the journal's finished rows whose input has not changed since."""
-        if self.journal is None:
-            return
-        record = self.journal.latest_run(self.key())
-        if record is None:
-            self._new_run()
+        """Take the journal's finished rows (of this pipeline: the job key has its fingerprint)
+        whose input has not changed since; without a journal or a run of it, start a new run."""
+        record = self.journal.latest_run(self.key()) if self.journal is not None else None
+        if self.journal is None or record is None:
+            if self._run_fingerprint != self.pipeline.fingerprint():
+                self._new_run()
             return
         self.run_id = record.run_id
         self._run_fingerprint = self.pipeline.fingerprint()
         for index, (stored_hash, result) in self.journal.load_rows(record.run_id).items():
             if index < len(self.rows) and stored_hash == self.input_hash(index):
                 self.results[index] = result
+                self._partial.discard(index)
 
     # ---- after a run ---------------------------------------------------------------
     def results_pipeline(self) -> Pipeline:

@@ -12,6 +12,7 @@ scatter that parallel reading without making any one of them simpler.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from batchgrid.core.steps import base as b
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import StepError
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -44,7 +45,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from . import typing_undo
 from .icons import icon
+
+clock = time.monotonic  # when keystrokes come (tests move it by hand to make pauses)
 
 
 @dataclass
@@ -61,13 +65,15 @@ class FormContext:
 
 class Field(QWidget):
     edited = Signal(object, bool)  # value, typing
-    typingFinished = Signal()      # focus left the field: typing after this is a new undo step
+    typingFinished = Signal()      # a pause, a new word, focus left: typing after this is a new undo step
+    undoRequested = Signal(bool)   # Ctrl+Z (False) or Ctrl+Shift+Z (True) in a text box: the pipeline's undo
 
     def __init__(self, param: b.Param, ctx: FormContext, parent: QWidget | None = None):
         super().__init__(parent)
         self.param = param
         self.ctx = ctx
         self._quiet = False
+        self.chunks = typing_undo.TypingChunks(lambda: clock())
         self.layout_ = QVBoxLayout(self)
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(4)
@@ -93,12 +99,44 @@ class Field(QWidget):
     def set_preview_row(self, row: dict[str, Any] | None, label: str) -> None:
         """Fields with a preview redraw it; the rest ignore it."""
 
+    def _typed(self, text: str) -> None:
+        """A keystroke changed the text: a new undo step when it starts one, then the edit."""
+        if not self._quiet:
+            if self.chunks.breaks(text):
+                self.typingFinished.emit()
+            self._emit(typing=True)
+
+    def _shown_text(self, text: str) -> None:
+        """The text box now shows `text` set from outside: typing after it is a new undo step."""
+        self.chunks.reset(text)
+
+    def text_widgets(self) -> list[QWidget]:
+        """The widgets typed into (Ctrl+Z there is the pipeline's undo)."""
+        widget = self.main_widget()
+        if isinstance(widget, QComboBox) and widget.lineEdit() is not None:
+            return [widget.lineEdit()]
+        return [widget] if isinstance(widget, (QLineEdit, QPlainTextEdit)) else []
+
     def watch_focus(self) -> None:
         self.main_widget().installEventFilter(self)
+        for widget in self.text_widgets():
+            if widget is not self.main_widget():
+                widget.installEventFilter(self)
 
     def eventFilter(self, watched, event) -> bool:
-        if event.type() == QEvent.Type.FocusOut:
+        kind = event.type()
+        if kind == QEvent.Type.FocusOut:
+            self.chunks.reset(self.chunks.text)
             self.typingFinished.emit()
+        elif kind in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress) and watched in self.text_widgets():
+            # The widget's own undo would keep a second history (and undo a whole template at once):
+            # Ctrl+Z here walks the pipeline's stack, one word or pause at a time.
+            redo = event.matches(QKeySequence.StandardKey.Redo)
+            if redo or event.matches(QKeySequence.StandardKey.Undo):
+                event.accept()
+                if kind == QEvent.Type.KeyPress:
+                    self.undoRequested.emit(redo)
+                return True
         return False
 
     def main_widget(self) -> QWidget:
@@ -110,17 +148,35 @@ def text_height(lines: int, widget: QWidget) -> int:
     return widget.fontMetrics().lineSpacing() * lines + 14
 
 
+def cursor_after(old: str, new: str) -> int:
+    """Where the cursor goes when a text box's text is set from outside (an undo, a redo): at the
+    end of what changed, as in a text editor, not at the start of the box."""
+    where, _removed, inserted = typing_undo.changed_span(old, new)
+    return where + len(inserted)
+
+
+def set_plain_text(edit: QPlainTextEdit, text: str) -> None:
+    old = edit.toPlainText()
+    edit.setPlainText(text)
+    cursor = edit.textCursor()
+    cursor.setPosition(cursor_after(old, text))
+    edit.setTextCursor(cursor)
+
+
 class LineField(Field):
     def __init__(self, param, ctx, parent=None, placeholder: str = ""):
         super().__init__(param, ctx, parent)
         self.edit = QLineEdit()
         self.edit.setPlaceholderText(placeholder)
-        self.edit.textEdited.connect(lambda _t: self._emit(typing=True))
+        self.edit.textEdited.connect(self._typed)
         self.layout_.addWidget(self.edit)
 
     def _show(self, value):
         if self.edit.text() != (value or ""):
+            old = self.edit.text()
             self.edit.setText(value or "")
+            self.edit.setCursorPosition(cursor_after(old, value or ""))
+            self._shown_text(value or "")
 
     def value(self):
         return self.edit.text()
@@ -151,7 +207,7 @@ class TextBoxField(Field):
         self.layout_.addWidget(self.edit)
 
     def _changed(self):
-        self._emit(typing=True)
+        self._typed(self.edit.toPlainText())
 
     def _text_of(self, value) -> str:
         return value or ""
@@ -159,7 +215,8 @@ class TextBoxField(Field):
     def _show(self, value):
         text = self._text_of(value)
         if self.edit.toPlainText() != text:
-            self.edit.setPlainText(text)
+            set_plain_text(self.edit, text)
+            self._shown_text(text)
 
     def value(self):
         return self.edit.toPlainText()
@@ -221,7 +278,8 @@ class JsonField(TextBoxField):
         except ValueError:
             same = False
         if not same:
-            self.edit.setPlainText(self._text_of(value))
+            set_plain_text(self.edit, self._text_of(value))
+            self._shown_text(self.edit.toPlainText())
         self.error.hide()
 
     def _parse(self):
@@ -234,9 +292,10 @@ class JsonField(TextBoxField):
         except ValueError as exc:
             self.error.setText(f"Not valid JSON yet ({exc}); the last valid value is kept.")
             self.error.show()
+            self.chunks.text = self.edit.toPlainText()  # followed, even while it does not parse
             return
         self.error.hide()
-        self._emit(typing=True)
+        self._typed(self.edit.toPlainText())
 
     def value(self):
         return self._parse()
@@ -348,12 +407,17 @@ class SourceField(Field):
         self.layout_.addWidget(self.preview)
 
     def _changed(self, typing: bool):
-        self._emit(typing)
+        if typing:
+            self._typed(self.combo.currentText())
+        else:
+            self._shown_text(self.combo.currentText())
+            self._emit()
         self.set_preview_row(self.ctx.preview_row, self.ctx.preview_label)
 
     def _show(self, value):
         if self.combo.currentText() != (value or ""):
             self.combo.setEditText(value or "")
+            self._shown_text(value or "")
         self.set_preview_row(self.ctx.preview_row, self.ctx.preview_label)
 
     def value(self):
@@ -509,12 +573,14 @@ class ProviderField(Field):
         self.combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.combo.addItems([""] + [p for p in ctx.providers if p])
         self.combo.lineEdit().setPlaceholderText("default provider")
-        self.combo.lineEdit().textEdited.connect(lambda _t: self._emit(typing=True))
+        self.combo.lineEdit().textEdited.connect(self._typed)
         self.combo.activated.connect(lambda _i: self._emit())
         self.layout_.addWidget(self.combo)
 
     def _show(self, value):
-        self.combo.setEditText(value or "")
+        if self.combo.currentText() != (value or ""):
+            self.combo.setEditText(value or "")
+            self._shown_text(value or "")
 
     def value(self):
         return self.combo.currentText().strip()
@@ -531,7 +597,7 @@ class FileField(LineField):
         row = QHBoxLayout()
         self.edit = QLineEdit()
         self.edit.setPlaceholderText("a file, relative to the pipeline file")
-        self.edit.textEdited.connect(lambda _t: self._emit(typing=True))
+        self.edit.textEdited.connect(self._typed)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.browse)
         row.addWidget(self.edit, 1)

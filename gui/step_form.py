@@ -246,6 +246,7 @@ class StepForm(QWidget):
             field.set_value(self.step.config.get(param.name))
             field.edited.connect(lambda value, typing, p=param: self._edited(p, value, typing))
             field.typingFinished.connect(self.doc.end_typing)
+            field.undoRequested.connect(self._undo)
             field.watch_focus()
             field.setToolTip(param.help)
             self.fields[param.name] = field
@@ -257,6 +258,14 @@ class StepForm(QWidget):
         self.problem_labels[param.name] = problem
         column.addWidget(problem)
         return box
+
+    def _undo(self, redo: bool) -> None:
+        """Ctrl+Z in a text box: the pipeline's last edit (that box's last word, as it was typed)."""
+        self.doc.end_typing()
+        if redo:
+            self.doc.undo_stack.redo()
+        else:
+            self.doc.undo_stack.undo()
 
     def _edited(self, param: b.Param, value: Any, typing: bool) -> None:
         if param.kind == b.PROVIDER:

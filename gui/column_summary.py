@@ -4,10 +4,11 @@ rows not run yet. Clicking a bar (or a bin) shows only those rows in the table; 
 or Clear, shows every row.
 
 The numbers come from core/run/summary.py, kept up to date from the store's changed rows and drawn
-at most four times a second during a run (less often when a refresh takes long: a refresh never
-takes more than a tenth of the loop's time). A big table's summary is first counted in a worker
-thread. `install_column_summaries(window)` adds the panel beside the table, View ▸ Column summary,
-and a column header's right-click ▸ Summary.
+at most four times a second during a run (less often when a refresh takes long: refreshes never
+take more than a tenth of the loop's time). A big table is counted a chunk at a time between the
+window's events (a worker thread would hold the GIL against the window's thread).
+`install_column_summaries(window)` adds the panel beside the table, View ▸ Column summary, and a
+column header's right-click ▸ Summary.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import time
 from typing import TYPE_CHECKING
 
 from batchgrid.core.run.summary import ColumnSummary, Facts, Pick
-from batchgrid.core.util import gc_pause
 from PySide6.QtCore import QEvent, QModelIndex, QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QPainter, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 REFRESH_MS = 250        # at most four refreshes a second during a run
 MAX_SHARE = 0.1         # a refresh may take at most this share of the loop's time
-THREAD_ROWS = 20_000    # from this many rows, a summary is first counted in a worker thread
+STEP_ROWS = 2048        # rows counted at a time (a few ms), between the window's events
 PANEL_WIDTH = 300
 
 CountRole = int(Qt.ItemDataRole.UserRole) + 1
@@ -238,6 +238,7 @@ class ColumnSummaryPanel(QWidget):
         self._stale = True                 # counted while hidden: count again when shown
         self._dirty: set[int] = set()
         self._interval = REFRESH_MS
+        self._drawn_at = 0.0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.refresh)
@@ -356,23 +357,24 @@ class ColumnSummaryPanel(QWidget):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None or len(self.store) < THREAD_ROWS:
+        if loop is None or len(self.store) < STEP_ROWS:
             self.summary = summary.rebuild()
             self._counted()
             self._draw()
             return
         self.summary = None
         self.facts_line.setText(f"Counting {len(self.store):,} rows…")
-        self.building = loop.create_task(self._build_in_thread(summary, self._generation))
+        self.building = loop.create_task(self._count_in_steps(summary, self._generation))
 
-    async def _build_in_thread(self, summary: ColumnSummary, generation: int) -> None:
-        snapshot = self.store.snapshot()  # rows that change meanwhile are marked, and counted after
-        async with gc_pause.paused():
-            await asyncio.to_thread(summary.rebuild, snapshot)
-        if generation == self._generation:
-            self.summary = summary
-            self._counted()
-            self.refresh()
+    async def _count_in_steps(self, summary: ColumnSummary, generation: int) -> None:
+        """A big table is counted a chunk at a time between the window's events (a few ms each)."""
+        for _ in summary.rebuild_in_steps(STEP_ROWS):
+            await asyncio.sleep(0)
+            if generation != self._generation:  # counted again meanwhile, or hidden
+                return
+        self.summary = summary
+        self._counted()
+        self.refresh()
 
     def _counted(self) -> None:
         """Counted afresh: a filter from this column follows (a run's end changes many rows at once)."""
@@ -388,20 +390,30 @@ class ColumnSummaryPanel(QWidget):
             self._timer.start(self._interval)
 
     def refresh(self) -> None:
-        """Count the rows that changed, and draw (coalesced: called by a timer)."""
+        """Count the rows that changed, and draw (coalesced: called by a timer). Many changed rows
+        (a count that took a while, a fast run) are counted a chunk a turn, drawn when all are in."""
         if self.summary is None:
-            return  # still counting in a worker thread: the marked rows wait for it
+            return  # still counting: the marked rows wait for it
         started = time.perf_counter()
-        dirty, self._dirty = self._dirty, set()
-        changed = self.summary.update(sorted(dirty))
+        if len(self._dirty) > STEP_ROWS:
+            rows = sorted(self._dirty)[:STEP_ROWS]
+            self._dirty.difference_update(rows)
+        else:
+            rows, self._dirty = sorted(self._dirty), set()
+        changed = self.summary.update(rows)
         if self.pick is not None and self.pick_column == self.column and self.row_filter.active:
             self.row_filter.update_rows({row: self.summary.matches(row, self.pick) for row in changed})
+        if self._dirty:  # the rest at the loop's next turn; drawn once all are counted (or after a second)
+            self._timer.start(0)
+            if started - self._drawn_at < 1.0:
+                return
         self._draw()
         spent = time.perf_counter() - started
         self._interval = max(REFRESH_MS, int(spent / MAX_SHARE * 1000))
 
     def _draw(self) -> None:
         self.refreshes += 1
+        self._drawn_at = time.perf_counter()
         summary = self.summary
         if summary is None:
             self.facts_line.setText("Open a spreadsheet to see its columns summarised.")

@@ -127,16 +127,20 @@ def test_which_rows_a_bar_stands_for():
     assert in_range.describe("amount") == "2 ≤ amount < 8"
 
 
-def test_a_summary_built_from_a_snapshot_catches_up_with_the_live_store():
+def test_a_summary_counted_in_steps_catches_up_with_the_store():
     store = make_store()
     store.run_starting([None] * 10, range(10))
-    snapshot = store.snapshot()
     summary = ColumnSummary(store, 2)
-    finish(store, 0, "late")  # arrives while the summary is built (in a worker thread)
-    summary.rebuild(snapshot)
-    assert summary.facts().pending == 10
+    steps = summary.rebuild_in_steps(chunk=4)
+    assert next(steps) == 4
+    finish(store, 0, "early")  # counted already: the store's on_change tells it to update
+    finish(store, 8, "late")   # not counted yet: read as it is when its chunk comes
+    assert list(steps) == [8, 10]
+    assert summary.facts().top == [("late", 1)] and summary.facts().pending == 9
     summary.update([0])
-    assert summary.facts().top == [("late", 1)]
+    facts = summary.facts()
+    assert facts.top == [("early", 1), ("late", 1)] and facts.pending == 8
+    assert summary.kind_counts == ColumnSummary(store, 2).rebuild().kind_counts
 
 
 @pytest.mark.parametrize(("lo", "hi", "integers", "expected"), [

@@ -14,7 +14,7 @@ import heapq
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ FEW_DISTINCT = 15       # a numeric column with at most this many values gets ba
 MAX_CHOICES = 2000      # more distinct texts than this are not listed (OpenRefine's "too many choices")
 _NUMBER_TEXT = 32       # a text this long or shorter is tried as a number ("4.5" from a model)
 _WITHOUT_RESULT = (*UNFINISHED, NOT_RUN, ev.CANCELLED)
+_NUMBER_START = frozenset("0123456789+-. \tiInN")  # how a text float() reads can begin (a raise costs more)
 
 
 def nice_edges(lo: float, hi: float, target: int = HISTOGRAM_BINS, integers: bool = False) -> list[float]:
@@ -74,7 +75,7 @@ def as_number(value: Any) -> float:
         return math.nan
     if kind is int or kind is float or isinstance(value, (int, float, numpy.number)):
         number = float(value)
-    elif kind is str and len(value) <= _NUMBER_TEXT:
+    elif kind is str and len(value) <= _NUMBER_TEXT and value[:1] in _NUMBER_START:
         try:
             number = float(value)
         except ValueError:
@@ -173,46 +174,67 @@ class ColumnSummary:
         return (BLANK, None) if _blank(value) else (VALUE, value)
 
     # ---- building and updating ------------------------------------------------------------
-    def rebuild(self, store: ResultStore | None = None) -> ColumnSummary:
-        """Count every row (from `store`, a snapshot when this runs in a worker thread; later
-        updates read `self.store`). Returns self."""
-        source = store if store is not None else self.store
+    def rebuild(self) -> ColumnSummary:
+        """Count every row at once. Returns self."""
+        for _ in self.rebuild_in_steps(chunk=1 << 62):
+            pass
+        return self
+
+    def rebuild_in_steps(self, chunk: int = 4096) -> Iterator[int]:
+        """Count every row, `chunk` rows a step (yields the rows counted so far), so a window can
+        count a big table between its events: a worker thread would hold the GIL against the
+        window's thread for the whole count. A row that changes meanwhile is read as it is when
+        its chunk comes; one already counted is told to `update` by the store's on_change."""
+        source = self.store
         n = len(source)
         self.rows = n
-        kinds = bytearray(n)
-        keys: list[str | None] = [None] * n
-        numbers = array("d", bytes(8 * n))
-        lengths = array("q", bytes(8 * n))
-        counts: Counter[str] = Counter()
-        kind_counts = [0, 0, 0, 0]
-        non_numbers = 0
+        self.kinds = numpy.zeros(n, dtype=numpy.uint8)
+        self.keys = [None] * n
+        self.numbers = numpy.full(n, math.nan)
+        self.lengths = numpy.full(n, -1, dtype=numpy.int64)
+        self.counts = Counter()
+        self.kind_counts = [0, 0, 0, 0]
+        self.non_numbers = 0
         computed = self.column >= len(source.table.columns)
-        if computed:
-            cells = (self._cell(source, i, True) for i in range(n))
-        else:  # an input column: one list, read at once
-            cells = ((BLANK, None) if _blank(v) else (VALUE, v) for v in source.column_values(self.column))
+        inputs = None if computed else source.column_values(self.column)  # an input column: one list
+        for first in range(0, n, chunk):
+            last = min(n, first + chunk)
+            if inputs is not None:
+                cells = [(BLANK, None) if _blank(v) else (VALUE, v) for v in inputs[first:last]]
+            else:
+                cells = [self._cell(source, i, True) for i in range(first, last)]
+            self._count(first, cells)
+            yield last
+
+    def _count(self, first: int, cells: list[tuple[int, Any]]) -> None:
+        """Count a chunk of cells, rows first, first + 1, ... (not counted before)."""
+        kinds = bytearray(len(cells))
+        numbers = array("d", bytes(8 * len(cells)))
+        lengths = array("q", bytes(8 * len(cells)))
+        keys, counts, kind_counts = self.keys, self.counts, self.kind_counts
         nan = math.nan
-        for i, (kind, value) in enumerate(cells):
-            kinds[i] = kind
+        non_numbers = 0
+        for j, (kind, value) in enumerate(cells):
+            kinds[j] = kind
             kind_counts[kind] += 1
             if kind != VALUE:
-                numbers[i], lengths[i] = nan, -1
+                numbers[j], lengths[j] = nan, -1
                 continue
             key = display_text(value)
-            keys[i] = key
+            keys[first + j] = key
             counts[key] += 1
             number = as_number(value)
-            numbers[i] = number
+            numbers[j] = number
             if number != number:  # not a number: its length counts
                 non_numbers += 1
-                lengths[i] = len(key)
+                lengths[j] = len(key)
             else:
-                lengths[i] = -1
-        self.kinds = numpy.frombuffer(kinds, dtype=numpy.uint8).copy()
-        self.keys, self.counts, self.kind_counts, self.non_numbers = keys, counts, kind_counts, non_numbers
-        self.numbers = numpy.frombuffer(numbers, dtype=numpy.float64).copy()
-        self.lengths = numpy.frombuffer(lengths, dtype=numpy.int64).copy()
-        return self
+                lengths[j] = -1
+        last = first + len(cells)
+        self.kinds[first:last] = numpy.frombuffer(kinds, dtype=numpy.uint8)
+        self.numbers[first:last] = numpy.frombuffer(numbers, dtype=numpy.float64)
+        self.lengths[first:last] = numpy.frombuffer(lengths, dtype=numpy.int64)
+        self.non_numbers += non_numbers
 
     def update(self, rows: Iterable[int]) -> list[int]:
         """Count these rows again (they changed in the store). Returns the rows whose cell changed."""

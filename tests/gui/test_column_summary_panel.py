@@ -1,6 +1,6 @@
 """The column summary panel in a real window: counts after a real run of the offline example, a bar
 clicked filters the table (and again shows every row), a header's right-click ▸ Summary, live and
-coalesced updates during a run, a big table counted in a worker thread."""
+coalesced updates during a run, a big table counted in steps."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def test_a_header_right_click_offers_the_summary(qloop, window, tmp_path):
 
 
 def test_updates_during_a_run_are_coalesced_and_end_exact(qloop, window, tmp_path, monkeypatch):
-    monkeypatch.setattr(column_summary, "THREAD_ROWS", 500)  # this sheet is counted in a worker thread
+    monkeypatch.setattr(column_summary, "STEP_ROWS", 500)  # this sheet is counted in steps
     w = window
     panel = install_column_summaries(w)
     rows = 4000
@@ -178,7 +178,7 @@ def test_updates_during_a_run_are_coalesced_and_end_exact(qloop, window, tmp_pat
     async def scenario():
         reason, _ = await run_to_end(w)
         assert reason == "finished"
-        await counted()  # the end of a run counts the column again (in a worker thread here)
+        await counted()  # the end of a run counts the column again (in steps here)
         if panel.facts.pending:
             await next_signal(panel.refreshed)
     run(qloop, scenario())

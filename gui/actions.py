@@ -54,11 +54,20 @@ def build_actions(self: MainWindow) -> None:
     stack.canRedoChanged.connect(self.act_redo.setEnabled)
     stack.undoTextChanged.connect(lambda text: self.act_undo.setToolTip(f"Undo {text} (Ctrl+Z)"))
     stack.redoTextChanged.connect(lambda text: self.act_redo.setToolTip(f"Redo {text} (Ctrl+Shift+Z)"))
-    self.act_run = make_action(self, "Run", self.run_all, "F5", "run")
+    self.act_run = make_action(self, "Run", self.run_all, "F5", "run",
+                               "Run the rows that have no result of this pipeline yet (F5)")
+    self.act_run_again = make_action(self, "Run all again", self.run_all_again, "Ctrl+F5", "run",
+                                     "Run every row again, finished ones too (Ctrl+F5)")
     self.act_stop = make_action(self, "Stop", self.stop_run, "Esc", "stop")
     self.act_pause = make_action(self, "Pause / resume", self.toggle_pause, None, "pause")
     self.act_preview = make_action(self, "Preview on a few rows", self.preview_run, "Shift+F5", "preview")
-    self.act_retry = make_action(self, "Retry failed rows", self.retry_failed, None, "retry")
+    self.act_run_up_to = make_action(self, "Run up to selected step", self.run_up_to_selected, None, "preview",
+                                     "Run the steps up to and including the selected one, on the selected rows "
+                                     "(or the first N)")
+    self.act_retry = make_action(self, "Retry failed/stopped rows", self.retry_failed, None, "retry",
+                                 "Run again the rows that failed or were stopped")
+    self.act_run_settings = make_action(self, "Run settings…", self.show_run_settings, None, "settings",
+                                        "Retries, response cache and budget, saved with the pipeline")
     self.act_delete_step = make_action(self, "Delete step", self.delete_step, K.Delete, "delete")
     self.act_delete_step.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
     self.cards.addAction(self.act_delete_step)
@@ -87,8 +96,11 @@ def build_actions(self: MainWindow) -> None:
     edit.addSeparator()
     edit.addAction(self.act_settings)
     run = self.menuBar().addMenu("&Run")
-    for action in (self.act_run, self.act_preview, self.act_pause, self.act_stop, self.act_retry):
+    for action in (self.act_run, self.act_run_again, self.act_preview, self.act_run_up_to, self.act_pause,
+                   self.act_stop, self.act_retry):
         run.addAction(action)
+    run.addSeparator()
+    run.addAction(self.act_run_settings)
 
     bar = QToolBar("Main")
     bar.setObjectName("mainToolbar")

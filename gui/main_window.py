@@ -16,7 +16,7 @@ from pathlib import Path
 from batchgrid.core.run import events as ev
 from batchgrid.core.session import Session
 from batchgrid.core.util import secrets
-from PySide6.QtCore import QEvent, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QMainWindow,
@@ -60,6 +60,7 @@ class MainWindow(FileActions, QMainWindow):
         self._fitted = False            # output columns sized during this run
         self._estimate_generation = 0
         self._closing = False
+        self._up_to = ""                # what a run up to a step runs ("steps 1–2 (Trim, LLM)"), while it runs
 
         self.model = ResultsModel(self.session.store, self)
         self.runner = RunController(self.session, self.model, self)
@@ -76,6 +77,8 @@ class MainWindow(FileActions, QMainWindow):
         connect_signals(self)
         # An opened pipeline's rows at once wins over the box (the box sends it to every run).
         self.doc.pipelineReplaced.connect(self._settings_changed)
+        self.run_bar.settingsClicked.connect(self.show_run_settings)
+        self.cards.viewport().installEventFilter(self)  # a click on empty space shows the run settings
         self._use_pipeline(self._new_pipeline())
         restore_layout(self)
         self.update_state()
@@ -128,12 +131,13 @@ class MainWindow(FileActions, QMainWindow):
     def update_state(self) -> None:
         blockers = self.run_blockers()
         running = self.runner.running
-        failed = self.model.status.count(ev.ERROR)
-        self.run_bar.set_state(running=running, can_run=not blockers, failed_rows=failed,
+        failed, stopped = self.model.status.count(ev.ERROR), self.model.status.count(ev.CANCELLED)
+        self.run_bar.set_state(running=running, can_run=not blockers, failed_rows=failed, stopped_rows=stopped,
                                paused=self.runner.paused, why_not=blockers)
-        self.act_run.setEnabled(not blockers and not running)
-        self.act_preview.setEnabled(not blockers and not running)
-        self.act_retry.setEnabled(not blockers and not running and failed > 0)
+        for action in (self.act_run, self.act_run_again, self.act_preview):
+            action.setEnabled(not blockers and not running)
+        self.act_run_up_to.setEnabled(not blockers and not running and self._selected_top_step() is not None)
+        self.act_retry.setEnabled(not blockers and not running and failed + stopped > 0)
         self.act_stop.setEnabled(running)
         self.act_pause.setEnabled(running)
         self.act_export.setEnabled(self.rows is not None and not running)
@@ -144,6 +148,7 @@ class MainWindow(FileActions, QMainWindow):
         step = self.cards.current_step()
         for button in self.card_buttons.values():
             button.setEnabled(step is not None)
+        self.act_run_up_to.setEnabled(self.act_run.isEnabled() and self._selected_top_step() is not None)
 
     def show_message(self, text: str, kind: str = "error", actions=None) -> None:
         text = secrets.redact(text)  # every message the window shows passes the one secret policy
@@ -248,24 +253,71 @@ class MainWindow(FileActions, QMainWindow):
         self.show_message(text, "info", actions)
 
     def run_all(self) -> None:
+        """Run (F5): the rows without a result of this pipeline as it is now (not run, stopped,
+        run up to a step, or made before an edit); finished work is never redone."""
+        if self.session.rows_left() == 0:
+            self.show_message("Every row has a result of this pipeline. Run all again to run them anew, "
+                              "or edit the pipeline.", "info", [("Run all again", self.run_all_again)])
+            return
+        self.start_run("resume")
+
+    def run_all_again(self) -> None:
+        """Run ▸ Run all again: every row afresh; asks first when that sends paid or web calls again."""
+        repeats = self.session.rerun_repeats()
+        if repeats and not self.ask("Run every row again?", f"{repeats}\n\nRun all {len(self.rows or []):,} rows "
+                                    "again?"):
+            return
         self.start_run("all")
 
     def preview_run(self, n: int | None = None) -> None:
         """The selected rows, or the first N."""
+        self.start_run("all", self._chosen_rows(n))
+
+    def _chosen_rows(self, n: int | None = None) -> list[int]:
+        """The selected rows, or the first N (the preview box's number)."""
         rows = self.view.selected_rows()
         if not rows:
             count = n if n is not None else self.run_bar.preview_rows.value()
             rows = list(range(min(count, len(self.rows or []))))
-        self.start_run("all", rows)
+        return rows
 
     def retry_failed(self) -> None:
+        """The failed and the stopped rows."""
         self.start_run("retry_failed")
 
-    def start_run(self, mode: str, rows: list[int] | None = None) -> asyncio.Task:
-        return self.spawn(self.begin_run(mode, rows))
+    def _selected_top_step(self) -> int | None:
+        """The top-level step the selected card is (or is inside): where Run up to stops."""
+        step = self.cards.current_step()
+        steps = self.doc.pipeline.steps
+        return steps.index(step) if step in steps else None
 
-    async def begin_run(self, mode: str, rows: list[int] | None = None) -> bool:
+    def run_up_to_selected(self) -> asyncio.Task | None:
+        index = self._selected_top_step()
+        if index is None:
+            self.show_message("Select the step to run up to first.", "info")
+            return None
+        return self.run_up_to(index)
+
+    def run_up_to(self, step_index: int) -> asyncio.Task | None:
+        """Run the steps up to and including top-level step `step_index` on the selected rows (or
+        the first N), as KNIME's "execute to here": later steps' outputs stay blank, and those
+        rows are left to the next Run. The step card's menu calls this."""
+        steps = self.doc.pipeline.steps
+        if not 0 <= step_index < len(steps):
+            return None
+        ran = [(i, s) for i, s in enumerate(steps[:step_index + 1]) if s.enabled]
+        numbers = f"{ran[0][0] + 1}–{ran[-1][0] + 1}" if len(ran) > 1 else f"{ran[0][0] + 1}" if ran else ""
+        names = ", ".join(s.label for _, s in ran)
+        self._up_to = f"step{'s' if len(ran) > 1 else ''} {numbers} ({names})" if ran else "no step"
+        return self.start_run("all", self._chosen_rows(), up_to=step_index)
+
+    def start_run(self, mode: str, rows: list[int] | None = None, up_to: int | None = None) -> asyncio.Task:
+        return self.spawn(self.begin_run(mode, rows, up_to))
+
+    async def begin_run(self, mode: str, rows: list[int] | None = None, up_to: int | None = None) -> bool:
         """Start a run; False (with the reason in the message bar) if it cannot start."""
+        if up_to is None:
+            self._up_to = ""
         blockers = self.run_blockers()
         if blockers:
             self.show_message(blockers)
@@ -275,8 +327,9 @@ class MainWindow(FileActions, QMainWindow):
         if not self.confirm_trust():
             return False
         try:
-            await self.runner.start(mode, rows=rows, max_concurrency=self.run_bar.concurrency.value())
+            await self.runner.start(mode, rows=rows, max_concurrency=self.run_bar.concurrency.value(), up_to=up_to)
         except Exception as exc:
+            self._up_to = ""
             actions = [("Settings…", self.open_settings)] if self.session.uses_models() else None
             self.show_message(f"Cannot run: {one_line(exc)}", actions=actions)
             return False
@@ -284,10 +337,11 @@ class MainWindow(FileActions, QMainWindow):
         self._fitted = False
         p = self.session.progress
         if p is not None:
-            self.run_bar.run_started("preview" if rows is not None else mode, p.selected, p.total)
+            shown = "up_to" if up_to is not None else "preview" if rows is not None else mode
+            self.run_bar.run_started(shown, p.selected, p.total)
             self._progressed(p, False)  # this run's numbers at once, not the last run's line
-            self.status_text.setText(f"Running {p.selected:,} of {p.total:,} rows…" if p.selected < p.total
-                                     else f"Running {p.total:,} rows…")
+            what = f"{p.selected:,} of {p.total:,} rows" if p.selected < p.total else f"{p.total:,} rows"
+            self.status_text.setText(f"Running {self._up_to} on {what}…" if self._up_to else f"Running {what}…")
         return True
 
     def confirm_trust(self) -> bool:
@@ -348,7 +402,7 @@ class MainWindow(FileActions, QMainWindow):
             self.view.fit_columns(first=self._first_output_column())
         self.run_bar.show_progress(progress, paused, self.session.store.count(ev.DONE))
         self.run_bar.set_state(running=self.runner.running, can_run=not self.run_blockers(),
-                               failed_rows=progress.failed, paused=paused)
+                               failed_rows=progress.failed, stopped_rows=progress.cancelled, paused=paused)
 
     def _run_finished(self, reason: str, message: str) -> None:
         self._show_pipeline_columns()  # edits made during the run show now
@@ -360,11 +414,15 @@ class MainWindow(FileActions, QMainWindow):
                        + f" in {duration(p.elapsed)}")
         else:
             summary = ""
+        up_to, self._up_to = self._up_to, ""
         if reason == "failed":
             self.show_message(f"The run could not go on: {message or 'unknown error'}")
         elif reason == "stopped":
             self.status_text.setText(f"Stopped: {summary}. Finished rows are kept.")
-            self.run_bar.show_message(f"Stopped: {summary}. Finished rows are kept; Run again or Retry failed.")
+            self.run_bar.show_message(f"Stopped: {summary}. Finished rows are kept; Run goes on with the rest, "
+                                      "Retry runs the stopped and failed rows.")
+        elif up_to:
+            self.status_text.setText(f"Ran {up_to}: {summary}. Later steps did not run; Run finishes these rows.")
         else:
             self.status_text.setText(f"Finished: {summary}")
         self.show_row(self.view.results_model().source_row(self.view.currentIndex().row())
@@ -398,6 +456,22 @@ class MainWindow(FileActions, QMainWindow):
         self.form_panel.set_preview_row(values, f"row {number + 1}")
 
     # ================================================================ settings
+
+    def show_run_settings(self) -> None:
+        """The pipeline's run settings (retries, cache, budget) in the step settings area: no
+        card selected (Run ▸ Run settings…, the run bar's button, a click on empty space)."""
+        self.cards.select_step(None)
+        self.form_panel.show_step(None)
+        self.form_panel.ensureVisible(0, 0)
+        if self.form_panel.settings_form is not None:
+            self.form_panel.ensureWidgetVisible(self.form_panel.settings_form)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (watched is self.cards.viewport() and event.type() == QEvent.Type.MouseButtonPress
+                and event.button() == Qt.MouseButton.LeftButton  # type: ignore[attr-defined]
+                and not self.cards.indexAt(event.position().toPoint()).isValid()):  # type: ignore[attr-defined]
+            self.show_run_settings()
+        return super().eventFilter(watched, event)
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self.session.data_dir, self, session=self.session)

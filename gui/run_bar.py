@@ -1,4 +1,5 @@
-"""The run bar: concurrency, Run / Pause / Stop, preview on a few rows, retry failed, progress.
+"""The run bar: Run / Pause / Stop, preview on a few rows, retry failed or stopped rows, rows at once,
+the run settings' button, progress.
 
 Its texts (why Run is disabled, the projected cost, the progress line) are cut to the room they
 have, whole in their tooltips: none of them sets the window's width. A run of some rows (a retry,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -25,8 +27,17 @@ from .widgets import ElidedLabel
 EDITED_NOTE = "✎ Edited: your changes apply to the next run"
 EDITED_TIP = "This run goes on with the pipeline as it was when it started; run again to use your edits."
 NOT_RUN = "Not run yet."
+RUN_TIP = "Run the rows that have no result of this pipeline yet (F5); Run ▸ Run all again runs every row"
 # What a run of some rows is called on the progress line, by the window's run mode.
-PART_RUNS = {"retry_failed": "Retry", "resume": "Resume", "preview": "Preview"}
+PART_RUNS = {"retry_failed": "Retry", "resume": "Run", "preview": "Preview", "up_to": "Run up to a step"}
+
+
+def retry_label(failed: int, stopped: int) -> str:
+    """The Retry button's text: what it will run again."""
+    if not failed and not stopped:
+        return "Retry failed"
+    what = "failed/stopped" if failed and stopped else "failed" if failed else "stopped"
+    return f"Retry {failed + stopped:,} {what}"
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
@@ -77,6 +88,7 @@ class RunBar(QWidget):
     stopClicked = Signal()
     previewClicked = Signal(int)
     retryClicked = Signal()
+    settingsClicked = Signal()   # the run settings (retries, cache, budget)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -88,7 +100,7 @@ class RunBar(QWidget):
         row = QHBoxLayout()
         row.setSpacing(8)
 
-        self.run_button = tool_button("Run", "run", "Run the pipeline on every row (F5)")
+        self.run_button = tool_button("Run", "run", RUN_TIP)
         self.run_button.setObjectName("runButton")
         self.pause_button = tool_button("Pause", "pause", "Let rows in flight finish; start no new ones")
         self.stop_button = tool_button("Stop", "stop", "Stop now; finished rows are kept (Esc)")
@@ -104,7 +116,7 @@ class RunBar(QWidget):
         self.preview_rows.setSuffix(" rows")
         row.addWidget(self.preview_button)
         row.addWidget(self.preview_rows)
-        self.retry_button = tool_button("Retry failed", "retry", "Run again only the rows that failed")
+        self.retry_button = tool_button("Retry failed", "retry", "Run again only the rows that failed or were stopped")
         row.addWidget(self.retry_button)
         row.addSpacing(8)
         # Why Run is disabled (or that the run keeps its own copy), and the projected cost: shown
@@ -131,6 +143,13 @@ class RunBar(QWidget):
         self.concurrency.setValue(8)
         self.concurrency.setToolTip("Max concurrency: rows in flight, and calls to models or web APIs at once.")
         line.addWidget(self.concurrency)
+        # On this line, an icon: the buttons' line keeps the width it had (the window must fit 1,000 px).
+        self.settings_button = QToolButton()
+        self.settings_button.setObjectName("runSettingsButton")
+        self.settings_button.setIcon(icon("settings"))
+        self.settings_button.setAutoRaise(True)
+        self.settings_button.setToolTip("Run settings: retries, response cache, budget (Run ▸ Run settings…)")
+        line.addWidget(self.settings_button)
 
         line.addSpacing(12)
         self.progress = QProgressBar()
@@ -153,23 +172,24 @@ class RunBar(QWidget):
         self.stop_button.clicked.connect(self.stopClicked)
         self.preview_button.clicked.connect(lambda: self.previewClicked.emit(self.preview_rows.value()))
         self.retry_button.clicked.connect(self.retryClicked)
+        self.settings_button.clicked.connect(self.settingsClicked)
         self.edited_during_run = False
         self.set_state(running=False, can_run=False, failed_rows=0)
 
     def set_state(self, *, running: bool, can_run: bool, failed_rows: int, paused: bool = False,
-                  why_not: str = "") -> None:
-        """Enable what makes sense now; `why_not` explains a disabled Run in its tooltip."""
+                  why_not: str = "", stopped_rows: int = 0) -> None:
+        """Enable what makes sense now; `why_not` explains a disabled Run in its tooltip. Retry
+        runs the failed and the stopped rows again."""
         self.run_button.setEnabled(can_run and not running)
         self.preview_button.setEnabled(can_run and not running)
-        self.retry_button.setEnabled(can_run and not running and failed_rows > 0)
-        self.retry_button.setText(f"Retry {failed_rows:,} failed" if failed_rows else "Retry failed")
+        self.retry_button.setEnabled(can_run and not running and failed_rows + stopped_rows > 0)
+        self.retry_button.setText(retry_label(failed_rows, stopped_rows))
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         self.pause_button.setText("Resume" if paused else "Pause")
         self.pause_button.setIcon(icon("run" if paused else "pause"))
         self.concurrency.setEnabled(not running)
-        tip = "Run the pipeline on every row (F5)"
-        self.run_button.setToolTip(tip if can_run or not why_not else why_not)
+        self.run_button.setToolTip(RUN_TIP if can_run or not why_not else why_not)
         first = why_not.splitlines()[0] if why_not else ""
         if running:
             self._show_blocker(EDITED_NOTE if self.edited_during_run else "",
@@ -189,7 +209,7 @@ class RunBar(QWidget):
         self._show_blocker(EDITED_NOTE, EDITED_TIP)
 
     def run_started(self, mode: str, selected: int, total: int) -> None:
-        """A run starts: of every row, or of some (`mode` retry_failed, resume, preview)."""
+        """A run starts: of every row, or of some (`mode` retry_failed, resume, preview, up_to)."""
         part = selected < total and mode in PART_RUNS
         self.part_run = f"{PART_RUNS[mode]} of {selected:,} row{'s' if selected != 1 else ''}" if part else ""
 

@@ -67,7 +67,7 @@ class RunController(QObject):
         return self.session.paused
 
     async def start(self, mode: str = "all", rows: list[int] | None = None,
-                    max_concurrency: int | None = None) -> None:
+                    max_concurrency: int | None = None, up_to: int | None = None) -> None:
         """Start a run. Raises core's errors (invalid pipeline, untrusted code, no key) before any row runs."""
         if self._active:
             raise RuntimeError("a run is already in progress")
@@ -77,7 +77,7 @@ class RunController(QObject):
             # The last run's survivors may be collected now (else every run leaks what it left in cycles).
             self._earlier_run_frozen = gc.get_freeze_count() > 0
             gc.unfreeze()
-            await self.session.start(mode, rows=rows, max_concurrency=max_concurrency)
+            await self.session.start(mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to)
         except BaseException:
             self._active = False
             raise

@@ -165,11 +165,11 @@ def test_example_three_palette_steps_llm_run_errors_stop_retry_export(qtbot, qlo
         assert asked_again == {f"Summarise: {reviews[i]}" for i in llm_failures if i not in price_failures}
         assert statuses(w) == {ev.DONE: 237, ev.ERROR: 3}  # the unreadable prices fail again, as they should
 
-        # ---- Stop mid-run keeps finished rows
+        # ---- Stop mid-run keeps finished rows (Run all again: every row has a result)
         server.configure(latency=0.4)
         finished = next_signal(w.runFinished)
         started = next_signal(w.runner.started)
-        qtbot.mouseClick(w.run_bar.run_button, Qt.MouseButton.LeftButton)
+        w.act_run_again.trigger()
         await started
         await until(lambda: statuses(w).get(ev.DONE, 0) >= 8)
         done_before_stop = {i for i, s in enumerate(w.model.status) if s == ev.DONE}

@@ -502,7 +502,8 @@ def view_menu(window: MainWindow) -> QMenu:
 
 def install_column_summaries(window: MainWindow) -> ColumnSummaryPanel:
     """Add the column summary panel right of the results table (hidden until asked for), View ▸
-    Column summary, and a column header's right-click ▸ Summary. Call it after build_actions."""
+    Column summary, and a column header's right-click ▸ Summary (through the view's
+    `summaryRequested` where its header has a menu of its own). Call it after build_actions."""
     row_filter = RowFilter(window.model, window)
     panel = ColumnSummaryPanel(window.model, row_filter)
     panel.hide()
@@ -534,7 +535,10 @@ def install_column_summaries(window: MainWindow) -> ColumnSummaryPanel:
     window.runner.finished.connect(lambda _reason, _message: panel.rebuild())
 
     header = window.view.horizontalHeader()
-    if header.contextMenuPolicy() == Qt.ContextMenuPolicy.DefaultContextMenu:
+    requested = getattr(window.view, "summaryRequested", None)
+    if requested is not None:  # the table's own header menu offers Summary once this is connected
+        requested.connect(lambda section: summarise(section))
+    elif header.contextMenuPolicy() == Qt.ContextMenuPolicy.DefaultContextMenu:
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
         def header_menu(pos: QPoint) -> None:

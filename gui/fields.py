@@ -99,6 +99,9 @@ class Field(QWidget):
     def set_preview_row(self, row: dict[str, Any] | None, label: str) -> None:
         """Fields with a preview redraw it; the rest ignore it."""
 
+    def step_changed(self, what: str) -> None:
+        """Another parameter of the step changed (`what`); fields that depend on it follow."""
+
     def _typed(self, text: str) -> None:
         """A keystroke changed the text: a new undo step when it starts one, then the edit."""
         if not self._quiet:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from .document import PipelineDocument
 from .fields import Field, FormContext, OutputField, make_field
 from .icons import icon, step_icon
+from .list_editors import field_for
 from .step_list import StepListModel, StepListView
 
 
@@ -241,7 +242,8 @@ class StepForm(QWidget):
             self.branches.openStep.connect(self.openStep)
             column.addWidget(self.branches)
         else:
-            field = make_field(param, self.ctx, self.step.default_output(param.name))
+            field = field_for(self.step, param, self.ctx) or make_field(param, self.ctx,
+                                                                         self.step.default_output(param.name))
             field.setObjectName(f"field_{param.name}")
             field.set_value(self.step.config.get(param.name))
             field.edited.connect(lambda value, typing, p=param: self._edited(p, value, typing))
@@ -287,6 +289,8 @@ class StepForm(QWidget):
             self.enabled_check.blockSignals(True)
             self.enabled_check.setChecked(step.enabled)
             self.enabled_check.blockSignals(False)
+        for field in self.fields.values():  # a lookup's pickers follow its file and sheet
+            field.step_changed(what)
         for name, field in self.fields.items():  # "blank: review_trimmed" follows the source
             if isinstance(field, OutputField):
                 default = step.default_output(name)

@@ -286,7 +286,7 @@ class MainWindow(FileActions, QMainWindow):
         self.start_run("retry_failed")
 
     def _selected_top_step(self) -> int | None:
-        """The top-level step the selected card is (or is inside): where Run up to stops."""
+        """The index of the selected card's step (the cards are the top-level steps): where Run up to stops."""
         step = self.cards.current_step()
         steps = self.doc.pipeline.steps
         return steps.index(step) if step in steps else None
@@ -302,22 +302,23 @@ class MainWindow(FileActions, QMainWindow):
         """Run the steps up to and including top-level step `step_index` on the selected rows (or
         the first N), as KNIME's "execute to here": later steps' outputs stay blank, and those
         rows are left to the next Run. The step card's menu calls this."""
-        steps = self.doc.pipeline.steps
-        if not 0 <= step_index < len(steps):
+        if not 0 <= step_index < len(self.doc.pipeline.steps):
             return None
-        ran = [(i, s) for i, s in enumerate(steps[:step_index + 1]) if s.enabled]
-        numbers = f"{ran[0][0] + 1}–{ran[-1][0] + 1}" if len(ran) > 1 else f"{ran[0][0] + 1}" if ran else ""
-        names = ", ".join(s.label for _, s in ran)
-        self._up_to = f"step{'s' if len(ran) > 1 else ''} {numbers} ({names})" if ran else "no step"
         return self.start_run("all", self._chosen_rows(), up_to=step_index)
+
+    def _steps_up_to(self, step_index: int) -> str:
+        """The steps a run up to `step_index` runs, in words: "steps 1–2 (Trim, LLM)"."""
+        ran = [(i, s) for i, s in enumerate(self.doc.pipeline.steps[:step_index + 1]) if s.enabled]
+        if not ran:
+            return "no step"
+        numbers = f"{ran[0][0] + 1}–{ran[-1][0] + 1}" if len(ran) > 1 else f"{ran[0][0] + 1}"
+        return f"step{'s' if len(ran) > 1 else ''} {numbers} ({', '.join(s.label for _, s in ran)})"
 
     def start_run(self, mode: str, rows: list[int] | None = None, up_to: int | None = None) -> asyncio.Task:
         return self.spawn(self.begin_run(mode, rows, up_to))
 
     async def begin_run(self, mode: str, rows: list[int] | None = None, up_to: int | None = None) -> bool:
         """Start a run; False (with the reason in the message bar) if it cannot start."""
-        if up_to is None:
-            self._up_to = ""
         blockers = self.run_blockers()
         if blockers:
             self.show_message(blockers)
@@ -326,6 +327,7 @@ class MainWindow(FileActions, QMainWindow):
             return False
         if not self.confirm_trust():
             return False
+        self._up_to = self._steps_up_to(up_to) if up_to is not None else ""
         try:
             await self.runner.start(mode, rows=rows, max_concurrency=self.run_bar.concurrency.value(), up_to=up_to)
         except Exception as exc:
@@ -467,7 +469,7 @@ class MainWindow(FileActions, QMainWindow):
             self.form_panel.ensureWidgetVisible(self.form_panel.settings_form)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if (watched is self.cards.viewport() and event.type() == QEvent.Type.MouseButtonPress
+        if (event.type() == QEvent.Type.MouseButtonPress and watched is self.cards.viewport()
                 and event.button() == Qt.MouseButton.LeftButton  # type: ignore[attr-defined]
                 and not self.cards.indexAt(event.position().toPoint()).isValid()):  # type: ignore[attr-defined]
             self.show_run_settings()

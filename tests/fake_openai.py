@@ -103,6 +103,54 @@ Endpoints
                                 sets the answer's status, `?ms=N` waits first.
     GET  /_stats  POST /_config  POST /_reset   control endpoints (not counted).
 
+Batches (OpenAI's Batch API; Azure's /openai/files and /openai/batches are served as these)
+-------
+    POST   /v1/files                  multipart/form-data: file, purpose ("batch"...). Answers the file object
+                                      {id "file-...", object, bytes, created_at, filename, purpose, status}.
+    GET    /v1/files                  the files; GET /v1/files/{id}: one; GET /v1/files/{id}/content: its bytes;
+    DELETE /v1/files/{id}             {id, object, deleted: true}. An unknown id: 404 "No such File object".
+    POST   /v1/batches                {input_file_id, endpoint, completion_window, metadata}: endpoint
+                                      /v1/chat/completions or /v1/embeddings (Azure's "/chat/completions" too),
+                                      completion_window "24h", the file uploaded with purpose "batch" (else 400;
+                                      an unknown file 404). Counted in `batches_created`.
+    GET    /v1/batches/{id}           the batch: id, status, request_counts {total, completed, failed},
+                                      output_file_id, error_file_id, errors, created_at, in_progress_at,
+                                      finalizing_at, completed_at, failed_at, expired_at, cancelling_at,
+                                      cancelled_at, expires_at, metadata. An unknown id: 404.
+    POST   /v1/batches/{id}/cancel    status cancelling (then cancelled at the next stage); a finished batch: 400.
+    GET    /v1/batches?limit=&after=  newest first, as OpenAI pages them (has_more, first_id, last_id).
+A batch moves validating -> in_progress -> finalizing -> completed, or -> failed (validation), -> expired, or
+cancelling -> cancelled, one stage per `server.advance_batches(lines=None)` (in_progress runs `lines` more of
+its requests per advance, default batch_lines_per_stage, else all; it moves to finalizing once all have run).
+`server.finish_batches()` advances until every batch is done; `server.expire_batches()` expires every unfinished
+batch now; `server.batches` lists the batch objects; `server.file_content(id)` reads a file.
+Validation (the first stage) fails the batch (status failed, `errors.data` = [{code, message, line}]) for a line
+that is not JSON, lacks custom_id/method/url/body, names another url than the batch's endpoint, repeats a
+custom_id or another model than the first line's, or matches batch_invalid_lines; for a file over
+batch_max_requests lines or batch_max_bytes bytes too (line null).
+Each request is answered as its synchronous endpoint would answer it (the same text, usage, vectors, a missing
+model's 404, a context overflow's 400), with no latency, faults or slots. Output file lines:
+    {"id": "batch_req_...", "custom_id", "response": {"status_code": 200, "request_id", "body": <the answer>},
+     "error": null}
+error file lines: a non-200 `response` (its body the endpoint's error), or "response": null and
+"error": {"code", "message"} (an expired request: code "batch_expired"). Both files are written when the batch
+completes, expires or is cancelled (requests run so far), in a shuffled order (batch_shuffle), purpose
+"batch_output"; no file when it would be empty. A cancelled batch's requests not run are in neither file.
+Counts: files_uploaded, batches_created, batch_lines (Counter: requests run per custom_id).
+    batch_seconds_per_stage  None (default: batches move only when a test advances them) or seconds: a batch
+                       moves on by itself when one of its stages has lasted this long (seen at the next files or
+                       batches request; 0: at once)
+    batch_lines_per_stage  requests run per in_progress stage (None: all at once)
+    batch_line_errors  {custom_id regex: status or code}: matching requests fail into the error file: a status
+                       (429, 500, 400, 404) as a non-200 response with that status's error body; a text as
+                       "error": {"code": text, "message": "The request failed (text)."}
+    batch_invalid_lines  {custom_id regex: message}: a matching line fails the batch's validation
+    batch_expire_after N requests: a batch expires once it has run N of its requests (partial output)
+    batch_expired_lines "error" (default, as OpenAI does: each request not run is an error line with code
+                       batch_expired) or "missing" (they are in neither file)
+    batch_shuffle      True (default): output and error lines in a shuffled order (by seed); False: run order
+    batch_max_requests, batch_max_bytes  a file over either fails validation (default 50,000 and 200 MB)
+
 Every counted request can be hit by rate_429 / rate_500 / script (not /v1/models). For
 /slow and /echo the "prompt" is the `prompt` query parameter, so script and
 latency_by_prompt work there too.
@@ -183,6 +231,16 @@ DEFAULTS: dict[str, Any] = {
     "refuse_json_schema": False,
     "embeddings": "on",
     "ignore_dimensions": False,
+    # Batch API (/v1/files, /v1/batches): see "Batches" in the docstring
+    "batch_seconds_per_stage": None,
+    "batch_lines_per_stage": None,
+    "batch_line_errors": {},
+    "batch_invalid_lines": {},
+    "batch_expire_after": None,
+    "batch_expired_lines": "error",
+    "batch_shuffle": True,
+    "batch_max_requests": 50_000,
+    "batch_max_bytes": 200 * 1024 * 1024,
 }
 DEFAULT_MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 411: "Length Required",
@@ -190,6 +248,7 @@ REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            503: "Service Unavailable"}
 _WORD = re.compile(r"\S+\s*")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+_AZURE_BATCH_PATH = re.compile(r"^/openai/((?:files|batches)(?:/.*)?)$")  # Azure's files and batches
 
 
 def _with_model(body: bytes, model: str) -> bytes:
@@ -224,6 +283,9 @@ class Stats:
     queued: int = 0
     peak_queued: int = 0
     rate_limited: int = 0
+    files_uploaded: int = 0
+    batches_created: int = 0
+    batch_lines: Counter = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -234,7 +296,8 @@ class Stats:
             "faults_by_prompt": dict(self.faults_by_prompt), "embedding_batches": list(self.embedding_batches),
             "embedded": dict(self.embedded), "log": [list(e) for e in self.log],
             "answered": dict(self.answered), "queued": self.queued, "peak_queued": self.peak_queued,
-            "rate_limited": self.rate_limited,
+            "rate_limited": self.rate_limited, "files_uploaded": self.files_uploaded,
+            "batches_created": self.batches_created, "batch_lines": dict(self.batch_lines),
         }
 
 
@@ -253,6 +316,9 @@ class _Request:
         if azure:  # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
             self.path = "/v1/" + azure.group(2)
             body = _with_model(body, azure.group(1))
+        azure_batch = _AZURE_BATCH_PATH.match(parts.path)
+        if azure_batch:  # /openai/files, /openai/batches/{id}?api-version=...
+            self.path = "/v1/" + azure_batch.group(1)
         self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.headers = headers
         self.body = body
@@ -433,6 +499,7 @@ class FakeOpenAI:
         self._window: deque[float] = deque()   # times of the requests the rate_limit let through
         self._busy = 0                         # requests holding one of the `slots`
         self._slot_waiters: deque[asyncio.Future] = deque()
+        self._batch_store = _BatchStore(self)
 
     # ---- lifecycle ----------------------------------------------------------------
     @property
@@ -533,6 +600,7 @@ class FakeOpenAI:
         self._script_used = Counter()
         self._window.clear()
         self.stats = Stats()
+        self._batch_store = _BatchStore(self)
         return self
 
     @property
@@ -556,6 +624,28 @@ class FakeOpenAI:
                 return True
             await asyncio.sleep(0.005)
         return predicate(self.stats)
+
+    # ---- batches (see "Batches" in the docstring) -----------------------------------
+    def advance_batches(self, lines: int | None = None) -> int:
+        """Move every unfinished batch one stage on (in_progress: run `lines` more of its requests,
+        default batch_lines_per_stage, else all). Returns how many batches moved."""
+        return self._batch_store.advance(lines)
+
+    def finish_batches(self) -> None:
+        """Advance every batch until it is completed, failed, expired or cancelled."""
+        self._batch_store.finish()
+
+    def expire_batches(self) -> int:
+        """Every unfinished batch expires now (its done requests kept); returns how many."""
+        return self._batch_store.expire_all()
+
+    @property
+    def batches(self) -> list[dict]:
+        """The batch objects as GET /v1/batches/{id} would answer them, oldest first."""
+        return self._batch_store.snapshot()
+
+    def file_content(self, file_id: str) -> bytes:
+        return self._batch_store.content(file_id)
 
     # ---- request handling (server thread) -----------------------------------------
     async def _handle(self, conn: _Connection, request: _Request) -> None:
@@ -636,6 +726,10 @@ class FakeOpenAI:
             return await self._chat(conn, request, prompt, options)
         if path == "/v1/embeddings":
             return await self._embeddings(conn, request, options)
+        if path.startswith(("/v1/files", "/v1/batches")):
+            status, payload = self._batch_store.serve(request)
+            conn.send(status, payload)
+            return status
         if path == "/slow":
             ms = float(request.query.get("ms", "0") or 0)
             await conn.pause(_latency_for(prompt, options) + ms / 1000)
@@ -750,9 +844,9 @@ class FakeOpenAI:
         return False
 
     def _check_model(self, conn: _Connection, model: Any, options: dict) -> bool:
-        if options["models"] is not None and model not in options["models"]:
-            conn.send(404, _error(f"The model `{model}` does not exist or you do not have access to it.",
-                                  "invalid_request_error", "model_not_found"))
+        missing = _missing_model(model, options)
+        if missing is not None:
+            conn.send(404, missing)
             return False
         return True
 
@@ -777,22 +871,13 @@ class FakeOpenAI:
                                       "n_prompt_tokens": prompt_tokens, "n_ctx": context}})
             return 400
         await conn.pause(_latency_for(prompt, options))
-        pieces, finish = _WORD.findall(_chat_answer(prompt, body, options)), "stop"
-        limit = _answer_limit(body, options, None if context is None else context - prompt_tokens)
-        if limit is not None and len(pieces) > limit:
-            pieces, finish = pieces[:max(0, limit)], "length"
-        answer = "".join(pieces).rstrip() if finish == "length" else "".join(pieces)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": _words(answer),
-                 "total_tokens": prompt_tokens + _words(answer)}
+        pieces, finish, answer, usage = _completion(prompt, body, options, prompt_tokens)
         ident = "chatcmpl-" + hashlib.sha1(prompt.encode()).hexdigest()[:12]
         created = int(time.time())
         if not stream:
             # Counted before the answer goes out: a client that has it must find it counted.
             self.stats.answered[prompt] += 1
-            conn.send(200, {"id": ident, "object": "chat.completion", "created": created, "model": model,
-                            "choices": [{"index": 0, "finish_reason": finish,
-                                         "message": {"role": "assistant", "content": answer}}],
-                            "usage": usage})
+            conn.send(200, _chat_body(ident, created, model, finish, answer, usage))
             return 200
         conn.start_stream(close=options["stream_close"] or overflow)
 
@@ -841,13 +926,7 @@ class FakeOpenAI:
         if not self._check_model(conn, body.get("model"), options):
             return 404
         await conn.pause(max((_latency_for(t, options) for t in texts), default=options["latency"]))
-        dim = options["embedding_dim"]
-        if body.get("dimensions") and not options["ignore_dimensions"]:
-            dim = int(body["dimensions"])
-        data = [{"object": "embedding", "index": i, "embedding": embed_text(t, dim)} for i, t in enumerate(texts)]
-        tokens = sum(_words(t) for t in texts)
-        conn.send(200, {"object": "list", "model": body.get("model"), "data": data,
-                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        conn.send(200, _embeddings_body(body, texts, options))
         return 200
 
     def _control(self, conn: _Connection, request: _Request) -> None:
@@ -890,6 +969,43 @@ def _answer_limit(body: dict, options: dict, room: int | None) -> int | None:
 
 def _error(message: str, kind: str, code: str | None) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _missing_model(model: Any, options: dict) -> dict | None:
+    """The 404 body for a model the server does not have (see `models`), else None."""
+    if options["models"] is not None and model not in options["models"]:
+        return _error(f"The model `{model}` does not exist or you do not have access to it.",
+                      "invalid_request_error", "model_not_found")
+    return None
+
+
+def _completion(prompt: str, body: dict, options: dict, prompt_tokens: int) -> tuple[list[str], str, str, dict]:
+    """The answer's pieces (words), finish reason, text and usage, cut where max tokens or the context end."""
+    context = options["context_size"]
+    pieces, finish = _WORD.findall(_chat_answer(prompt, body, options)), "stop"
+    limit = _answer_limit(body, options, None if context is None else context - prompt_tokens)
+    if limit is not None and len(pieces) > limit:
+        pieces, finish = pieces[:max(0, limit)], "length"
+    answer = "".join(pieces).rstrip() if finish == "length" else "".join(pieces)
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": _words(answer),
+             "total_tokens": prompt_tokens + _words(answer)}
+    return pieces, finish, answer, usage
+
+
+def _chat_body(ident: str, created: int, model: Any, finish: str, answer: str, usage: dict) -> dict:
+    return {"id": ident, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": answer}}],
+            "usage": usage}
+
+
+def _embeddings_body(body: dict, texts: list[str], options: dict) -> dict:
+    dim = options["embedding_dim"]
+    if body.get("dimensions") and not options["ignore_dimensions"]:
+        dim = int(body["dimensions"])
+    data = [{"object": "embedding", "index": i, "embedding": embed_text(t, dim)} for i, t in enumerate(texts)]
+    tokens = sum(_words(t) for t in texts)
+    return {"object": "list", "model": body.get("model"), "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _text_of(content: Any) -> str:
@@ -966,6 +1082,382 @@ def embed_text(text: str, dim: int = 64) -> list[float]:
     if norm == 0:
         vector[0], norm = 1.0, 1.0
     return [v / norm for v in vector]
+
+
+# ---- the Batch API: files and batches ---------------------------------------------------------
+BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
+BATCH_DONE = ("completed", "failed", "expired", "cancelled")
+EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+
+
+@dataclass
+class _Batch:
+    id: str
+    endpoint: str
+    input_file_id: str
+    metadata: dict | None
+    created_at: int
+    moved_at: float                        # time.monotonic() the current stage began
+    status: str = "validating"
+    lines: list = field(default_factory=list)     # the input lines, once validated
+    done: int = 0                                  # lines run so far
+    outputs: list = field(default_factory=list)   # output file lines (answered 200)
+    failures: list = field(default_factory=list)  # error file lines
+    errors: list | None = None                     # validation errors (status failed)
+    times: dict = field(default_factory=dict)      # in_progress_at, completed_at... -> Unix time
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+
+    def view(self) -> dict:
+        total = len(self.lines)
+        return {"id": self.id, "object": "batch", "endpoint": self.endpoint, "input_file_id": self.input_file_id,
+                "completion_window": "24h", "status": self.status, "created_at": self.created_at,
+                "expires_at": self.created_at + 86_400, **self.times,
+                "errors": None if self.errors is None else {"object": "list", "data": self.errors},
+                "output_file_id": self.output_file_id, "error_file_id": self.error_file_id,
+                "request_counts": {"total": total, "completed": len(self.outputs), "failed": len(self.failures)},
+                "metadata": self.metadata}
+
+
+class _BatchStore:
+    """Files and batches, shared by the server thread (requests) and a test's thread (advance_batches):
+    every access holds one lock and none of them waits while holding it."""
+
+    def __init__(self, server: FakeOpenAI):
+        self.server = server
+        self.lock = threading.Lock()
+        self.files: dict[str, dict] = {}      # id -> the file object, plus "data": its bytes
+        self.batches: dict[str, _Batch] = {}  # in creation order
+        self.serial = 0
+
+    def _id(self, prefix: str) -> str:
+        self.serial += 1
+        return f"{prefix}{hashlib.sha1(f'{prefix}{self.serial}{id(self)}'.encode()).hexdigest()[:16]}"
+
+    # ---- requests --------------------------------------------------------------------
+    def serve(self, request: _Request) -> tuple[int, Any]:
+        with self.lock:
+            self._tick()
+            parts = request.path.strip("/").split("/")[1:]  # ["files", id, "content"], ["batches", id, "cancel"]
+            method = request.method
+            try:
+                if parts[0] == "files":
+                    return self._files(method, parts[1:], request)
+                return self._batches(method, parts[1:], request)
+            except _Refused as refused:
+                return refused.status, _error(refused.message, "invalid_request_error", refused.code)
+
+    def _files(self, method: str, rest: list[str], request: _Request) -> tuple[int, Any]:
+        if not rest:
+            if method == "GET":
+                return 200, {"object": "list", "data": [self._file_view(f) for f in self.files.values()],
+                             "has_more": False}
+            if method != "POST":
+                raise _Refused(405, "Method not allowed", None)
+            form = _multipart(request)
+            if "file" not in form or "purpose" not in form:
+                raise _Refused(400, "Upload a file with a purpose (multipart/form-data: file, purpose).",
+                               "missing_required_parameter")
+            filename, data = form["file"]
+            purpose = form["purpose"][1].decode()
+            if purpose not in ("batch", "fine-tune", "assistants", "vision", "user_data", "evals"):
+                raise _Refused(400, f"'{purpose}' is not a valid purpose.", "invalid_value")
+            self.server.stats.files_uploaded += 1
+            return 200, self._file_view(self._add_file(data, filename or "upload.jsonl", purpose))
+        file = self.files.get(rest[0])
+        if file is None:
+            raise _Refused(404, f"No such File object: {rest[0]}", "not_found")
+        if len(rest) > 1 and rest[1] == "content" and method == "GET":
+            return 200, file["data"]
+        if method == "DELETE":
+            del self.files[rest[0]]
+            return 200, {"id": rest[0], "object": "file", "deleted": True}
+        return 200, self._file_view(file)
+
+    def _add_file(self, data: bytes, filename: str, purpose: str) -> dict:
+        file = {"id": self._id("file-"), "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
+                "status_details": None, "data": data}
+        self.files[file["id"]] = file
+        return file
+
+    @staticmethod
+    def _file_view(file: dict) -> dict:
+        return {k: v for k, v in file.items() if k != "data"}
+
+    def _batches(self, method: str, rest: list[str], request: _Request) -> tuple[int, Any]:
+        if not rest:
+            if method == "POST":
+                return 200, self._create(request.json() or {}).view()
+            return 200, self._list(request.query)
+        batch = self.batches.get(rest[0])
+        if batch is None:
+            raise _Refused(404, f"No batch found with id '{rest[0]}'.", "not_found")
+        if len(rest) > 1 and rest[1] == "cancel" and method == "POST":
+            if batch.status in BATCH_DONE:
+                raise _Refused(400, f"Cannot cancel a batch with status '{batch.status}'.", "invalid_request")
+            if batch.status != "cancelling":
+                self._move(batch, "cancelling")
+            return 200, batch.view()
+        return 200, batch.view()
+
+    def _create(self, body: dict) -> _Batch:
+        endpoint = _batch_url(str(body.get("endpoint") or ""))
+        if endpoint not in BATCH_ENDPOINTS:
+            raise _Refused(400, f"Invalid endpoint {body.get('endpoint')!r}: this server batches "
+                           + " and ".join(BATCH_ENDPOINTS), "invalid_value")
+        if body.get("completion_window") != "24h":
+            raise _Refused(400, "completion_window must be '24h'", "invalid_value")
+        file = self.files.get(str(body.get("input_file_id") or ""))
+        if file is None:
+            raise _Refused(404, f"No such File object: {body.get('input_file_id')}", "not_found")
+        if file["purpose"] != "batch":
+            raise _Refused(400, "The input file must be uploaded with purpose 'batch'.", "invalid_value")
+        batch = _Batch(self._id("batch_"), endpoint, file["id"], body.get("metadata"), int(time.time()),
+                       time.monotonic())
+        self.batches[batch.id] = batch
+        self.server.stats.batches_created += 1
+        return batch
+
+    def _list(self, query: dict[str, str]) -> dict:
+        newest = list(reversed(self.batches.values()))  # newest first, as OpenAI lists them
+        after = query.get("after")
+        if after in self.batches:
+            newest = newest[[b.id for b in newest].index(after) + 1:]
+        limit = int(query.get("limit", "20") or 20)
+        page = newest[:limit]
+        return {"object": "list", "data": [b.view() for b in page], "first_id": page[0].id if page else None,
+                "last_id": page[-1].id if page else None, "has_more": len(newest) > limit}
+
+    # ---- time ----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        """batch_seconds_per_stage: every stage that has lasted that long moves on (lock held)."""
+        seconds = self.server.options["batch_seconds_per_stage"]
+        if seconds is None:
+            return
+        now = time.monotonic()
+        for batch in self.batches.values():
+            while batch.status not in BATCH_DONE and now - batch.moved_at >= seconds:
+                started = batch.moved_at
+                self._step(batch, None)
+                batch.moved_at = started + seconds
+
+    def advance(self, lines: int | None) -> int:
+        with self.lock:
+            moving = [b for b in self.batches.values() if b.status not in BATCH_DONE]
+            for batch in moving:
+                self._step(batch, lines)
+            return len(moving)
+
+    def finish(self) -> None:
+        for _ in range(10_000):
+            if not self.advance(None):
+                return
+        raise RuntimeError("the batches never finished")  # pragma: no cover
+
+    def expire_all(self) -> int:
+        with self.lock:
+            moving = [b for b in self.batches.values() if b.status not in BATCH_DONE]
+            for batch in moving:
+                self._expire(batch)
+            return len(moving)
+
+    def snapshot(self) -> list[dict]:
+        with self.lock:
+            return [b.view() for b in self.batches.values()]
+
+    def content(self, file_id: str) -> bytes:
+        with self.lock:
+            return self.files[file_id]["data"]
+
+    # ---- stages ------------------------------------------------------------------------------
+    def _move(self, batch: _Batch, status: str) -> None:
+        batch.status = status
+        batch.moved_at = time.monotonic()
+        batch.times[f"{status}_at"] = int(time.time())
+
+    def _step(self, batch: _Batch, lines: int | None) -> None:
+        options = self.server.options
+        if batch.status == "validating":
+            errors = self._validate(batch, options)
+            if errors:
+                batch.errors = errors
+                self._move(batch, "failed")
+            else:
+                self._move(batch, "in_progress")
+        elif batch.status == "in_progress":
+            count = lines if lines is not None else options["batch_lines_per_stage"]
+            end = len(batch.lines) if count is None else min(len(batch.lines), batch.done + count)
+            expire_after = options["batch_expire_after"]
+            if expire_after is not None:
+                end = min(end, expire_after)
+            for line in batch.lines[batch.done:end]:
+                self._run(batch, line, options)
+            batch.done = end
+            if expire_after is not None and batch.done >= expire_after and batch.done < len(batch.lines):
+                self._expire(batch)
+            elif batch.done >= len(batch.lines):
+                self._move(batch, "finalizing")
+        elif batch.status == "finalizing":
+            self._write_files(batch, options)
+            self._move(batch, "completed")
+        elif batch.status == "cancelling":
+            self._write_files(batch, options)
+            self._move(batch, "cancelled")
+
+    def _expire(self, batch: _Batch) -> None:
+        options = self.server.options
+        if options["batch_expired_lines"] == "error":
+            for line in batch.lines[batch.done:]:
+                batch.failures.append({"id": self._id("batch_req_"), "custom_id": line["custom_id"],
+                                       "response": None, "error": {"code": "batch_expired",
+                                                                   "message": EXPIRED_MESSAGE}})
+        self._write_files(batch, options)
+        self._move(batch, "expired")
+
+    def _validate(self, batch: _Batch, options: dict) -> list[dict]:
+        data = self.files[batch.input_file_id]["data"] if batch.input_file_id in self.files else b""
+        errors: list[dict] = []
+
+        def bad(line: int | None, code: str, message: str) -> None:
+            errors.append({"code": code, "message": message, "param": None, "line": line})
+
+        if len(data) > options["batch_max_bytes"]:
+            bad(None, "file_too_large", f"The input file is larger than {options['batch_max_bytes']} bytes.")
+            return errors
+        seen: set[str] = set()
+        models: set[Any] = set()
+        lines = [raw for raw in data.splitlines() if raw.strip()]
+        if len(lines) > options["batch_max_requests"]:
+            bad(None, "too_many_requests", f"The input file has {len(lines)} requests; the most a batch may "
+                f"have is {options['batch_max_requests']}.")
+            return errors
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                bad(number, "invalid_json_line", "This line is not parseable as valid JSON.")
+                continue
+            missing = [k for k in ("custom_id", "method", "url", "body") if not isinstance(line, dict) or k not in line]
+            if missing:
+                bad(number, "missing_required_parameter", f"Missing required parameter: '{missing[0]}'.")
+                continue
+            if _batch_url(str(line["url"])) != batch.endpoint:
+                bad(number, "mismatched_endpoint", f"The url {line['url']!r} does not match the batch's endpoint "
+                    f"{batch.endpoint!r}.")
+            if line["custom_id"] in seen:
+                bad(number, "duplicate_custom_id", f"The custom_id {line['custom_id']!r} is used more than once.")
+            seen.add(line["custom_id"])
+            models.add((line.get("body") or {}).get("model"))
+            if len(models) > 1:
+                bad(number, "mismatched_model", "Every request of a batch must use the same model.")
+                models = set(list(models)[:1])
+            for pattern, message in options["batch_invalid_lines"].items():
+                if re.search(pattern, str(line["custom_id"])):
+                    bad(number, "invalid_request", message)
+            batch.lines.append(line)
+        if errors:
+            batch.lines = []
+        return errors
+
+    def _run(self, batch: _Batch, line: dict, options: dict) -> None:
+        custom_id = str(line["custom_id"])
+        self.server.stats.batch_lines[custom_id] += 1
+        entry: dict[str, Any] = {"id": self._id("batch_req_"), "custom_id": custom_id}
+        fault = next((what for pattern, what in options["batch_line_errors"].items()
+                      if re.search(pattern, custom_id)), None)
+        if isinstance(fault, str):  # a request the batch could not run at all
+            batch.failures.append({**entry, "response": None,
+                                   "error": {"code": fault, "message": f"The request failed ({fault})."}})
+            return
+        if fault is not None:
+            status, body = int(fault), _fault_body(int(fault))
+        elif batch.endpoint == "/v1/embeddings":
+            status, body = _batch_embeddings(line["body"], options)
+        else:
+            status, body = _batch_chat(line["body"], options)
+        response = {"status_code": status, "request_id": "req_" + hashlib.sha1(entry["id"].encode()).hexdigest()[:16],
+                    "body": body}
+        (batch.outputs if status == 200 else batch.failures).append({**entry, "response": response, "error": None})
+
+    def _write_files(self, batch: _Batch, options: dict) -> None:
+        for kind, lines in (("output", batch.outputs), ("error", batch.failures)):
+            if not lines:
+                continue
+            ordered = list(lines)
+            if options["batch_shuffle"]:  # the real API writes lines in no particular order
+                random.Random(f"{options['seed']}:{batch.id}:{kind}").shuffle(ordered)
+            data = b"".join(json.dumps(line).encode() + b"\n" for line in ordered)
+            file = self._add_file(data, f"{batch.id}_{kind}.jsonl", "batch_output")
+            setattr(batch, f"{kind}_file_id", file["id"])
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, code: str | None):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def _batch_url(url: str) -> str:
+    """"/chat/completions" (Azure's form) and "/v1/chat/completions" are the same endpoint."""
+    return url if url.startswith("/v1/") else "/v1" + url
+
+
+def _fault_body(status: int) -> dict:
+    if status == 429:
+        return _error("Rate limit reached. Please try again later.", "requests", "rate_limit_exceeded")
+    if status >= 500:
+        return _error("The server had an error while processing your request.", "server_error", None)
+    if status == 404:
+        return _error("The model does not exist or you do not have access to it.", "invalid_request_error",
+                      "model_not_found")
+    return _error("Invalid request.", "invalid_request_error", None)
+
+
+def _batch_chat(body: dict, options: dict) -> tuple[int, dict]:
+    """One batch line of /v1/chat/completions, answered as the synchronous endpoint answers it."""
+    model = body.get("model")
+    missing = _missing_model(model, options)
+    if missing is not None:
+        return 404, missing
+    messages = body.get("messages") or []
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    prompt = _text_of(users[-1].get("content")) if users else ""
+    prompt_tokens = sum(_words(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
+    context = options["context_size"]
+    if context is not None and prompt_tokens > context:
+        return 400, {"error": {"code": 400, "type": "exceed_context_size_error",
+                               "message": "the request exceeds the available context size, try increasing it",
+                               "n_prompt_tokens": prompt_tokens, "n_ctx": context}}
+    _pieces, finish, answer, usage = _completion(prompt, body, options, prompt_tokens)
+    ident = "chatcmpl-" + hashlib.sha1(prompt.encode()).hexdigest()[:12]
+    return 200, _chat_body(ident, int(time.time()), model, finish, answer, usage)
+
+
+def _batch_embeddings(body: dict, options: dict) -> tuple[int, dict]:
+    missing = _missing_model(body.get("model"), options)
+    if missing is not None:
+        return 404, missing
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else list(texts or [])
+    return 200, _embeddings_body(body, texts, options)
+
+
+def _multipart(request: _Request) -> dict[str, tuple[str | None, bytes]]:
+    """A multipart/form-data body: field name -> (file name or None, bytes)."""
+    found = re.search(r'boundary="?([^";]+)"?', request.headers.get("content-type", ""))
+    if not found:
+        return {}
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in request.body.split(b"--" + found.group(1).encode())[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, data = part.partition(b"\r\n\r\n")
+        names = re.search(rb'name="([^"]*)"(?:; *filename="([^"]*)")?', head)
+        if names:
+            filename = names.group(2).decode() if names.group(2) is not None else None
+            fields[names.group(1).decode()] = (filename, data[:-2] if data.endswith(b"\r\n") else data)
+    return fields
 
 
 def main() -> None:  # pragma: no cover - for benchmarks in another process

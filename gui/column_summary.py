@@ -396,10 +396,9 @@ class ColumnSummaryPanel(QWidget):
             return  # still counting: the marked rows wait for it
         started = time.perf_counter()
         if len(self._dirty) > STEP_ROWS:
-            rows = sorted(self._dirty)[:STEP_ROWS]
-            self._dirty.difference_update(rows)
+            rows = [self._dirty.pop() for _ in range(STEP_ROWS)]
         else:
-            rows, self._dirty = sorted(self._dirty), set()
+            rows, self._dirty = list(self._dirty), set()
         changed = self.summary.update(rows)
         if self.pick is not None and self.pick_column == self.column and self.row_filter.active:
             self.row_filter.update_rows({row: self.summary.matches(row, self.pick) for row in changed})
@@ -477,6 +476,7 @@ class ColumnSummaryPanel(QWidget):
     def hideEvent(self, event) -> None:
         super().hideEvent(event)
         self._stale = True  # a hidden panel counts nothing; it counts again when shown
+        self._generation += 1  # a count in steps stops
         self._dirty.clear()
         self._timer.stop()
 

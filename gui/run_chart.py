@@ -29,6 +29,8 @@ PLOT_WIDTH = 96  # each plot's least width
 
 
 def seconds_text(s: float) -> str:
+    if s < 0.01:
+        return f"{s * 1000:.1f} ms"
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s"
 
 
@@ -150,12 +152,12 @@ class RunChart(QWidget):
         if edges:
             self.plots[1].setXRange(edges[0], edges[-1], padding=0.02)
             self.plots[1].setYRange(0, max(counts) * 1.05, padding=0)
-        ordered = sorted(t.latencies) if t.latencies else []
-        if ordered:
-            median, p95 = ordered[len(ordered) // 2], ordered[int(0.95 * (len(ordered) - 1))]
+        quantiles = t.latency_quantiles()
+        if quantiles is not None:
+            fastest, median, p95, slowest = quantiles
             self.captions[1].setText(f"{seconds_text(median)}, p95 {seconds_text(p95)}")
-            self.plots[1].setToolTip(f"How long rows took (retries and waits included), {len(ordered):,} rows: "
-                                     f"{seconds_text(ordered[0])} to {seconds_text(ordered[-1])}, median "
+            self.plots[1].setToolTip(f"How long rows took (retries and waits included), {len(t.latencies):,} rows: "
+                                     f"{seconds_text(fastest)} to {seconds_text(slowest)}, median "
                                      f"{seconds_text(median)}, 95% under {seconds_text(p95)}")
         else:
             self.captions[1].setText("latency")

@@ -172,8 +172,11 @@ def test_the_timeline_measures_rows_per_second_latencies_and_cost():
     timeline.on_event(ev.RowCancelled(99, ev.RowResult(99, ev.CANCELLED, {}, latency=9.0)))
     edges, counts = timeline.latency_histogram()
     assert sum(counts) == 50 and edges[-1] <= 1.0
+    fastest, median, p95, slowest = timeline.latency_quantiles()
+    assert (fastest, median, slowest) == pytest.approx((0.1, 0.3, 0.5)) and 0.4 <= p95 <= 0.5
     finished, costs = timeline.costs()
     assert finished[-1] == 100 and costs[-1] == pytest.approx(0.1)
     assert timeline.projected_cost() == pytest.approx(0.1)
     timeline.start(10)
     assert timeline.costs() == ([0], [0.0]) and timeline.projected_cost() == 0.0
+    assert timeline.latency_quantiles() is None

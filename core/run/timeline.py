@@ -71,6 +71,13 @@ class RunTimeline:
         """(edges in seconds, rows per bin)."""
         return histogram(numpy.frombuffer(self.latencies, dtype=numpy.float64) if self.latencies else numpy.zeros(0))
 
+    def latency_quantiles(self) -> tuple[float, float, float, float] | None:
+        """(fastest, median, 95th percentile, slowest) in seconds; None before any row finished."""
+        if not self.latencies:
+            return None
+        lo, median, p95, hi = numpy.percentile(numpy.frombuffer(self.latencies, dtype=numpy.float64), [0, 50, 95, 100])
+        return float(lo), float(median), float(p95), float(hi)
+
     def costs(self) -> tuple[list[int], list[float]]:
         """(rows finished, cost so far) at each sample."""
         return [p.finished for p in self.samples], [p.cost for p in self.samples]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from batchgrid.core.run import events as ev
 from batchgrid.gui.run_chart import install_run_chart
 
 from qt_async import run, run_to_end
+from test_window import open_llm_sheet
 
 
 def test_the_run_is_drawn_beside_the_run_bar(qloop, window, tmp_path):
@@ -62,3 +65,19 @@ def test_retried_rows_start_a_new_timeline(qloop, window, tmp_path):
     assert len(chart.timeline.latencies) == 200 and w.model.status.count(ev.ERROR) == 20
     run(qloop, run_to_end(w, "retry_failed"))
     assert len(chart.timeline.latencies) == 20 and chart.timeline.selected == 20
+
+
+def test_the_cost_is_drawn_against_its_projection(qloop, window, tmp_path, fake_openai):
+    (tmp_path / "prices.json").write_text(json.dumps({"m": {"input": 1000.0, "output": 2000.0}}))  # beside the journal
+    chart = install_run_chart(window)
+    open_llm_sheet(qloop, window, tmp_path, fake_openai, rows=40, concurrency=4, latency=0.01)
+    reason, _ = run(qloop, run_to_end(window))
+    assert reason == "finished"
+    finished, costs = chart.timeline.costs()
+    cost = window.session.progress.cost
+    assert cost > 0 and costs[-1] == pytest.approx(cost) and finished[-1] == 40
+    assert costs == sorted(costs)  # the cost so far only grows
+    assert chart.timeline.projected_cost() == pytest.approx(cost)  # every row finished: the projection is the cost
+    assert chart.captions[2].text() == f"${cost:,.4f} of ${cost:,.4f}"
+    xs, ys = chart.projection.getData()
+    assert list(xs) == [0, 40] and ys[-1] == pytest.approx(cost)

@@ -504,6 +504,8 @@ def install_column_summaries(window: MainWindow) -> ColumnSummaryPanel:
     """Add the column summary panel right of the results table (hidden until asked for), View ▸
     Column summary, and a column header's right-click ▸ Summary (through the view's
     `summaryRequested` where its header has a menu of its own). Call it after build_actions."""
+    if isinstance(getattr(window, "column_summary", None), ColumnSummaryPanel):
+        return window.column_summary  # installed already (once is enough)
     row_filter = RowFilter(window.model, window)
     panel = ColumnSummaryPanel(window.model, row_filter)
     panel.hide()
@@ -518,7 +520,7 @@ def install_column_summaries(window: MainWindow) -> ColumnSummaryPanel:
     view_menu(window).addAction(action)
 
     def set_shown(shown: bool) -> None:
-        if shown and not panel.isVisible():
+        if shown and panel.isHidden():
             sizes = split.sizes()
             i = split.indexOf(panel)
             panel.setVisible(True)

@@ -197,6 +197,8 @@ def install_run_chart(window: MainWindow) -> RunChart:
     ticked), and View ▸ Run chart. Call it after build_actions."""
     from .column_summary import view_menu
 
+    if isinstance(getattr(window, "run_chart", None), RunChart):
+        return window.run_chart  # installed already (once is enough)
     chart = RunChart(window.session)
     chart.hide()
     # Beside the run bar: the bar and the chart share the bar's place in its column.

@@ -208,6 +208,15 @@ def test_a_filter_on_a_status_follows_the_run(qloop, window, tmp_path):
     assert w.model.rowCount() == 0 and panel.filter_text.text() == "Showing 0 of 240 rows: status = not run"
 
 
+def test_installing_twice_installs_once(qloop, window):
+    panel = install_column_summaries(window)
+    assert install_column_summaries(window) is panel
+    assert [a.text() for a in window.menuBar().actions()].count("&View") == 1
+    view = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
+    assert [a.text() for a in view.actions()].count("Column summary") == 1
+    assert len(window.findChildren(type(panel))) == 1
+
+
 def test_the_panel_never_widens_the_window(qloop, window, tmp_path):
     w = window
     install_column_summaries(w)

@@ -66,4 +66,5 @@ def step_icon(step_class) -> QIcon:
 
 
 def status_icon(status: str) -> QIcon:
-    return icon(f"status-{status}")
+    """A row status's icon: "not run" is status-not-run.svg (a dashed ring in the palette's ink)."""
+    return icon(f"status-{status.replace(' ', '-')}")

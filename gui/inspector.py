@@ -23,6 +23,7 @@ from batchgrid.core.util.display import display_text
 from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import QTextBrowser
 
+from .results_model import status_word
 from .style import inspector_css
 
 VALUE_LIMIT = 2000
@@ -71,11 +72,16 @@ class RowInspector(QTextBrowser):
     def clear_row(self) -> None:
         self.setHtml(inspector_css() + '<p class="blank">Select a row in the results to see what each step did with it.</p>')
 
+    def show_hidden(self, number: int) -> None:
+        """The selected row left the table's view (a filter hid it): say so, never show it stale."""
+        self.setHtml(inspector_css() + f'<p class="blank">Row {number + 1} is hidden by the filter. '
+                     "Clear the filters to see it, or select another row.</p>")
+
     def show_row(self, number: int, inputs: dict[str, Any], result: ev.RowResult | None, status: str,
                  steps: Sequence[Step], note: str = "") -> None:
         """`number` is 0-based; `steps` are the pipeline's steps as they are now (perhaps edited
         since the run: each trace is matched to its step by path)."""
-        parts = [inspector_css(), f'<h3>Row {number + 1} · <span class="status-{status}">{html.escape(status)}</span></h3>']
+        parts = [inspector_css(), f'<h3>Row {number + 1} · <span class="status-{status}">{html.escape(status_word(status))}</span></h3>']
         if note:
             parts.append(f'<p class="meta">{html.escape(note)}</p>')
         if result is not None and result.status == ev.ERROR:

@@ -6,8 +6,9 @@ rows and thousands of events a second:
 - engine events update the store (plain lists indexed by row number) and mark rows dirty
   here; a 40 ms single-shot timer then emits one dataChanged per run of contiguous dirty
   rows (never a model reset);
-- sorting and the status filter reorder a list of row numbers (`order`), computed on the
-  data, instead of a QSortFilterProxyModel calling data() a million times.
+- sorting (on one or more columns) and the filters (by status, by a column's text or value)
+  reorder a list of row numbers (`order`), computed on the data (in a worker thread for big
+  tables), instead of a QSortFilterProxyModel calling data() a million times.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -59,6 +61,35 @@ def brushes() -> tuple[dict[str, QBrush], dict[str, QBrush], QBrush, QBrush]:
 
 
 STATUSES = (ev.QUEUED, ev.RUNNING, ev.RETRYING, ev.DONE, ev.ERROR, ev.CANCELLED, NOT_RUN)
+# The word the window uses for a status where it differs from the engine's: a row the user
+# stopped is "stopped" in the cells, the status filter, the run bar and the inspector alike.
+STATUS_WORDS = {ev.CANCELLED: "stopped"}
+
+
+def status_word(status: str) -> str:
+    return STATUS_WORDS.get(status, status)
+
+
+@dataclass(frozen=True)
+class ColumnFilter:
+    """Rows whose cell in `column` reads `text` (kind "equals") or contains it ("contains"),
+    case-insensitive, as the cell shows it."""
+    column: int
+    text: str
+    kind: str = "contains"
+
+    def matcher(self):
+        """A quick test of one shown text (the needle folded once, not per row)."""
+        needle = self.text.casefold()
+        if self.kind == "equals":
+            return lambda shown: shown.casefold() == needle
+        return lambda shown: needle in shown.casefold()
+
+    def matches(self, shown: str) -> bool:
+        return self.matcher()(shown)
+
+    def describe(self, header: str) -> str:
+        return f"{header} = “{self.text}”" if self.kind == "equals" else f"{header} contains “{self.text}”"
 
 RawRole = Qt.ItemDataRole.UserRole + 10  # the unformatted value (tests, copy)
 
@@ -84,6 +115,8 @@ def sort_key(value: Any) -> tuple:
 
 class ResultsModel(QAbstractTableModel):
     sorting = Signal(bool)  # a big sort started (True) or ended (False)
+    filtersChanged = Signal()  # the status or a column filter was set or cleared
+    sortChanged = Signal()     # the sort keys changed (the header draws them)
 
     def __init__(self, store: ResultStore | None = None, parent=None):
         super().__init__(parent)
@@ -91,9 +124,9 @@ class ResultsModel(QAbstractTableModel):
         self.store.on_change = self._mark
         self.order: list[int] | None = None       # view row -> row number; None: all, in order
         self.position: list[int] | None = None    # row number -> view row (-1: filtered out)
-        self.sort_column = -1
-        self.sort_order = Qt.SortOrder.AscendingOrder
+        self.sort_keys: list[tuple[int, Qt.SortOrder]] = []  # (column, order), most significant first
         self.status_filter: str = ""
+        self.column_filters: dict[int, ColumnFilter] = {}
         self._dirty: set[int] = set()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -156,8 +189,9 @@ class ResultsModel(QAbstractTableModel):
         self._timer.stop()
         self.order = self.position = None
         self._order_generation += 1
-        self.sort_column = -1
+        self.sort_keys = []
         self.status_filter = ""
+        self.column_filters = {}
         self.endResetModel()
 
     def set_output_columns(self, output_columns: Sequence[str]) -> None:
@@ -169,6 +203,14 @@ class ResultsModel(QAbstractTableModel):
 
     def error_column(self) -> int:
         return self.status_column() + 1
+
+    @property
+    def sort_column(self) -> int:
+        return self.sort_keys[0][0] if self.sort_keys else -1
+
+    @property
+    def sort_order(self) -> Qt.SortOrder:
+        return self.sort_keys[0][1] if self.sort_keys else Qt.SortOrder.AscendingOrder
 
     def source_row(self, view_row: int) -> int:
         return view_row if self.order is None else self.order[view_row]
@@ -211,13 +253,18 @@ class ResultsModel(QAbstractTableModel):
             return self.store.value(row, column, self._input_row(row))
         return self.store.value(row, column)
 
+    def shown_value(self, row: int, column: int) -> Any:
+        """The value as the table shows it: the raw value, the status in the window's words."""
+        value = self.raw_value(row, column)
+        return status_word(value) if column == self.status_column() else value
+
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         column = index.column()
         row = self.source_row(index.row())
         if role == Qt.ItemDataRole.DisplayRole:
-            return cell_text(self.raw_value(row, column))
+            return cell_text(self.shown_value(row, column))
         if role == Qt.ItemDataRole.BackgroundRole:
             return brushes()[0].get(self.status[row])
         status_col = self.status_column()
@@ -277,7 +324,7 @@ class ResultsModel(QAbstractTableModel):
     def run_started(self) -> None:
         """The store was told a run begins: show every row afresh."""
         self._dirty.clear()
-        if self.status_filter:
+        if self.filtering():
             self._apply_order()
         self._refresh_all()
 
@@ -304,8 +351,7 @@ class ResultsModel(QAbstractTableModel):
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
-        if self.status_filter and any((self.status[i] == self.status_filter) != (self.view_row(i) >= 0)
-                                      for i in dirty):
+        if self.filtering() and any(self.passes(i) != (self.view_row(i) >= 0) for i in dirty):
             # Rows enter or leave the filter: redo the order, but not more often than twice a second.
             wait = REFILTER_EVERY - (time.monotonic() - self._last_refilter)
             if wait > 0:
@@ -314,7 +360,7 @@ class ResultsModel(QAbstractTableModel):
                 return
             self._last_refilter = time.monotonic()
             self._apply_order()
-            return
+            # and the rows still shown changed too (the inspector of a selected row follows it)
         rows = sorted(r for r in map(self.view_row, dirty) if r >= 0)
         last = self.columnCount() - 1
         start = prev = rows[0] if rows else 0
@@ -332,15 +378,57 @@ class ResultsModel(QAbstractTableModel):
 
     # ---- sorting and filtering (on the data) -------------------------------------------------------
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
-        """Sort on the data. A big table is sorted in a worker thread (the window stays live) and
-        the new order is shown when it is ready; `sorting` says when that starts and ends."""
-        self.sort_column, self.sort_order = column, order
+        """Sort on one column (Qt's call); -1 shows the sheet's order."""
+        self.set_sort_keys([(column, order)] if column >= 0 else [])
+
+    def set_sort_keys(self, keys: Sequence[tuple[int, Qt.SortOrder]]) -> None:
+        """Sort on these columns, the first the most significant ([]: the sheet's order). A big
+        table is sorted in a worker thread (the window stays live) and the new order is shown
+        when it is ready; `sorting` says when that starts and ends."""
+        self.sort_keys = [(c, o) for c, o in keys if 0 <= c < self.columnCount()]
+        self.sortChanged.emit()
+        self._reorder()
+
+    def filtering(self) -> bool:
+        return bool(self.status_filter or self.column_filters)
+
+    def passes(self, row: int) -> bool:
+        """Whether a row passes the status and column filters as it is now."""
+        if self.status_filter and self.status[row] != self.status_filter:
+            return False
+        return all(f.matches(display_text(self.shown_value(row, c))) for c, f in self.column_filters.items())
+
+    def set_status_filter(self, status: str) -> None:
+        """Show only rows with this status ('' shows every row)."""
+        self.status_filter = status
+        self.filtersChanged.emit()
+        self._reorder()
+
+    def set_column_filter(self, column: int, text: str, kind: str = "contains") -> None:
+        """Show only rows whose cell in `column` contains (or reads) `text`; an empty text
+        removes the column's filter."""
+        if text == "" and kind == "contains":
+            self.column_filters.pop(column, None)
+        else:
+            self.column_filters[column] = ColumnFilter(column, text, kind)
+        self.filtersChanged.emit()
+        self._reorder()
+
+    def clear_filters(self) -> None:
+        """Every row again (the status and every column filter; the sort stays)."""
+        self.status_filter = ""
+        self.column_filters = {}
+        self.filtersChanged.emit()
+        self._reorder()
+
+    def _reorder(self) -> None:
+        """Sort and filter again: at once for a small table, in a worker thread for a big one."""
         self._order_generation += 1
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None or len(self.rows) < BACKGROUND_SORT_ROWS or not 0 <= column < self.columnCount():
+        if loop is None or len(self.rows) < BACKGROUND_SORT_ROWS or not (self.sort_keys or self.column_filters):
             self._apply_order()
             return
         self.sorting.emit(True)
@@ -351,21 +439,16 @@ class ResultsModel(QAbstractTableModel):
         snapshot = self.store.snapshot()
         try:
             async with gc_pause.paused():  # a million sort keys would set off full collections
-                order = await asyncio.to_thread(compute_order, snapshot, self.status_filter, self.sort_column,
-                                                self.sort_order)
+                order = await asyncio.to_thread(compute_order, snapshot, self.status_filter, list(self.sort_keys),
+                                                None, list(self.column_filters.values()))
             if generation == self._order_generation:  # nothing newer was asked for meanwhile
                 self._set_order(*order)
         finally:  # a sort that fails must not leave "Sorting…" up for good
             self.sorting.emit(False)
 
-    def set_status_filter(self, status: str) -> None:
-        """Show only rows with this status ('' shows every row)."""
-        self.status_filter = status
-        self._order_generation += 1
-        self._apply_order()
-
     def _apply_order(self) -> None:
-        self._set_order(*compute_order(self.store, self.status_filter, self.sort_column, self.sort_order))
+        self._set_order(*compute_order(self.store, self.status_filter, self.sort_keys, None,
+                                       list(self.column_filters.values())))
 
     def _set_order(self, rows: list[int] | None, position: list[int] | None) -> None:
         self.layoutAboutToBeChanged.emit()
@@ -379,17 +462,17 @@ class ResultsModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
     # ---- copying ------------------------------------------------------------------------------------
-    def copy_text(self, indexes: Iterable[QModelIndex | QPersistentModelIndex]) -> str:
-        """The selected cells with their headers, as tab-separated text that pastes into Excel."""
+    def copy_text(self, indexes: Iterable[QModelIndex | QPersistentModelIndex], headers: bool = True) -> str:
+        """The selected cells (with their headers), as tab-separated text that pastes into Excel."""
         cells = {(i.row(), i.column()) for i in indexes if i.isValid()}
         if not cells:
             return ""
         rows = sorted({r for r, _ in cells})
         columns = sorted({c for _, c in cells})
-        lines = ["\t".join(tsv_cell(self.headers[c]) for c in columns)]
+        lines = ["\t".join(tsv_cell(self.headers[c]) for c in columns)] if headers else []
         for r in rows:
             source = self.source_row(r)
-            lines.append("\t".join(tsv_cell(self.raw_value(source, c)) if (r, c) in cells else ""
+            lines.append("\t".join(tsv_cell(self.shown_value(source, c)) if (r, c) in cells else ""
                                    for c in columns))
         return "\r\n".join(lines) + "\r\n"
 
@@ -403,26 +486,52 @@ def tsv_cell(value: Any) -> str:
     return text
 
 
-def compute_order(store: ResultStore, status_filter: str, sort_column: int, sort_order):
-    """(order, position) for a filter and a sort column: row numbers in view order, and each
-    row's view row (-1: filtered out); (None, None) means every row, as is. A sort is a
-    snapshot, as in a spreadsheet: rows do not jump while a run changes them. Runs in a
-    worker thread for big tables, so the long parts let the window's thread in."""
+def shown_texts(store: ResultStore, column: int) -> list[str]:
+    """Every row's text in one column as the table shows it (safe in a worker thread)."""
+    values = store.column_values(column)
+    if column == len(store.table.columns) + len(store.output_columns):
+        return [status_word(v) for v in values]
+    return [v if type(v) is str else display_text(v) for v in values]
+
+
+def _sort_rows(store: ResultStore, rows: list[int], column: int, order) -> list[int]:
+    """`rows` stably sorted on one column, blanks last either way (as in Excel)."""
+    values = store.column_values(column)
+    if column == len(store.table.columns) + len(store.output_columns):
+        values = [status_word(v) for v in values]
+    keys = [sort_key(v) for v in values]
+    reverse = order == Qt.SortOrder.DescendingOrder
+    filled = [i for i in rows if keys[i][0] != 2]
+    blank = [i for i in rows if keys[i][0] == 2]
+    if all(keys[i][0] == 0 for i in filled):
+        # numbers: numpy sorts without holding the GIL (a stable sort, like Python's)
+        numbers = numpy.array([keys[i][1] for i in filled], dtype=float)
+        ranks = numpy.argsort(-numbers if reverse else numbers, kind="stable").tolist()
+        return [filled[j] for j in ranks] + blank
+    return sorted(filled, key=lambda i: keys[i], reverse=reverse) + blank  # a key function lets other threads run
+
+
+def compute_order(store: ResultStore, status_filter: str, sort_keys, sort_order=None,
+                  column_filters: Sequence[ColumnFilter] = ()):
+    """(order, position) for the filters and the sort keys: row numbers in view order, and
+    each row's view row (-1: filtered out); (None, None) means every row, as is. `sort_keys` is a
+    list of (column, order), the first the most significant (or one column with `sort_order`).
+    A sort is a snapshot, as in a spreadsheet: rows do not jump while a run changes them. Runs
+    in a worker thread for big tables, so the long parts let the window's thread in."""
+    if isinstance(sort_keys, int):
+        sort_keys = [(sort_keys, sort_order)] if sort_keys >= 0 else []
     n = len(store)
     rows = [i for i, s in enumerate(store.status) if s == status_filter] if status_filter else None
-    if 0 <= sort_column < len(store.header):
-        keys = [sort_key(v) for v in store.column_values(sort_column)]
-        source = range(n) if rows is None else rows
-        reverse = sort_order == Qt.SortOrder.DescendingOrder
-        filled = [i for i in source if keys[i][0] != 2]
-        blank = [i for i in source if keys[i][0] == 2]  # blanks stay last either way, as in Excel
-        if all(keys[i][0] == 0 for i in filled):
-            # numbers: numpy sorts without holding the GIL (a stable sort, like Python's)
-            values = numpy.array([keys[i][1] for i in filled], dtype=float)
-            ranks = numpy.argsort(-values if reverse else values, kind="stable").tolist()
-            rows = [filled[j] for j in ranks] + blank
-        else:  # a Python key function lets other threads run during the sort
-            rows = sorted(filled, key=lambda i: keys[i], reverse=reverse) + blank
+    for f in column_filters:
+        if not 0 <= f.column < len(store.header):
+            continue
+        texts, match = shown_texts(store, f.column), f.matcher()
+        rows = [i for i in (range(n) if rows is None else rows) if match(texts[i])]
+    keys = [(c, o) for c, o in sort_keys if 0 <= c < len(store.header)]
+    if keys:
+        rows = list(range(n)) if rows is None else rows
+        for column, order in reversed(keys):  # least significant first: each stable sort keeps the last
+            rows = _sort_rows(store, rows, column, order)
     if rows is None:
         return None, None
     position = [-1] * n

@@ -171,8 +171,10 @@ def test_view_has_fixed_row_heights_and_copies_the_selection_to_the_clipboard(qt
     assert view.verticalHeader().sectionResizeMode(0) == QHeaderView.ResizeMode.Fixed
     view.selectionModel().select(model.index(1, 0), view.selectionModel().SelectionFlag.Select)
     view.selectionModel().select(model.index(1, 1), view.selectionModel().SelectionFlag.Select)
-    qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
-    assert qapp.clipboard().text() == "id\treview\r\n1\ttext 1\r\n"
+    qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)  # the cells, as Excel copies
+    assert qapp.clipboard().text() == "1\ttext 1\r\n"
+    qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert qapp.clipboard().text() == "id\treview\r\n1\ttext 1\r\n"  # with the column names
 
 
 def test_a_run_column_named_like_an_input_column_is_renamed_as_in_the_export():

@@ -31,6 +31,7 @@ from .document import PipelineDocument
 from .fields import Field, FormContext, OutputField, make_field
 from .icons import icon, step_icon
 from .list_editors import field_for
+from .output_preview import OutputPreview
 from .step_list import StepListModel, StepListView
 
 
@@ -197,6 +198,8 @@ class StepForm(QWidget):
         self.step_problems = caption("", "fieldProblem")
         self.step_problems.hide()
         layout.addWidget(self.step_problems)
+        self.output_preview = OutputPreview(doc, step)  # what it writes on the selected row
+        layout.addWidget(self.output_preview)
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -225,6 +228,7 @@ class StepForm(QWidget):
         doc.problemsChanged.connect(self.show_problems)
         doc.structureChanged.connect(self._structure_changed)
         self.show_problems()
+        self.output_preview.set_row(ctx.preview_row, ctx.preview_label)
 
     def _label(self, param: b.Param) -> QLabel:
         text = param.title + (" *" if param.required else "")
@@ -315,6 +319,7 @@ class StepForm(QWidget):
         self.ctx.preview_row, self.ctx.preview_label = row, label
         for field in self.fields.values():
             field.set_preview_row(row, label)
+        self.output_preview.set_row(row, label)
 
 
 class RunSettingsForm(QWidget):

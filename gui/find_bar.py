@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from batchgrid.core.util import gc_pause
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QToolButton, QWidget
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results_view import ResultsView
 
 TYPING_MS = 150  # a pause in typing before searching
+CHUNK = 5000  # rows searched between two hand-overs of the GIL to the window's thread
 RESEARCH_AFTER = 2.0  # seconds: cells changed since a search this old make the next move search again
 
 
@@ -40,8 +42,10 @@ def find_cells(store: ResultStore, order: list[int] | None, position: list[int] 
     hits: dict[int, list[int]] = {}
     for column in columns:  # by column: one list of texts at a time, a quick comprehension each
         texts = shown_texts(store, column)
-        for row in [i for i, text in enumerate(texts) if needle in text.casefold()]:
-            hits.setdefault(row, []).append(column)
+        for start in range(0, len(texts), CHUNK):
+            for row in [i for i in range(start, min(start + CHUNK, len(texts))) if needle in texts[i].casefold()]:
+                hits.setdefault(row, []).append(column)
+            time.sleep(0)  # hand the GIL to the window's thread now, not after Python's 5 ms switch interval
     if position is not None:
         rows = sorted((r for r in hits if position[r] >= 0), key=position.__getitem__)
     else:
@@ -70,8 +74,14 @@ class Finder(QObject):
                 matches = find_cells(store, order, position, columns, needle)
             except Exception:  # a failed search finds nothing; it must not leave "Searching…" up
                 matches = []
-            self.found.emit(generation, matches)
+            try:
+                self.found.emit(generation, matches)
+            except RuntimeError:  # the bar was closed with its window meanwhile
+                gc_pause.resume()
 
+        # A full garbage collection amid the search's allocations would stop the window for
+        # hundreds of milliseconds (a big sheet is millions of objects): paused until the answer.
+        gc_pause.pause()
         threading.Thread(target=work, name="batchgrid-find", daemon=True).start()
         return generation
 
@@ -206,6 +216,7 @@ class FindBar(QWidget):
         self.finder.search(self.model, self.columns(), needle)
 
     def _found(self, generation: int, matches: list[tuple[int, int]]) -> None:
+        gc_pause.resume()  # one answer for each search started, wanted or not
         if generation != self.finder.generation:
             return  # an older search: the text, the table or the order changed since
         self.searching = False

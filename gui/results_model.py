@@ -491,7 +491,11 @@ def shown_texts(store: ResultStore, column: int) -> list[str]:
     values = store.column_values(column)
     if column == len(store.table.columns) + len(store.output_columns):
         return [status_word(v) for v in values]
-    return [v if type(v) is str else display_text(v) for v in values]
+    texts: list[str] = []
+    for start in range(0, len(values), 20_000):
+        texts += [v if type(v) is str else display_text(v) for v in values[start:start + 20_000]]
+        time.sleep(0)  # in a worker thread: let the window's thread in between chunks
+    return texts
 
 
 def _sort_rows(store: ResultStore, rows: list[int], column: int, order) -> list[int]:

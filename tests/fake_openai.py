@@ -1326,7 +1326,7 @@ class _BatchStore:
             bad(None, "file_too_large", f"The input file is larger than {options['batch_max_bytes']} bytes.")
             return errors
         seen: set[str] = set()
-        models: set[Any] = set()
+        first_model: list[Any] = []  # the first line's model: every other line must name it too
         lines = [raw for raw in data.splitlines() if raw.strip()]
         if len(lines) > options["batch_max_requests"]:
             bad(None, "too_many_requests", f"The input file has {len(lines)} requests; the most a batch may "
@@ -1348,10 +1348,10 @@ class _BatchStore:
             if line["custom_id"] in seen:
                 bad(number, "duplicate_custom_id", f"The custom_id {line['custom_id']!r} is used more than once.")
             seen.add(line["custom_id"])
-            models.add((line.get("body") or {}).get("model"))
-            if len(models) > 1:
+            model = (line.get("body") or {}).get("model")
+            first_model = first_model or [model]
+            if model != first_model[0]:
                 bad(number, "mismatched_model", "Every request of a batch must use the same model.")
-                models = set(list(models)[:1])
             for pattern, message in options["batch_invalid_lines"].items():
                 if re.search(pattern, str(line["custom_id"])):
                     bad(number, "invalid_request", message)

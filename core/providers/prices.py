@@ -17,6 +17,11 @@ from batchgrid.core.util.errors import InputError
 
 PRICES_FILE = "prices.json"
 
+# The providers' Batch APIs bill a fraction off the synchronous price, by preset: OpenAI's /v1/batches
+# and Azure OpenAI's global batch are half price. A preset not listed here offers no batch API
+# (local servers cost nothing anyway).
+BATCH_DISCOUNT: dict[str, float] = {"openai": 0.50, "azure": 0.50}
+
 # Published list prices (USD per 1M tokens), standard tier, as of mid-2025.
 DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "gpt-5": {"input": 1.25, "output": 10.00},
@@ -90,6 +95,23 @@ class PriceTable:
     def cost(self, model: str, tokens_in: int, tokens_out: int, *, local: bool = False) -> float:
         price = self.price(model, local=local)
         return price.cost(tokens_in, tokens_out) if price else 0.0
+
+    def batch_price(self, model: str, preset: str, *, local: bool = False) -> Price | None:
+        """The model's price through the provider's Batch API (the synchronous one where it has none)."""
+        price = self.price(model, local=local)
+        if price is None:
+            return None
+        keep = 1.0 - batch_discount(preset)
+        return Price(price.input * keep, price.output * keep)
+
+    def batch_cost(self, model: str, tokens_in: int, tokens_out: int, *, preset: str, local: bool = False) -> float:
+        price = self.batch_price(model, preset, local=local)
+        return price.cost(tokens_in, tokens_out) if price else 0.0
+
+
+def batch_discount(preset: str) -> float:
+    """The fraction a provider's Batch API takes off its price: 0.5 at OpenAI and Azure, 0 elsewhere."""
+    return BATCH_DISCOUNT.get(preset, 0.0)
 
 
 def money(amount: float) -> str:

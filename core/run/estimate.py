@@ -6,6 +6,11 @@ length), requests already in the response cache cost nothing, and later steps se
 model outputs as placeholder text of the expected length. Cheap steps run for real; HTTP
 and code steps do not run (their outputs are blank). Nothing is sent anywhere.
 
+Batch mode's price is projected beside it: the same calls at the provider's batch price
+(prices.BATCH_DISCOUNT: half at OpenAI and Azure; the same price where a provider has no batch
+API), so the line can say "in batch mode: $0.62 instead of $1.24". Calls made once per run (a
+knowledge base) stay at the synchronous price.
+
 User code stays bounded here too: patterns run under their time limit (core/util/patterns.py),
 and a step whose pattern ran out of time on one sampled row is not run on the others.
 """
@@ -37,6 +42,7 @@ class StepEstimate:
     cost: float = 0.0
     cached: int = 0         # sampled calls already in the cache
     priced: bool = True
+    batch_cost: float = 0.0  # the same calls through the provider's Batch API
 
 
 @dataclass
@@ -46,6 +52,7 @@ class CostEstimate:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    batch_cost: float = 0.0  # every model step in batch mode (see the module docstring)
     steps: list[StepEstimate] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # steps whose requests could not be built, and why
 
@@ -59,9 +66,17 @@ class CostEstimate:
             return "no model steps: nothing to pay for"
         line = (f"about {self.tokens_in + self.tokens_out:,} tokens, {money(self.cost)} for {self.rows:,} rows "
                 f"(projected from the first {self.sampled})")
+        if self.batch_saving():
+            line += f"; {self.batch_saving()}"
         if self.unpriced_models:
             line += f"; no price for {', '.join(self.unpriced_models)}"
         return line
+
+    def batch_saving(self) -> str:
+        """What batch mode would cost, when that is less: "in batch mode: $0.62 instead of $1.24"."""
+        if not self.cost or self.batch_cost >= self.cost:
+            return ""
+        return f"in batch mode: {money(self.batch_cost)} instead of {money(self.cost)}"
 
 
 def estimate_cost(pipeline, rows, *, sample: int = DEFAULT_SAMPLE, data_dir: Path | None = None,
@@ -91,17 +106,20 @@ def estimate_cost(pipeline, rows, *, sample: int = DEFAULT_SAMPLE, data_dir: Pat
     for s in per_row.values():
         s.calls = round(s.calls * scale)
         s.tokens_in, s.tokens_out, s.cost = round(s.tokens_in * scale), round(s.tokens_out * scale), s.cost * scale
+        s.batch_cost *= scale
     for label, o in once.items():
         s = per_row.setdefault(label, StepEstimate(label, o.model))
         s.calls += o.calls
         s.tokens_in += o.tokens_in
         s.cost += o.cost
+        s.batch_cost += o.batch_cost
         s.cached += o.cached
         s.priced = s.priced and o.priced
     for s in per_row.values():
         estimate.tokens_in += s.tokens_in
         estimate.tokens_out += s.tokens_out
         estimate.cost += s.cost
+        estimate.batch_cost += s.batch_cost
     estimate.steps = list(per_row.values())
     return estimate
 
@@ -174,5 +192,8 @@ class _Tally:
         price = self.prices.price(model, local=profile.preset.local)
         if price is None:
             s.priced = False
-        else:
-            s.cost += price.cost(tokens_in, tokens_out)
+            return
+        s.cost += price.cost(tokens_in, tokens_out)
+        batch = self.prices.batch_price(model, profile.preset.name, local=profile.preset.local)
+        s.batch_cost += (batch or price).cost(tokens_in, tokens_out) if table is self.per_row else \
+            price.cost(tokens_in, tokens_out)  # once per run (a knowledge base): not batched

@@ -18,6 +18,12 @@ its first step, asking its earlier calls again.
 Rows are keyed by run and row number and carry a hash of the row's inputs, so a row whose input
 changed since is run again rather than resumed.
 
+Batch mode (core/providers/batches.py): each step's batches at the provider are one small JSON record
+per run and step in the `batches` table (ids, files, which rows, when, the last progress seen), saved
+whenever it changes, so a run whose batches are still at the provider survives closing the app: a
+resumed run reads it back (`load_batches`) and collects without submitting again. An older journal
+file gets the table when it is opened (CREATE TABLE IF NOT EXISTS).
+
 Bounded: the journal keeps the last `keep_runs` runs (default 5) of each sheet and pipeline
 (job key); older runs are deleted when a new one starts. Every row's outputs, status, error and
 usage are kept, but step traces only for failed rows and a sample of done rows (rows 0-99 and
@@ -80,6 +86,13 @@ CREATE TABLE IF NOT EXISTS rows (
     trace TEXT,
     finished REAL NOT NULL,
     PRIMARY KEY (run_id, row_number)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    record TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
 );
 """
 
@@ -170,6 +183,7 @@ class Journal:
                 (job_key, self.keep_runs))]
             if old:
                 self._db.executemany("DELETE FROM rows WHERE run_id = ?", old)
+                self._db.executemany("DELETE FROM batches WHERE run_id = ?", old)
                 self._db.executemany("DELETE FROM runs WHERE run_id = ?", old)
         return run_id
 
@@ -224,11 +238,28 @@ class Journal:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", records)
 
+    # ---- batches at the provider (batch mode) --------------------------------------
+    def save_batch(self, run_id: str, step: str, record: Mapping[str, Any]) -> None:
+        """Keep (or replace) the batch record of a run's step (BatchRecord.to_dict())."""
+        self._db.execute("INSERT INTO batches (run_id, step, record, updated) VALUES (?, ?, ?, ?)"
+                         " ON CONFLICT (run_id, step) DO UPDATE SET record = excluded.record, updated = excluded.updated",
+                         (run_id, step, dumps(record), time.time()))
+
+    def load_batches(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The batch records of a run, by step, in the order they were first saved."""
+        return {step: json.loads(record) for step, record in self._db.execute(
+            "SELECT step, record FROM batches WHERE run_id = ? ORDER BY rowid", (run_id,))}
+
+    def delete_batch(self, run_id: str, step: str) -> None:
+        """Forget a step's batches (collected, or given up on)."""
+        self._db.execute("DELETE FROM batches WHERE run_id = ? AND step = ?", (run_id, step))
+
     # ---- size ---------------------------------------------------------------------
     def clear(self) -> None:
         """Forget every run and give the space back to the disk."""
         with self._db:
             self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM batches")
             self._db.execute("DELETE FROM rows")
             self._db.execute("DELETE FROM runs")
         self._db.execute("VACUUM")

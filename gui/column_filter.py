@@ -9,11 +9,12 @@ every row is shown.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QToolButton, QWidget
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QToolButton, QWidget
 
 from .icons import icon
 from .results_model import ResultsModel, status_word
+from .widgets import ElidedLabel
 
 TYPING_MS = 200  # a pause in typing before the table filters again
 
@@ -78,11 +79,25 @@ class FilterBar(QWidget):
         filter_icon = QLabel()
         filter_icon.setPixmap(icon("filter").pixmap(16, 16))
         row.addWidget(filter_icon)
-        self.chip_row = QHBoxLayout()
+        # the boxes scroll sideways rather than widen the window (no minimum width from them)
+        chips = QWidget()
+        self.chip_row = QHBoxLayout(chips)
+        self.chip_row.setContentsMargins(0, 0, 0, 0)
         self.chip_row.setSpacing(12)
-        row.addLayout(self.chip_row)
-        row.addStretch(1)
-        self.count = QLabel()
+        self.chip_row.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(chips)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedHeight(QLineEdit().sizeHint().height() + 4)
+        scroll.setMinimumWidth(60)
+        scroll.viewport().setAutoFillBackground(False)  # the line's own background shows through
+        chips.setAutoFillBackground(False)
+        self.scroll = scroll
+        row.addWidget(scroll, 1)
+        self.count = ElidedLabel()
         self.count.setObjectName("help")
         row.addWidget(self.count)
         self.clear_button = QPushButton("Clear filters")
@@ -104,6 +119,7 @@ class FilterBar(QWidget):
         if chip is not None:
             chip.edit.setFocus()
             chip.edit.selectAll()
+            self.scroll.ensureWidgetVisible(chip)
 
     def remove(self, column: int) -> None:
         self.editing.discard(column)
@@ -134,7 +150,7 @@ class FilterBar(QWidget):
             chip = self.chips.get(column)
             if chip is None:
                 chip = self.chips[column] = FilterChip(self, column)
-                self.chip_row.addWidget(chip)
+                self.chip_row.insertWidget(self.chip_row.count() - 1, chip)
             chip.show_filter()
         self.refresh_count()
 

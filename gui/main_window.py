@@ -26,6 +26,7 @@ from .actions import build_actions
 from .document import PipelineDocument
 from .icons import icon
 from .results_model import ResultsModel
+from .results_pane import install_table_conventions
 from .run_bar import duration
 from .runner import RunController
 from .settings import AppSettings, SettingsDialog
@@ -75,6 +76,7 @@ class MainWindow(FileActions, QMainWindow):
         build_layout(self)
         build_actions(self)
         connect_signals(self)
+        install_table_conventions(self)  # the table's filter line, find bar and menus (results_pane.py)
         # An opened pipeline's rows at once wins over the box (the box sends it to every run).
         self.doc.pipelineReplaced.connect(self._settings_changed)
         self.run_bar.settingsClicked.connect(self.show_run_settings)

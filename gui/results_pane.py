@@ -55,29 +55,20 @@ def install_table_conventions(window: MainWindow) -> ResultsPane:
     table's menus to the window. Call it after connect_signals."""
     view = window.view
     split = window.bottom_split
-    at = split.indexOf(view)
+    at, sizes = split.indexOf(view), split.sizes()
     pane = ResultsPane(view)
     split.insertWidget(at, pane)
+    split.setSizes(sizes)
     split.setCollapsible(split.indexOf(pane), False)
     view.can_run = lambda: not window.runner.running and not window.run_blockers()
     view.runRows.connect(lambda rows: window.start_run("all", rows))
     view.rowHidden.connect(window.inspector.show_hidden)
     view.inspectRow.connect(lambda _number: window.inspector.setFocus())
-    # A column summary panel (gui/column_summary.py) may be installed later: looked up when used.
-    view.summary_available = lambda: getattr(window, "column_summary", None) is not None
-    view.summaryRequested.connect(lambda column: _show_summary(window, column))
+    # Clear filters clears a column summary's bar filter too (its panel, when installed, connects
+    # view.summaryRequested itself: the header menu offers Summary from then on).
     pane.filter_bar.clearRequested.connect(lambda: _clear_summary_filter(window))
     window.results_pane = pane
     return pane
-
-
-def _show_summary(window: MainWindow, column: int) -> None:
-    panel = getattr(window, "column_summary", None)
-    if panel is not None and panel.choose_column(column):
-        if window.act_column_summary.isChecked():
-            panel.rebuild()
-        else:
-            window.act_column_summary.setChecked(True)  # shown, it counts the chosen column
 
 
 def _clear_summary_filter(window: MainWindow) -> None:

@@ -16,6 +16,7 @@ from batchgrid.gui.results_pane import ResultsPane
 from batchgrid.gui.results_view import FILTERS, ResultsView, StatusFilter
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QContextMenuEvent, QWheelEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMenu
 
 CITIES = ["Paris", "Oslo", "Lima", "Oslo", "Paris", "Lima", "Oslo", "Paris"]
@@ -332,3 +333,47 @@ def test_not_run_has_an_icon_and_stopped_is_named_alike_in_the_filter_the_cells_
     qtbot.addWidget(inspector)
     inspector.show_row(4, {"id": 4}, model.results[4], model.status[4], [])
     assert "Row 5 · stopped" in inspector.toPlainText()
+
+
+# ---- in the window ---------------------------------------------------------------------------------------
+
+def test_in_the_window_the_pane_sits_beside_the_inspector_and_its_menus_reach_the_window(qloop, window, tmp_path,
+                                                                                         monkeypatch):
+    from batchgrid.gui.column_summary import install_column_summaries
+    from batchgrid.gui.results_pane import install_table_conventions
+    from qt_async import run
+
+    if not hasattr(window, "results_pane"):  # the window installs it; a window without it gets it here
+        install_table_conventions(window)
+    pane, view = window.results_pane, window.view
+    assert window.bottom_split.indexOf(pane) == 0 and view.parent() is pane
+    sheet = tmp_path / "people.csv"
+    sheet.write_text("name,city\n" + "\n".join(f"person {i},{('Oslo', 'Lima')[i % 2]}" for i in range(6)) + "\n")
+    assert run(qloop, window.load_sheet(sheet))
+
+    menu = right_click_header(view, 1)
+    assert "Summary" not in entries(menu)  # no column summary panel yet
+    menu.close()
+    if getattr(window, "column_summary", None) is None:
+        install_column_summaries(window)
+    choose(right_click_header(view, 1), "Summary")
+    assert window.column_summary.isVisible() and window.column_summary.column == 1
+    import numpy
+    window.row_filter.set_mask(numpy.array([True, False] * 3), "city = Oslo")  # a bar clicked in the summary
+    assert view.model().rowCount() == 3 and pane.filter_bar.count.text() == "Showing 3 of 6 rows"
+    pane.filter_bar.clear_button.click()  # Clear filters clears that one too
+    assert not window.row_filter.active and view.model().rowCount() == 6
+
+    started = []
+    monkeypatch.setattr(window, "start_run", lambda mode, rows=None: started.append((mode, rows)))
+    window.doc.add_step("change_case")  # a pipeline that can run
+    window.doc.set_param(window.doc.pipeline.steps[0], "source", "name")
+    assert not window.run_blockers()
+    choose(right_click_cell(view, 4, 0), "Retry this row")
+    choose(right_click_cell(view, 4, 0), "Run from here")
+    assert started == [("all", [4]), ("all", [4, 5])]
+
+    window.activateWindow()
+    view.setFocus()
+    QTest.keyClick(view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)  # Ctrl+F in the window's table
+    assert pane.find_bar.isVisible() and pane.find_bar.edit.hasFocus()

@@ -129,7 +129,8 @@ that is not JSON, lacks custom_id/method/url/body, names another url than the ba
 custom_id or another model than the first line's, or matches batch_invalid_lines; for a file over
 batch_max_requests lines or batch_max_bytes bytes too (line null).
 Each request is answered as its synchronous endpoint would answer it (the same text, usage, vectors, a missing
-model's 404, a context overflow's 400), with no latency, faults or slots. Output file lines:
+model's 404, a context overflow's 400), with no latency, slots or rate_429/rate_500/script faults (those hit
+the files and batches requests themselves, as any counted request). Output file lines:
     {"id": "batch_req_...", "custom_id", "response": {"status_code": 200, "request_id", "body": <the answer>},
      "error": null}
 error file lines: a non-200 `response` (its body the endpoint's error), or "response": null and

@@ -329,3 +329,75 @@ def test_the_projected_cost_shows_the_batch_price(tmp_path):
                                           "in batch mode: $1.75 instead of $3.51")
     no_batches = estimate("openrouter")  # no batch API: nothing to save, nothing said
     assert no_batches.batch_cost == no_batches.cost and "batch mode" not in no_batches.describe()
+
+
+async def test_a_batch_created_just_before_a_crash_is_found_again_not_submitted_twice(fake_openai, test_profile):
+    requests = llm_requests(test_profile, 5)
+    async with BatchClient(test_profile, KEY, poll=FAST, limits=BatchLimits(requests=2)) as client:
+        saved: list[dict] = []
+        await client.submit(STEP, requests, tag="run-1", on_record=lambda r: saved.append(r.to_dict()))
+        # the process died after creating the third batch, before the journal had it
+        record = BatchRecord.from_dict(saved[1])
+        await client.submit(STEP, requests[:1], tag="run-2")  # another run's batch of the same step: not ours
+        assert await client.adopt(record, "run-1") == 1
+        assert record.rows() == [0, 1, 2, 3, 4] and fake_openai.stats.batches_created == 4
+        assert await client.adopt(record, "run-1") == 0
+        await finish(fake_openai, client, record)
+        assert [o.row for o in await client.collect(record)] == [0, 1, 2, 3, 4]
+
+
+SUBMITTER = """
+import asyncio, sys
+from batchgrid.core.providers.batches import BatchClient, PollPolicy
+from batchgrid.core.providers.profiles import resolve_profile
+from batchgrid.core.run.journal import Journal
+
+base_url, key, path, run_id = sys.argv[1:5]
+profile = resolve_profile("test", {"test": {"preset": "openai", "base_url": base_url, "model": "gpt-4o-mini"}},
+                          environ={})
+
+async def main():
+    journal = Journal(path)
+    client = BatchClient(profile, key, poll=PollPolicy(first=0.01, cap=0.05))
+    requests = [(i, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"row {i}"}]})
+                for i in range(4)]
+    record = await client.submit("1", requests, tag=run_id,
+                                 on_record=lambda r: journal.save_batch(run_id, r.step, r.to_dict()))
+    print("submitted", flush=True)
+    await client.wait(record, on_record=lambda r: journal.save_batch(run_id, r.step, r.to_dict()))
+    print("never here: the batch is not advanced", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_resume_after_the_client_process_is_killed_between_submit_and_completion(fake_openai, test_profile,
+                                                                                      tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    run_id = journal.new_run("job", "pipeline", None, None, 4)
+    journal.close()
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", SUBMITTER, fake_openai.base_url, KEY,
+                                                   str(path), run_id, stdout=subprocess.PIPE)
+    try:
+        assert (await process.stdout.readline()).strip() == b"submitted"
+        assert await fake_openai.wait_for(lambda stats: stats.by_path.get(
+            f"/v1/batches/{fake_openai.batches[0]['id']}", 0) >= 2)  # it is polling
+    finally:
+        process.kill()  # SIGKILL: no cleanup of any kind
+        await process.wait()
+    fake_openai.finish_batches()
+
+    journal = Journal(path)  # the app reopened
+    record = BatchRecord.from_dict(journal.load_batches(run_id)[STEP])
+    async with BatchClient(test_profile, KEY, poll=FAST) as client:
+        assert await client.adopt(record, run_id) == 0  # the journal had it all
+        await client.wait(record, on_record=lambda r: journal.save_batch(run_id, r.step, r.to_dict()))
+        outcomes = await client.collect(record)
+    assert [o.body["choices"][0]["message"]["content"] for o in outcomes] == [f"echo: row {i}" for i in range(4)]
+    assert fake_openai.stats.batches_created == 1 and fake_openai.stats.files_uploaded == 1
+    assert BatchRecord.from_dict(journal.load_batches(run_id)[STEP]).finished
+    journal.close()

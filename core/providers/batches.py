@@ -226,11 +226,12 @@ class BatchClient:
 
     # ---- submitting ---------------------------------------------------------------------------
     async def submit(self, step: str, requests: Iterable[tuple[int, dict[str, Any]]], *, endpoint: str = CHAT,
-                     record: BatchRecord | None = None,
+                     record: BatchRecord | None = None, tag: str = "",
                      on_record: Callable[[BatchRecord], None] | None = None) -> BatchRecord:
         """Upload the requests (row, request body) and create their batches; a `record` given
         (a resumed submission) gets the new batches added. `on_record` is called after each batch
-        is created, so a crash between two uploads loses at most the batch being made."""
+        is created, so a crash between two uploads loses at most the batch being made; `tag` (the
+        run's id) marks the batches at the provider so that one can be found again (`adopt`)."""
         why = batch_support(self.profile)
         if why:
             raise StepError(why)
@@ -251,11 +252,31 @@ class BatchClient:
                                     self.client.files.create(file=(name, bytes(chunk.data)), purpose="batch"))
             batch = await self._call("creating the batch", self.client.batches.create(
                 input_file_id=file.id, endpoint=url, completion_window="24h",  # type: ignore[arg-type]
-                metadata={"batchgrid_step": step[:500], "batchgrid_rows": f"{first}-{last}"}))
+                metadata={"batchgrid_step": step[:500], "batchgrid_rows": f"{first}-{last}",
+                          **({"batchgrid_tag": tag[:500]} if tag else {})}))
             record.parts.append(BatchPart(batch.id, file.id, ranges(chunk.rows), len(chunk.rows), batch.status))
             if on_record is not None:
                 on_record(record)
         return record
+
+    async def adopt(self, record: BatchRecord, tag: str, *, newest: int = 100) -> int:
+        """Add to `record` the batches of its step and `tag` that the provider has and the record
+        lacks (created just before a crash, never saved), so that a resume does not submit (and pay
+        for) their rows again. Looks at the provider's `newest` batches; returns how many it added."""
+        self._check_record(record)
+        known = {part.batch_id for part in record.parts}
+        page = await self._call("looking for batches already submitted", self.client.batches.list(limit=newest),
+                                answered=True)
+        found = [b for b in page.data if b.id not in known and b.status != "failed"
+                 and (b.metadata or {}).get("batchgrid_tag") == tag[:500]
+                 and (b.metadata or {}).get("batchgrid_step") == record.step[:500]]
+        for batch in reversed(found):  # oldest first, as they were submitted
+            content = await self._call("reading a batch's requests", self.client.files.content(batch.input_file_id),
+                                       answered=True)
+            rows = [ids[0] for ids in (parse_custom_id(line.get("custom_id", ""))
+                                       for line in result_lines(content.content)) if ids is not None]
+            record.parts.append(BatchPart(batch.id, batch.input_file_id, ranges(rows), len(rows), batch.status))
+        return len(found)
 
     def _wire(self, endpoint: str) -> str:
         """The endpoint as this provider names it in a batch: Azure drops the /v1."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import QAbstractItemView, QFrame, QHeaderView, QTableView
 
+from . import table_menus
 from .sort_header import SortHeader
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +28,6 @@ class FrozenTable(QTableView):
         self.main = view
 
     def contextMenuEvent(self, event) -> None:
-        from . import table_menus
         table_menus.show_cell_menu(self.main, self.indexAt(event.pos()), event.globalPos())
         event.accept()
 
@@ -79,8 +79,7 @@ class FrozenColumns(QObject):
         header.sortClicked.connect(view.sort_header().sortClicked)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(
-            lambda pos: view.sort_header().customContextMenuRequested.emit(
-                view.sort_header().mapFromGlobal(header.mapToGlobal(pos))))
+            lambda pos: table_menus.show_header_menu(view, header.logicalIndexAt(pos), header.mapToGlobal(pos)))
         model = view.results_model()
         model.sortChanged.connect(lambda: header.show_keys(model.sort_keys))
         model.modelReset.connect(self.sync_columns)

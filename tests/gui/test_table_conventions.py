@@ -178,6 +178,12 @@ def test_frozen_columns_stay_in_view_while_the_others_scroll(qtbot, pane):
     view.verticalScrollBar().setValue(3)
     assert frozen.verticalScrollBar().value() == 3  # and they scroll up and down with the table
     assert frozen.rowViewportPosition(3) == view.rowViewportPosition(3)
+    frozen_header = frozen.horizontalHeader()  # a right-click on a frozen header is about that column
+    frozen_header.customContextMenuRequested.emit(QPoint(frozen_header.sectionViewportPosition(0) + 5, 5))
+    choose(view.header_menu, "Sort descending")
+    assert view.results_model().sort_keys == [(0, Qt.SortOrder.DescendingOrder)]
+    qtbot.mouseClick(frozen_header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(170, 5))  # city, frozen
+    assert view.results_model().sort_keys == [(1, Qt.SortOrder.AscendingOrder)]
     menu = right_click_header(view, 0)
     choose(menu, "Unfreeze columns")
     assert not frozen.isVisible()
@@ -232,6 +238,25 @@ def test_filtering_on_an_output_column_follows_rows_as_a_run_fills_them(qtbot, p
     model._last_refilter = 0.0
     model.flush()
     assert shown(pane.view, "id") == ["0", "1", "2", "6"]
+
+
+def test_a_big_tables_column_filter_runs_in_a_worker_thread(qloop, monkeypatch):
+    import batchgrid.gui.results_model as results_model
+    from qt_async import next_signal, run
+
+    monkeypatch.setattr(results_model, "BACKGROUND_SORT_ROWS", 100)
+    model = ResultsModel()
+    model.set_table(Table(["word"], [[("good", "bad", "fine")[i % 3] for i in range(3000)]]), [])
+
+    async def scenario():
+        started = next_signal(model.sorting)
+        model.set_column_filter(0, "OO")
+        assert model.rowCount() == 3000  # not yet: a worker thread filters, the window goes on
+        assert (await started) == (True,)
+        assert (await next_signal(model.sorting)) == (False,)
+
+    run(qloop, scenario())
+    assert model.rowCount() == 1000 and {model.data(model.index(r, 0)) for r in range(1000)} == {"good"}
 
 
 # ---- sorting -----------------------------------------------------------------------------------------

@@ -87,8 +87,6 @@ class Finder(QObject):
 
 
 class FindBar(QWidget):
-    matchShown = Signal(int, int)  # the current match: view row, column
-
     def __init__(self, view: ResultsView, parent=None):
         super().__init__(parent)
         self.view = view
@@ -266,7 +264,6 @@ class FindBar(QWidget):
         index = self.model.index(view_row, column)
         self.view.setCurrentIndex(index)  # selects the cell; the inspector follows
         self.view.scrollTo(index)
-        self.matchShown.emit(view_row, column)
 
     def _show_count(self) -> None:
         if not self.edit.text():

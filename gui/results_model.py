@@ -88,9 +88,6 @@ class ColumnFilter:
     def matches(self, shown: str) -> bool:
         return self.matcher()(shown)
 
-    def describe(self, header: str) -> str:
-        return f"{header} = “{self.text}”" if self.kind == "equals" else f"{header} contains “{self.text}”"
-
 RawRole = Qt.ItemDataRole.UserRole + 10  # the unformatted value (tests, copy)
 
 

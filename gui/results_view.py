@@ -174,7 +174,7 @@ class ResultsView(QTableView):
         return [c for c in columns if not self.isColumnHidden(c)]
 
     def freeze_up_to(self, column: int) -> None:
-        """Keep the columns up to this one in view while the others scroll (0 unfreezes)."""
+        """Keep the columns up to this one in view while the others scroll (-1 unfreezes)."""
         self.frozen.set_count(self.horizontalHeader().visualIndex(column) + 1 if column >= 0 else 0)
 
     def scrollTo(self, index, hint=QAbstractItemView.ScrollHint.EnsureVisible) -> None:

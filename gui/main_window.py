@@ -23,11 +23,13 @@ from PySide6.QtWidgets import (
 )
 
 from .actions import build_actions
+from .column_summary import install_column_summaries
 from .document import PipelineDocument
 from .icons import icon
 from .results_model import ResultsModel
 from .results_pane import install_table_conventions
 from .run_bar import duration
+from .run_chart import install_run_chart
 from .runner import RunController
 from .settings import AppSettings, SettingsDialog
 from .style import style_sheet
@@ -77,6 +79,8 @@ class MainWindow(FileActions, QMainWindow):
         build_actions(self)
         connect_signals(self)
         install_table_conventions(self)  # the table's filter line, find bar and menus (results_pane.py)
+        install_column_summaries(self)   # View ▸ Column summary; a header's right-click ▸ Summary
+        install_run_chart(self)          # beside the run bar; View ▸ Run chart
         # An opened pipeline's rows at once wins over the box (the box sends it to every run).
         self.doc.pipelineReplaced.connect(self._settings_changed)
         self.run_bar.settingsClicked.connect(self.show_run_settings)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy
 from batchgrid.core.run import events as ev
-from batchgrid.core.run.results import NOT_RUN
+from batchgrid.core.run.results import NOT_RUN, status_word
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
 from batchgrid.core.util import gc_pause
@@ -61,13 +61,6 @@ def brushes() -> tuple[dict[str, QBrush], dict[str, QBrush], QBrush, QBrush]:
 
 
 STATUSES = (ev.QUEUED, ev.RUNNING, ev.RETRYING, ev.DONE, ev.ERROR, ev.CANCELLED, NOT_RUN)
-# The word the window uses for a status where it differs from the engine's: a row the user
-# stopped is "stopped" in the cells, the status filter, the run bar and the inspector alike.
-STATUS_WORDS = {ev.CANCELLED: "stopped"}
-
-
-def status_word(status: str) -> str:
-    return STATUS_WORDS.get(status, status)
 
 
 @dataclass(frozen=True)

@@ -310,3 +310,14 @@ def test_write_table_round_trips_a_plain_frame(tmp_path, input_workbook, fmt):
         assert_same_values(original[name], back[name])
     if fmt == "xlsx":
         assert openpyxl.load_workbook(tmp_path / "plain.xlsx").sheetnames == ["Data"]
+
+
+def test_a_stopped_row_is_called_stopped_in_the_export_as_in_the_window(tmp_path):
+    from batchgrid.core.run import events as ev
+    from batchgrid.core.run.results import ResultSet
+    from batchgrid.core.table import Table
+
+    results = [ev.RowResult(0, ev.DONE, {"o": "x"}), ev.RowResult(1, ev.CANCELLED, {}, error="stopped before this row finished")]
+    rs = ResultSet(Table.from_records([{"a": 1}, {"a": 2}]), ["o"], results)
+    frame = read_table(export_results(rs, tmp_path / "s.csv"))
+    assert frame["status"].tolist() == ["done", "stopped"]

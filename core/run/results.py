@@ -17,8 +17,17 @@ from . import events as ev
 NOT_RUN = "not run"
 
 # Run columns, after the outputs: (header, how to read it off a RowResult).
+# The word a user reads for a status where it differs from the engine's: a row the user stopped
+# is "stopped" in the window's cells, filter, inspector and summaries, and in every export.
+STATUS_WORDS = {ev.CANCELLED: "stopped"}
+
+
+def status_word(status: str) -> str:
+    return STATUS_WORDS.get(status, status)
+
+
 RUN_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("status", lambda r: r.status),
+    ("status", lambda r: status_word(r.status)),
     ("error", lambda r: r.error),
     ("note", lambda r: r.note or None),  # a finished row's warnings ("LLM: the answer was cut off ...")
     ("failed step", lambda r: r.failed_step),

@@ -22,7 +22,7 @@ import numpy
 from batchgrid.core.util.display import display_text
 
 from . import events as ev
-from .results import NOT_RUN
+from .results import NOT_RUN, status_word
 from .store import UNFINISHED, ResultStore
 
 # What a cell is, for its summary (one byte a row).
@@ -169,6 +169,8 @@ class ColumnSummary:
             value = store.value(row, self.column)
             if _blank(value):
                 return (ERROR if status == ev.ERROR else BLANK), None
+            if self.column == _status_column(store):
+                value = status_word(value)  # "stopped", as the table says it
             return VALUE, value
         value = store.value(row, self.column)
         return (BLANK, None) if _blank(value) else (VALUE, value)

@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QPalette
 from PySide6.QtWidgets import QBoxLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from .plot_style import bar_colour, restyle, small_plot
+from .widgets import ElidedLabel
 
 if TYPE_CHECKING:  # pragma: no cover
     from .main_window import MainWindow
@@ -65,7 +66,7 @@ class RunChart(QWidget):
                     "What the run has cost so far (solid) against the cost projected for every row (dashed)"):
             box = QVBoxLayout()
             box.setSpacing(0)
-            caption = QLabel()
+            caption = ElidedLabel()  # cut with "…" (whole in its tooltip), never clipped at both ends
             caption.setObjectName("help")
             caption.setToolTip(tip)
             caption.setAlignment(Qt.AlignmentFlag.AlignHCenter)

@@ -62,15 +62,7 @@ def too_big(window: QWidget, screen: QSize) -> list[str]:
     return found
 
 
-def luminance(color: QColor) -> float:
-    def channel(c: float) -> float:
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-    return 0.2126 * channel(color.redF()) + 0.7152 * channel(color.greenF()) + 0.0722 * channel(color.blueF())
-
-
-def contrast(a: QColor, b: QColor) -> float:
-    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
+contrast = style.contrast  # the window's own WCAG contrast (gui/style.py)
 
 
 def label_like(window: QWidget) -> list[QWidget]:

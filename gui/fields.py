@@ -566,19 +566,16 @@ class ChoiceField(Field):
         return self.combo
 
 
-class ProviderField(Field):
-    """A provider profile's name; blank uses the default provider."""
+class EditableComboField(Field):
+    """A name picked from a list or typed (the list may not know every name)."""
 
     def __init__(self, param, ctx, parent=None):
         super().__init__(param, ctx, parent)
         self.combo = QComboBox()
         self.combo.setEditable(True)
         self.combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.combo.addItems([""] + [p for p in ctx.providers if p])
-        self.combo.lineEdit().setPlaceholderText("default provider")
         self.combo.lineEdit().textEdited.connect(self._typed)
         self.combo.activated.connect(lambda _i: self._emit())
-        self.layout_.addWidget(self.combo)
 
     def _show(self, value):
         if self.combo.currentText() != (value or ""):
@@ -590,6 +587,16 @@ class ProviderField(Field):
 
     def main_widget(self):
         return self.combo
+
+
+class ProviderField(EditableComboField):
+    """A provider profile's name; blank uses the default provider."""
+
+    def __init__(self, param, ctx, parent=None):
+        super().__init__(param, ctx, parent)
+        self.combo.addItems([""] + [p for p in ctx.providers if p])
+        self.combo.lineEdit().setPlaceholderText("default provider")
+        self.layout_.addWidget(self.combo)
 
 
 class FileField(LineField):

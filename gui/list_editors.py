@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from . import background
-from .fields import Field, FormContext, text_height
+from .fields import EditableComboField, Field, FormContext, text_height
 from .icons import icon
 
 OriginRole = Qt.ItemDataRole.UserRole + 1  # on a row's first cell: the item as the file had it
@@ -242,7 +242,7 @@ def read_names(path: Path, sheet: str) -> tuple[list[str], list[str]]:
     return list(found.sheets), list(found.columns)
 
 
-class FileNamesPicker(Field):
+class FileNamesPicker(EditableComboField):
     """An editable list filled from the lookup file (its sheets, or its columns); typing a name
     still works when the file cannot be read (it is named in a line below)."""
 
@@ -251,11 +251,6 @@ class FileNamesPicker(Field):
     def __init__(self, param, ctx, step: Step, parent=None):
         super().__init__(param, ctx, parent)
         self.step = step
-        self.combo = QComboBox()
-        self.combo.setEditable(True)
-        self.combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.combo.lineEdit().textEdited.connect(self._typed)
-        self.combo.activated.connect(lambda _i: self._emit())
         self.note = QLabel()
         self.note.setObjectName("help")
         self.note.setWordWrap(True)
@@ -264,17 +259,6 @@ class FileNamesPicker(Field):
         self._read_for: tuple = ()
         self.names: list[str] = []  # what the file offers (sheets or columns), once read
         self.reload()
-
-    def _show(self, value):
-        if self.combo.currentText() != (value or ""):
-            self.combo.setEditText(value or "")
-            self._shown_text(value or "")
-
-    def value(self):
-        return self.combo.currentText().strip()
-
-    def main_widget(self):
-        return self.combo
 
     def file_path(self) -> Path | None:
         name = str(self.step.config.get("file") or "").strip()

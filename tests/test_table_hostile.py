@@ -21,7 +21,9 @@ from table_fixtures import CORPUS, FILE_SECONDS, run_corpus
 
 # file name -> (builder, what must happen): ("rows", n rows, first columns) or ("error", words in the message)
 HOSTILE = {
-    "far_cell.xlsx": (hf.sparse_far_cell, ("error", "claims 17,179,869,184 cells")),
+    "far_cell.xlsx": (hf.sparse_far_cell, ("rows", 2, ["id", "name"], {"id": 1, "name": "n1"},
+                                           "claims 17,179,869,184 cells (A1:XFD1048576); only A1:B3 holds the "
+                                           "table: 1 stray cell far from it left out (XFD1048576)")),
     "strings_one_huge.xlsx": (hf.shared_strings_one_huge, ("error", "shared strings")),
     "strings_many.xlsx": (hf.shared_strings_many, ("error", "shared strings")),
     "empty_sheets.xlsx": (hf.empty_sheets, ("error", "every sheet is empty")),
@@ -150,3 +152,11 @@ def test_in_process_the_checks_keep_calamine_from_aborting(hostile):
         assert not record.get("timeout"), f"{name} took more than {FILE_SECONDS} s"
         assert record["peak_rss_mb"] < 1024, name
         assert record["loads"] or record["errors"], name
+
+
+def test_many_far_cells_are_not_strays_and_the_sheet_is_refused_in_one_line(tmp_path):
+    """150 cells far out are a second table, not strays: leaving them out would lose data."""
+    far = "".join(f'<row r="{1_000_000 + i}">{hf.cell(f"XFD{1_000_000 + i}", i)}</row>' for i in range(150))
+    path = hf.write_zip(tmp_path / "far_block.xlsx", hf.xlsx_parts({"Data": hf.small_rows(3) + far}))
+    with pytest.raises(InputError, match=r"claims [\d,]+ cells \(A1:XFD1000149\) but holds 156"):
+        worker.read_table(path)

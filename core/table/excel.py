@@ -96,11 +96,55 @@ def _load(path: Path, kind: str, sheet: str | int | None, max_rows: int | None,
           data: bytes | None) -> tuple[list[str], str, Grid]:
     package = _package(path, kind, data)
     head = _head(path, kind, max_rows, package, data)
+    head, stray_notes = _without_strays(path, package, head or data)
     with _open(path, kind, head) as wb, _zip(path, head, package) as z:
         names = _table_sheets(wb)
         formats = _formats(path, kind, z, package, data)
         with contextlib.closing(formats):
-            return _chosen(path, kind, wb, names, sheet, max_rows, z, package, formats)
+            names, name, grid = _chosen(path, kind, wb, names, sheet, max_rows, z, package, formats)
+    if name in stray_notes:
+        grid.notes.append(stray_notes[name])
+    return names, name, grid
+
+
+def _without_strays(path: Path, package: xlsx_zip.Package | None,
+                    head: bytes | None) -> tuple[bytes | None, dict[str, str]]:
+    """A stray cell far from the data (XFD1048576 beside A1:B3) would make calamine allocate the
+    whole range between them. Such a sheet is read without its strays, with a note saying so
+    (sheet name -> note); a sheet whose range is too big for other reasons is refused later."""
+    if package is None:
+        return head, {}
+    parts: dict[str, bytes] = {}
+    notes: dict[str, str] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(head) if head else path) as z:
+            for name, member in package.members.items():
+                found = xlsx_zip.extent(z, member)
+                if found is None or _cells(found[:4]) <= MAX_CELLS:
+                    continue
+                strays = xlsx_zip.without_strays(z, member)
+                if strays is None or _cells(strays.table) > MAX_CELLS:
+                    continue
+                parts[member] = strays.xml
+                far = ", ".join(strays.cells[:3]) + (f" and {len(strays.cells) - 3:,} more" if len(strays.cells) > 3 else "")
+                notes[name] = (f"sheet {name!r} claims {_cells(found[:4]):,} cells ({_range(found[:4])}); only "
+                               f"{_range(strays.table)} holds the table: {len(strays.cells):,} stray "
+                               f"cell{'s' if len(strays.cells) > 1 else ''} far from it left out ({far})")
+            if not parts:
+                return head, {}
+            return xlsx_zip.replaced(z, parts), notes
+    except xlsx_zip.ZIP_ERRORS:
+        return head, {}  # calamine says what is wrong
+
+
+def _cells(box: tuple[int, int, int, int]) -> int:
+    top, left, bottom, right = box
+    return (bottom - top + 1) * (right - left + 1)
+
+
+def _range(box: tuple[int, int, int, int]) -> str:
+    top, left, bottom, right = box
+    return f"{xlsx_zip.cell_name(top, left)}:{xlsx_zip.cell_name(bottom, right)}"
 
 
 def _chosen(path: Path, kind: str, wb: pc.CalamineWorkbook, names: list[str], sheet: str | int | None,

@@ -22,6 +22,7 @@ from array import array
 from collections.abc import Set
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import BinaryIO
 from xml.etree import ElementTree
@@ -168,6 +169,62 @@ def extent(source: Path | BinaryIO | zipfile.ZipFile, member: str) -> tuple[int,
     rows = [int(r) - 1 for _, r in refs]
     columns = [_column_index(c) for c, _ in refs]
     return min(rows), min(columns), max(rows), max(columns), len(refs)
+
+
+# A stray cell: far below or right of the table (Excel users type in XFD1048576 by accident).
+STRAY_ROW_GAP = 1_000    # rows with no cell between the table and a stray cell
+STRAY_COLUMN_GAP = 100   # columns likewise
+STRAY_MOST = 100         # more cells than this out there are a second table, not strays
+_CELL_ELEMENT = re.compile(rb"<(" + _NAME + rb")c\b([^>]*?)(?:/>|>.*?</\1c>)", re.S)
+_DIMENSION = re.compile(rb"<" + _NAME + rb"dimension\b[^>]*/>")
+
+
+@dataclass
+class Strays:
+    """The cells far from a sheet's table, and the sheet's XML without them."""
+
+    table: tuple[int, int, int, int]  # first row, first column, last row, last column (0-based) of what is kept
+    cells: list[str]                  # the strays' names ("XFD1048576")
+    xml: bytes
+
+
+def without_strays(source: Path | BinaryIO | zipfile.ZipFile, member: str) -> Strays | None:
+    """A small sheet's table without the few cells that lie far below or right of it; None when
+    the sheet has no such cells (or too many to be strays, or is too big to scan)."""
+    with opened(source) as z:
+        if z.getinfo(member).file_size > EXTENT_SCAN_BYTES:
+            return None
+        xml = z.read(member)
+    cells = [(m, ref) for m in _CELL_ELEMENT.finditer(xml) if (ref := CELL_REF.search(m.group(2)))]
+    if not cells:
+        return None
+    rows = sorted({int(ref.group(2)) - 1 for _, ref in cells})
+    columns = sorted({_column_index(ref.group(1)) for _, ref in cells})
+    last_row = next((a for a, b in pairwise(rows) if b - a > STRAY_ROW_GAP), rows[-1])
+    last_column = next((a for a, b in pairwise(columns) if b - a > STRAY_COLUMN_GAP), columns[-1])
+    far = [(m, ref) for m, ref in cells
+           if int(ref.group(2)) - 1 > last_row or _column_index(ref.group(1)) > last_column]
+    if not far or len(far) > STRAY_MOST:
+        return None
+    kept = [ref for _, ref in cells if int(ref.group(2)) - 1 <= last_row and _column_index(ref.group(1)) <= last_column]
+    box = (min(int(r.group(2)) - 1 for r in kept), min(_column_index(r.group(1)) for r in kept),
+           max(int(r.group(2)) - 1 for r in kept), max(_column_index(r.group(1)) for r in kept))
+    pieces, at = [], 0
+    for m, _ in far:
+        pieces += [xml[at:m.start()]]
+        at = m.end()
+    dimension = f'<dimension ref="{cell_name(box[0], box[1])}:{cell_name(box[2], box[3])}"/>'.encode()
+    cleaned = _DIMENSION.sub(dimension, b"".join([*pieces, xml[at:]]), count=1)
+    return Strays(box, [(ref.group(1) + ref.group(2)).decode() for _, ref in far], cleaned)
+
+
+def replaced(source: Path | BinaryIO | zipfile.ZipFile, parts: dict[str, bytes]) -> bytes:
+    """The xlsx's bytes with `parts` (member -> new content) in place of its own."""
+    out = io.BytesIO()
+    with opened(source) as z, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as w:
+        for info in z.infolist():
+            w.writestr(info, parts[info.filename] if info.filename in parts else z.read(info.filename))
+    return out.getvalue()
 
 
 def cell_name(row: int, column: int) -> str:

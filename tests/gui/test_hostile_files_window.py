@@ -34,7 +34,7 @@ def test_a_password_protected_workbook_asks_for_its_password(qloop, window, tmp_
     assert window.last_message == "Could not open salaries.xlsx: salaries.xlsx is password-protected; enter its password to open it"
 
 
-@pytest.mark.parametrize("build", [hf.sparse_far_cell, hf.shared_strings_many, hf.corrupt_deflate, hf.malformed_rels])
+@pytest.mark.parametrize("build", [hf.shared_strings_many, hf.corrupt_deflate, hf.malformed_rels])
 def test_the_window_lives_on_after_hostile_files(qloop, window, tmp_path, build):
     path = build(tmp_path / "hostile.xlsx")
     assert run(qloop, window.load_sheet(path)) is False
@@ -42,3 +42,10 @@ def test_the_window_lives_on_after_hostile_files(qloop, window, tmp_path, build)
     good = tmp_path / "good.csv"
     good.write_text("id,name\n1,a\n", encoding="utf-8")
     assert run(qloop, window.load_sheet(good))
+
+
+def test_a_stray_far_cell_is_left_out_and_the_window_says_so(qloop, window, tmp_path):
+    path = hf.sparse_far_cell(tmp_path / "stray.xlsx")
+    assert run(qloop, window.load_sheet(path))
+    assert window.session.table.columns == ["id", "name"] and len(window.session.table) == 2
+    assert "1 stray cell far from it left out (XFD1048576)" in window.last_message

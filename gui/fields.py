@@ -343,7 +343,7 @@ def preview(template: str, row: dict[str, Any] | None, columns: list[str]) -> tu
         return None, str(exc)
 
 
-def insert_column_button(columns: list[str], insert) -> QToolButton:
+def insert_column_button(columns: list[str], insert, written=lambda c: "{" + c + "}") -> QToolButton:
     button = QToolButton()
     button.setText("Insert column")
     button.setIcon(icon("insert"))
@@ -351,7 +351,7 @@ def insert_column_button(columns: list[str], insert) -> QToolButton:
     button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
     menu = QMenu(button)
     for c in columns:
-        menu.addAction(c, lambda c=c: insert("{" + c + "}"))
+        menu.addAction(c, lambda c=c: insert(written(c)))
     if not columns:
         menu.addAction("(no columns yet: open a sheet)").setEnabled(False)
     button.setMenu(menu)
@@ -716,4 +716,8 @@ FIELD_TYPES: dict[str, type[Field]] = {
 def make_field(param: b.Param, ctx: FormContext, default_output: str = "") -> Field:
     if param.kind == b.OUTPUT:
         return OutputField(param, ctx, default_name=default_output)
+    if param.kind == b.FORMULA:
+        from .formula_field import FormulaField  # it builds on this module's fields
+
+        return FormulaField(param, ctx)
     return FIELD_TYPES[param.kind](param, ctx)

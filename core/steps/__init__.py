@@ -1,6 +1,6 @@
 """The step palette. Importing this package registers every step type in REGISTRY."""
 
-from . import code, control, data, embeddings, models, text, web  # noqa: F401  (each registers its steps)
+from . import code, control, data, embeddings, formula, models, text, web  # noqa: F401  (each registers its steps)
 from .base import GROUPS, REGISTRY, Param, Step, register  # noqa: F401
 
 

@@ -43,9 +43,10 @@ CODE = "code"            # Python source
 BRANCHES = "branches"    # name -> list of steps (the parallel step)
 JSON = "json"            # any JSON value (field lists, label lists...)
 PROVIDER = "provider"    # the name of a provider profile
+FORMULA = "formula"      # an Excel-style formula over the row's columns (the Formula step)
 
 PARAM_KINDS = (TEXT, MULTILINE, TEMPLATE, SOURCE, COLUMN, COLUMNS, OUTPUT, INT, FLOAT, BOOL,
-               CHOICE, STRINGS, MAPPING, FILE, CODE, BRANCHES, JSON, PROVIDER)
+               CHOICE, STRINGS, MAPPING, FILE, CODE, BRANCHES, JSON, PROVIDER, FORMULA)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,11 @@ class Step:
             elif p.kind in (TEMPLATE, SOURCE):
                 refs.extend((p.name, v) for v in safe_placeholders(value))
         return refs
+
+    def unknown_column_message(self, param: str, name: str, available: Iterable[str]) -> str | None:
+        """This step's own words for a column it reads that is not there (a formula says where in
+        the formula); None: the pipeline check's usual message."""
+        return None
 
     def reads(self) -> list[str]:
         """Columns this step reads, in order, without repeats."""

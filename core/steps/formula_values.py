@@ -18,8 +18,7 @@ from batchgrid.core.util.errors import StepError
 
 MAX_TEXT = 1_000_000  # characters a formula may produce in one value (REPT("x", 1e9) is refused)
 EPOCH = dt.datetime(1899, 12, 30)  # Excel's day 0 (1900 system, after its leap-year bug)
-_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
-                 "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y")
+_DATE_FORMATS = ("%Y/%m/%d", "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y")  # besides ISO
 
 
 class FormulaError(Exception):
@@ -102,18 +101,16 @@ def to_bool(value: Any) -> bool:
     raise FormulaError("#VALUE!", f"cannot read {quoted(value)} as TRUE or FALSE")
 
 
-def checked_text(text: str) -> str:
-    if len(text) > MAX_TEXT:
-        raise FormulaError("#VALUE!", f"the text would be {len(text):,} characters long; at most {MAX_TEXT:,} "
-                           "are allowed")
-    return text
-
-
 def check_length(length: int) -> None:
     """Before building text: refuse it if it would be too long."""
     if length > MAX_TEXT:
         raise FormulaError("#VALUE!", f"the text would be {length:,} characters long; at most {MAX_TEXT:,} "
                            "are allowed")
+
+
+def checked_text(text: str) -> str:
+    check_length(len(text))
+    return text
 
 
 def finite(number: float) -> float:

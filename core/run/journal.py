@@ -24,6 +24,11 @@ whenever it changes, so a run whose batches are still at the provider survives c
 resumed run reads it back (`load_batches`) and collects without submitting again. An older journal
 file gets the table when it is opened (CREATE TABLE IF NOT EXISTS).
 
+Reviews (core/run/overrides.py): each reviewed row's decision and edited cells, by sheet (review
+key) and row number, with the row's input hash, in the `overrides` table; each change is one
+autocommitted statement, so it survives a SIGKILL. They belong to the sheet, not to a run: pruning
+old runs and clearing the journal (the runs) leave them. Older files get the table when opened.
+
 Bounded: the journal keeps the last `keep_runs` runs (default 5) of each sheet and pipeline
 (job key); older runs are deleted when a new one starts. Every row's outputs, status, error and
 usage are kept, but step traces only for failed rows and a sample of done rows (rows 0-99 and
@@ -52,6 +57,7 @@ from typing import Any
 from batchgrid.core.util.paths import default_data_dir
 
 from . import events as ev
+from .overrides import Review
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +99,15 @@ CREATE TABLE IF NOT EXISTS batches (
     record TEXT NOT NULL,
     updated REAL NOT NULL,
     PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    review_key TEXT NOT NULL,
+    row_number INTEGER NOT NULL,
+    input_hash TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    edits TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (review_key, row_number)
 );
 """
 
@@ -253,6 +268,30 @@ class Journal:
     def delete_batch(self, run_id: str, step: str) -> None:
         """Forget a step's batches (collected, or given up on)."""
         self._db.execute("DELETE FROM batches WHERE run_id = ? AND step = ?", (run_id, step))
+
+    # ---- reviews (core/run/overrides.py) ------------------------------------------------
+    def save_override(self, key: str, row: int, input_hash: str, decision: str, edits: Mapping[str, Any],
+                      at: float | None = None) -> None:
+        """Keep (or replace) a row's review: one statement, committed when it returns."""
+        self._db.execute("INSERT INTO overrides (review_key, row_number, input_hash, decision, edits, updated)"
+                         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (review_key, row_number) DO UPDATE SET"
+                         " input_hash = excluded.input_hash, decision = excluded.decision, edits = excluded.edits,"
+                         " updated = excluded.updated",
+                         (key, row, input_hash, decision, dumps(dict(edits)), at or time.time()))
+
+    def load_overrides(self, key: str) -> dict[int, Review]:
+        """A sheet's reviews: row number -> Review."""
+        return {row: Review(decision, input_hash, json.loads(edits), updated)
+                for row, input_hash, decision, edits, updated in self._db.execute(
+                    "SELECT row_number, input_hash, decision, edits, updated FROM overrides WHERE review_key = ?",
+                    (key,))}
+
+    def delete_overrides(self, key: str, rows: list[int]) -> None:
+        """Forget these rows' reviews (one statement)."""
+        for start in range(0, len(rows), 500):  # SQLite's limit on a statement's parameters
+            part = rows[start:start + 500]
+            self._db.execute(f"DELETE FROM overrides WHERE review_key = ? AND row_number IN ({','.join('?' * len(part))})",
+                             (key, *part))
 
     # ---- size ---------------------------------------------------------------------
     def clear(self) -> None:

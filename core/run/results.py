@@ -13,6 +13,7 @@ from typing import Any
 from batchgrid.core.table import Table
 
 from . import events as ev
+from .overrides import REVIEW_COLUMN, Overrides
 
 NOT_RUN = "not run"
 
@@ -45,6 +46,9 @@ class ResultSet:
     output_columns: list[str]
     results: Sequence[ev.RowResult | None]
     run_info: dict[str, Any] = field(default_factory=dict)  # shown on the export's "Run" sheet
+    # The review pass (core/run/overrides.py): edited cells read as edited, and a last "review"
+    # column (reviewed / edited / rejected) once any row is reviewed.
+    overrides: Overrides | None = None
 
     @property
     def input_columns(self) -> list[str]:
@@ -53,8 +57,11 @@ class ResultSet:
     def header(self) -> list[str]:
         taken = set(self.input_columns) | set(self.output_columns)
         # A run column never hides an input column of the same name ("status" is common).
-        run = [name if name not in taken else f"run {name}" for name in RUN_COLUMN_NAMES]
+        run = [name if name not in taken else f"run {name}" for name in self.run_column_names()]
         return [*self.input_columns, *self.output_columns, *run]
+
+    def run_column_names(self) -> tuple[str, ...]:
+        return RUN_COLUMN_NAMES + ((REVIEW_COLUMN,) if self.overrides else ())
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -69,7 +76,27 @@ class ResultSet:
             outputs = result.outputs
             values += [outputs.get(c) for c in self.output_columns]
             values += [read(result) for _, read in RUN_COLUMNS]
+        if self.overrides:
+            review = self.overrides.get(index)
+            if review is not None:
+                start = len(self.rows.columns)
+                for k, column in enumerate(self.output_columns):
+                    if column in review.edits:
+                        values[start + k] = review.edits[column]
+            values.append(self.overrides.word(index))
         return values
+
+    def edited_columns(self, index: int) -> list[int]:
+        """The positions (in `header()`) of the row's cells the user edited in a review."""
+        review = self.overrides.get(index) if self.overrides else None
+        if review is None or not review.edits:
+            return []
+        start = len(self.rows.columns)
+        return [start + k for k, column in enumerate(self.output_columns) if column in review.edits]
+
+    def review_summary(self) -> str:
+        """'412 accepted, 23 edited, 9 rejected of 500' ('' when no row is reviewed)."""
+        return self.overrides.summary(len(self.rows)) if self.overrides else ""
 
     def iter_rows(self) -> Iterator[list[Any]]:
         for i in range(len(self.rows)):

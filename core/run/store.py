@@ -1,6 +1,9 @@
 """The one store of a sheet's results: every row's latest result, live status, streamed text
 and notes ("retrying (2/4) in 3 s"). The session owns it; front ends read it.
 
+Cells the user edited in a review (core/run/overrides.py) read as edited: the override is the
+cell's value for the window, the summaries and every export, whatever a run writes later.
+
 The Qt results model is a thin adapter over this store (it keeps only view state: sort
 order, filter, which rows to repaint). The results list is the job's own list (the engine
 fills it as rows finish), never a copy.
@@ -14,6 +17,8 @@ from typing import Any
 from batchgrid.core.table import Table
 
 from . import events as ev
+from .journal import row_hash
+from .overrides import ACCEPTED, EDITED, Overrides, Review
 from .results import NOT_RUN, RUN_COLUMNS, ResultSet
 
 UNFINISHED = (ev.QUEUED, ev.RUNNING, ev.RETRYING)
@@ -29,12 +34,15 @@ class ResultStore:
         self.partial: dict[int, dict[str, str]] = {}   # streamed text of rows still running
         self.notes: dict[int, str] = {}                # "retrying (2/4) in 3 s: ..." by row
         self.header: list[str] = []
+        self.overrides = Overrides()                   # the sheet's reviews (the session loads them)
         self.on_change: Callable[[int], None] | None = None  # told each changed row (on the loop thread)
 
     # ---- what is held -----------------------------------------------------------------------
     def reset(self, table: Table, output_columns: Sequence[str],
               results: list[ev.RowResult | None] | None = None) -> None:
         """A new sheet, pipeline shape or set of results (`results` is kept, not copied)."""
+        if table is not self.table:
+            self.overrides = Overrides()  # another sheet's reviews are not these rows'
         self.table = table
         self.output_columns = list(output_columns)
         self.results = results if results is not None else [None] * len(table)
@@ -52,7 +60,7 @@ class ResultStore:
         return self.table.columns
 
     def result_set(self, run_info: dict[str, Any] | None = None) -> ResultSet:
-        return ResultSet(self.table, self.output_columns, self.results, run_info or {})
+        return ResultSet(self.table, self.output_columns, self.results, run_info or {}, self.overrides.copy())
 
     def snapshot(self) -> ResultStore:
         """A copy that later events and resets do not change (for work in another thread)."""
@@ -61,6 +69,7 @@ class ResultStore:
         copy.results, copy.status = list(self.results), list(self.status)
         copy.partial = {i: dict(p) for i, p in self.partial.items()}
         copy.notes = dict(self.notes)
+        copy.overrides = self.overrides.copy()
         return copy
 
     def count(self, status: str) -> int:
@@ -128,6 +137,9 @@ class ResultStore:
         status_column = n_inputs + len(self.output_columns)
         if column < status_column:
             name = self.output_columns[column - n_inputs]
+            review = self.overrides.rows.get(row)
+            if review is not None and name in review.edits:
+                return review.edits[name]
             if result is not None and name in result.outputs:
                 return result.outputs[name]
             streamed = self.partial.get(row)
@@ -142,8 +154,64 @@ class ResultStore:
             return None
         return _RUN_READERS[k](result)
 
+    def step_value(self, row: int, name: str) -> Any:
+        """What the steps wrote in output column `name` of a row (under any edit of the user's)."""
+        result = self.results[row]
+        return result.outputs.get(name) if result is not None else None
+
+    def edited(self, row: int, column: int) -> bool:
+        """The cell holds a value the user edited in a review."""
+        review = self.overrides.rows.get(row)
+        n_inputs = len(self.table.columns)
+        return (review is not None and bool(review.edits) and n_inputs <= column < n_inputs + len(self.output_columns)
+                and self.output_columns[column - n_inputs] in review.edits)
+
+    # ---- the review pass --------------------------------------------------------------------
+    def review(self, row: int, decision: str | None, edits: dict[str, Any] | None = None) -> Review | None:
+        """Record the user's decision on a row (core/run/overrides.py), in the journal at once.
+        `edits` (output column -> value) are merged with the row's earlier edits; a value equal to
+        what the steps wrote is no edit. Accepting a row with edits keeps them ("edited"); None
+        forgets the row's review and its edits. Then `on_change(row)`."""
+        if not 0 <= row < len(self.table):
+            raise IndexError(f"no row {row + 1} in this sheet")
+        if decision is None:
+            self.overrides.forget([row])
+        else:
+            unknown = [c for c in edits or {} if c not in self.output_columns]
+            if unknown:
+                raise ValueError(f"only the steps' output columns can be edited, not {', '.join(unknown)}")
+            previous = self.overrides.get(row)
+            merged = dict(previous.edits) if previous is not None else {}
+            for name, value in (edits or {}).items():
+                if _same(value, self.step_value(row, name)):
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+            if decision in (ACCEPTED, EDITED):
+                decision = EDITED if merged else ACCEPTED
+            self.overrides.decide(row, decision, row_hash(self.table.row(row)), merged)
+        if self.on_change is not None:
+            self.on_change(row)
+        return self.overrides.get(row)
+
+    def forget_reviews(self, rows: Iterable[int] | None = None) -> list[int]:
+        """Forget the reviews (and edits) of `rows`, every row's when None; the rows that changed."""
+        gone = self.overrides.forget(rows)
+        if self.on_change is not None:
+            for row in gone:
+                self.on_change(row)
+        return gone
+
     def column_values(self, column: int) -> list[Any]:
         """Every row's value in one column, in row order (safe to call from a worker thread)."""
         if column < len(self.table.columns):
             return list(self.table.column(self.table.columns[column]))
         return [self.value(i, column) for i in range(len(self.table))]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether an edited value is what the step wrote (an array's == is no answer: not the same)."""
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):
+        return False

@@ -11,7 +11,10 @@ The report is a finished document, on screen and on paper:
   currency with 4 decimals, latency in seconds with 3, counts with thousands separators;
 - widths from the content (bounded); long text wraps in a bounded column, top-aligned;
 - each sheet prints landscape, fitted to the page width, with its header row on every page;
-- the Run sheet: the run's settings, its totals once, and the pipeline one step per row.
+- the Run sheet: the run's settings, its totals once (with the review's summary: "412 accepted,
+  23 edited, 9 rejected of 500"), and the pipeline one step per row;
+- a cell the user edited in a review (core/run/overrides.py) has its own fill (EDITED), and the
+  Results sheet's last column says which rows were reviewed, edited or rejected.
 Cells are converted by `cells.excel_value`: numbers stay numbers, dates stay dates, lists and
 dicts become JSON text, text never becomes a formula (written with write_string, never
 write(); formula-looking text carries Excel's quote prefix). No secret is written
@@ -53,6 +56,7 @@ FONT = {"font_name": "Calibri", "font_size": 11}  # Excel's default; LibreOffice
 HEADER = {"bold": True, "bg_color": "#D9E1F2", "bottom": 1, "bottom_color": "#8EA9DB", "text_wrap": True}
 SECTION = {"bold": True, "bg_color": "#EDEDED"}
 ERROR = {"font_color": "#9C0006", "bg_color": "#FFC7CE"}  # Excel's own "light red fill" for bad values
+EDITED = {"font_color": "#9C5700", "bg_color": "#FFEB9C"}  # Excel's "Neutral": a value a person typed in
 
 # Column kinds and their number formats.
 GENERAL, NUMBER, WRAP, DATE, DATETIME, DATETIME_S, TIME, DURATION, COST, SECONDS, COUNT = (
@@ -67,8 +71,8 @@ PADDED_KINDS = frozenset({NUMBER, DATE, DATETIME, DATETIME_S, TIME, DURATION})  
 # Run columns (core/run/results.py) by name: how their numbers read.
 RUN_COLUMN_KINDS = {"latency (s)": SECONDS, "cost": COST, "tokens": COUNT, "attempts": COUNT}
 # The Run sheet's totals: one block, whether the run's description already holds them or not.
-TOTALS = ("rows", "rows exported", "tokens in", "tokens out", "cost", "shared work (tokens, cost)", "retries",
-          "calls answered from cache")
+TOTALS = ("rows", "rows exported", "review", "tokens in", "tokens out", "cost", "shared work (tokens, cost)",
+          "retries", "calls answered from cache")
 RUN_ITEM_KINDS = {"cost": COST, "elapsed (s)": SECONDS, "rows": COUNT, "tokens in": COUNT, "tokens out": COUNT}
 
 Progress = Callable[[int, int], None]
@@ -91,8 +95,8 @@ class Report:
         self._keys: dict[int, tuple] = {}  # id(format) -> its properties' key
 
     def format(self, kind: str = GENERAL, *, error: bool = False, header: bool = False, section: bool = False,
-               quote: bool = False, left: bool = False) -> Format:
-        key = (kind, error, header, section, quote, left)
+               quote: bool = False, left: bool = False, edited: bool = False) -> Format:
+        key = (kind, error, header, section, quote, left, edited)
         found = self._formats.get(key)
         if found is None:
             props: dict[str, Any] = {**FONT, "valign": "top"}
@@ -102,6 +106,8 @@ class Report:
                 props.update(SECTION)
             if error:
                 props.update(ERROR)
+            if edited:
+                props.update(EDITED)
             if kind in NUMBER_FORMATS:
                 props["num_format"] = NUMBER_FORMATS[kind]
             elif kind.endswith("%"):  # a percentage read from a workbook: its own format ("0.0%")
@@ -118,8 +124,9 @@ class Report:
 
     def variant(self, fmt: Format, *, kind: str | None = None, quote: bool = False) -> Format:
         """`fmt` with another number format, or with the quote prefix."""
-        old_kind, error, header, section, _, left = self._keys[id(fmt)]
-        return self.format(kind or old_kind, error=error, header=header, section=section, quote=quote, left=left)
+        old_kind, error, header, section, _, left, edited = self._keys[id(fmt)]
+        return self.format(kind or old_kind, error=error, header=header, section=section, quote=quote, left=left,
+                           edited=edited)
 
 
 class TableSheet:
@@ -138,6 +145,7 @@ class TableSheet:
         self.filter_header = filter_header
         measured = _measure(header, sample, kinds or {}, filter_header, wrap_width)
         self.kinds = [kind for kind, _ in measured]
+        self.left = left
         self.formats = [report.format(kind, left=left) for kind in self.kinds]
         self.error_formats = [report.format(kind, error=True, left=left) for kind in self.kinds]
         self.wrapped = [(i, width) for i, (kind, width) in enumerate(measured) if kind == WRAP]
@@ -159,7 +167,9 @@ class TableSheet:
             raise ExportError(f"{rows:,} rows do not fit in an Excel sheet (at most {EXCEL_MAX_ROWS - 1:,}); "
                               "export to .csv or .parquet instead")
 
-    def append(self, values: Sequence[Any], *, highlight: bool = False, section: bool = False) -> None:
+    def append(self, values: Sequence[Any], *, highlight: bool = False, section: bool = False,
+               edited: Sequence[int] = ()) -> None:
+        """One row; `highlight` fills a failed row, `edited` are the columns a person edited."""
         self.rows += 1
         r = self.rows
         if section:
@@ -170,7 +180,10 @@ class TableSheet:
         formats = self.error_formats if highlight else self.formats
         write = self._write
         for c, value in enumerate(values[: self.width]):
-            write(r, c, value, formats[c], highlight)
+            if edited and c in edited:
+                write(r, c, value, self.report.format(self.kinds[c], edited=True, left=self.left), True)
+            else:
+                write(r, c, value, formats[c], highlight)
         if highlight:  # every cell of a failed row is filled, blank or not
             for c in range(len(values), self.width):
                 self.ws.write_blank(r, c, None, formats[c])
@@ -247,7 +260,8 @@ def write_results(result_set, path: Path, on_progress: Progress | None = None,
     def write(report: Report) -> None:
         results = TableSheet(report, "Results", header, islice(values(), SAMPLE_ROWS), kinds)
         highlight = {n for n, i in enumerate(order) if i in failed} if failed else set()
-        _append_all(results, secrets.redact_rows(values()), total, on_progress, highlight)
+        _append_all(results, secrets.redact_rows(values()), total, on_progress, highlight,
+                    _edited_cells(result_set, order))
         _errors_sheet(report, result_set, [i for i in order if i in failed])
         shown = None if rows is None else f"{total:,} of {len(result_set):,}, in the order shown"
         _run_sheet(report, result_set, shown)
@@ -279,10 +293,17 @@ def row_order(rows: Sequence[int] | None, count: int) -> Sequence[int]:
     return rows
 
 
+def _edited_cells(result_set, order: Sequence[int]) -> dict[int, list[int]]:
+    """Written row (0-based) -> the columns a person edited in a review, for the rows that have any."""
+    overrides = getattr(result_set, "overrides", None)
+    marked = {i: cells for i in overrides.rows if (cells := result_set.edited_columns(i))} if overrides else {}
+    return {n: marked[i] for n, i in enumerate(order) if i in marked} if marked else {}
+
+
 def _append_all(sheet: TableSheet, rows: Iterable[Sequence[Any]], total: int, on_progress: Progress | None,
-                highlight: set[int] | frozenset[int] = frozenset()) -> None:
+                highlight: set[int] | frozenset[int] = frozenset(), edited: dict[int, list[int]] | None = None) -> None:
     for i, values in enumerate(rows):
-        sheet.append(values, highlight=i in highlight)
+        sheet.append(values, highlight=i in highlight, edited=edited.get(i, ()) if edited else ())
         if on_progress and (i + 1) % PROGRESS_EVERY == 0:
             on_progress(i + 1, total)
     sheet.finish()
@@ -344,6 +365,9 @@ def _run_sheet(report: Report, result_set, shown: str | None) -> None:
     computed.update({"tokens in": sum(r.tokens_in for r in finished), "tokens out": sum(r.tokens_out for r in finished),
                      "cost": round(sum(r.cost for r in finished), 6),
                      "calls answered from cache": sum(r.cached for r in finished)})
+    review = getattr(result_set, "review_summary", lambda: "")()
+    if review:
+        computed["review"] = review
     given = {k: v for k, v in settings.items() if _is_total(k)}  # the run's own figures win (shared work)
     totals = {**computed, **given}
     totals = dict(sorted(totals.items(), key=lambda kv: _total_rank(kv[0])))

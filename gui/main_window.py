@@ -28,6 +28,7 @@ from .document import PipelineDocument
 from .icons import icon
 from .results_model import ResultsModel
 from .results_pane import install_table_conventions
+from .review import ask_about_review_edits, install_review
 from .run_bar import duration
 from .run_chart import install_run_chart
 from .runner import RunController
@@ -81,6 +82,7 @@ class MainWindow(FileActions, QMainWindow):
         install_table_conventions(self)  # the table's filter line, find bar and menus (results_pane.py)
         install_column_summaries(self)   # View ▸ Column summary; a header's right-click ▸ Summary
         install_run_chart(self)          # beside the run bar; View ▸ Run chart
+        install_review(self)             # Run ▸ Review results (Ctrl+R): the review panel in the table's place
         # An opened pipeline's rows at once wins over the box (the box sends it to every run).
         self.doc.pipelineReplaced.connect(self._settings_changed)
         self.run_bar.settingsClicked.connect(self.show_run_settings)
@@ -273,6 +275,7 @@ class MainWindow(FileActions, QMainWindow):
         if repeats and not self.ask("Run every row again?", f"{repeats}\n\nRun all {len(self.rows or []):,} rows "
                                     "again?"):
             return
+        ask_about_review_edits(self)  # edited cells stay the user's unless they ask (gui/review.py)
         self.start_run("all")
 
     def preview_run(self, n: int | None = None) -> None:

@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy
 from batchgrid.core.run import events as ev
+from batchgrid.core.run.overrides import ACCEPTED, EDITED, REJECTED
 from batchgrid.core.run.results import NOT_RUN, status_word
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
 from batchgrid.core.util import gc_pause
 from batchgrid.core.util.display import display_text
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QGuiApplication
+from PySide6.QtGui import QBrush, QColor, QFont, QGuiApplication
 
 from .icons import status_icon
 from .style import is_dark
@@ -45,6 +46,10 @@ STATUS_COLOURS = {ev.DONE: ("#147040", "#6fd69b"), ev.ERROR: ("#c62828", "#ff8a8
                   ev.RETRYING: ("#a0570f", "#f0a35e"), ev.QUEUED: ("#5f6974", "#aab3bd"),
                   ev.CANCELLED: ("#5f6974", "#aab3bd"), NOT_RUN: ("#6b7580", "#8f99a3")}
 ERROR_COLOURS, NOTE_COLOURS = ("#b71c1c", "#ffb4ab"), ("#a35400", "#f0a35e")  # the error and note columns
+# A cell the user edited in a review (a manual override): a violet tint under the palette's text, and italic.
+EDITED_COLOURS = ("#ece4fb", "#3d3357")
+# A reviewed row's mark before its number in the row header (read in the header's own text colour).
+REVIEW_MARKS = {ACCEPTED: "✓", EDITED: "✎", REJECTED: "✗"}
 
 
 @cache
@@ -58,6 +63,23 @@ def _brushes(dark: bool) -> tuple[dict[str, QBrush], dict[str, QBrush], QBrush, 
 def brushes() -> tuple[dict[str, QBrush], dict[str, QBrush], QBrush, QBrush]:
     """Row backgrounds, status texts, the error and the note column's text, for the palette's scheme."""
     return _brushes(is_dark(QGuiApplication.palette()))
+
+
+@cache
+def _edited_brush(dark: bool) -> QBrush:
+    return QBrush(QColor(EDITED_COLOURS[int(dark)]))
+
+
+def edited_brush() -> QBrush:
+    """The background of a cell edited in a review, for the palette's scheme."""
+    return _edited_brush(is_dark(QGuiApplication.palette()))
+
+
+@cache
+def _italic() -> QFont:
+    font = QFont()
+    font.setItalic(True)
+    return font
 
 
 STATUSES = (ev.QUEUED, ev.RUNNING, ev.RETRYING, ev.DONE, ev.ERROR, ev.CANCELLED, NOT_RUN)
@@ -226,8 +248,13 @@ class ResultsModel(QAbstractTableModel):
                         "output column" if section < self.status_column() else "run column")
                 return f"{self.headers[section]} ({kind}); click to sort"
             return None
-        if role == Qt.ItemDataRole.DisplayRole and 0 <= section < self.rowCount():
-            return str(self.source_row(section) + 1)  # the row's number in the sheet, sorted or not
+        if 0 <= section < self.rowCount() and role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            row = self.source_row(section)
+            review = self.store.overrides.rows.get(row)
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return f"Row {row + 1}: {review.decision} in review" if review is not None else None
+            # the row's number in the sheet, sorted or not; a reviewed row's mark before it
+            return f"{REVIEW_MARKS[review.decision]} {row + 1}" if review is not None else str(row + 1)
         return None
 
     def _input_row(self, row: int) -> dict[str, Any]:
@@ -256,7 +283,11 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return cell_text(self.shown_value(row, column))
         if role == Qt.ItemDataRole.BackgroundRole:
+            if self.store.overrides.rows and self.store.edited(row, column):
+                return edited_brush()
             return brushes()[0].get(self.status[row])
+        if role == Qt.ItemDataRole.FontRole:
+            return _italic() if self.store.overrides.rows and self.store.edited(row, column) else None
         status_col = self.status_column()
         if role == Qt.ItemDataRole.ForegroundRole:
             _rows, status_text, error_text, note_text = brushes()
@@ -286,6 +317,10 @@ class ResultsModel(QAbstractTableModel):
         return None
 
     def tooltip(self, row: int, column: int) -> str | None:
+        if self.store.overrides.rows and self.store.edited(row, column):
+            name = self.output_columns[column - len(self.input_columns)]
+            was = display_text(self.store.step_value(row, name))
+            return f"Edited in review (a manual override: a run keeps it).\nThe step wrote: {was[:1000] or '(blank)'}"
         result = self.results[row]
         if self.status[row] == ev.ERROR and result is not None:
             where = f" in step {result.failed_step}" if result.failed_step else ""
@@ -361,6 +396,13 @@ class ResultsModel(QAbstractTableModel):
             prev = r
         if rows:
             self.dataChanged.emit(self.index(start, 0), self.index(prev, last))
+
+    def review_changed(self, row: int) -> None:
+        """A row's review changed (gui/review.py): its row header's mark, and its cells (soon)."""
+        self._mark(row)
+        view_row = self.view_row(row)
+        if view_row >= 0:
+            self.headerDataChanged.emit(Qt.Orientation.Vertical, view_row, view_row)
 
     def _refresh_all(self) -> None:
         if self.rowCount() and self.columnCount():

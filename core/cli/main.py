@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--journal", metavar="PATH", help="journal database (default: in the user data folder)")
     run.add_argument("--no-cache", action="store_true", help="do not answer model calls from the response cache")
     run.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    run.add_argument("--cluster", metavar="ADDRESS", help="run the rows on a Dask cluster: a scheduler's address "
+                     "(tcp://host:8786) or local[:N] for N worker processes here (needs batchgrid[cluster])")
 
     check = sub.add_parser("check", help="validate a pipeline (and its columns against a sheet)")
     check.add_argument("pipeline", metavar="PIPELINE")
@@ -372,8 +374,14 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
             await print_projected_cost(session)
             modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
                      (True, True): RESUME_AND_RETRY}
-            engine = await session.start(modes[args.resume, args.retry_failed],
-                                         max_concurrency=args.max_concurrency)
+            if args.cluster:  # the same run, its rows on a Dask cluster (core/run/cluster.py)
+                from .cluster import start_on_cluster
+
+                engine = await start_on_cluster(session, modes[args.resume, args.retry_failed], args.cluster,
+                                                max_concurrency=args.max_concurrency)
+            else:
+                engine = await session.start(modes[args.resume, args.retry_failed],
+                                             max_concurrency=args.max_concurrency)
             ctrl_c.phase = RUNNING  # no await between the start and this: Ctrl-C now stops the run
         except asyncio.CancelledError:
             if not ctrl_c.pressed:

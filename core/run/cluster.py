@@ -1,0 +1,257 @@
+"""A run on a Dask cluster: the same rows, results, journal and events as a run on this computer.
+
+Why this is ours and what Dask does: Dask (`distributed`) starts the workers, ships tasks,
+schedules them and reschedules a task whose worker died. We cut the rows a run selected into
+partitions (`PARTITION_ROWS` rows, in input order), send each as a task that runs the existing
+engine on its rows (cluster_task.py), and take the partitions' results as they finish
+(`distributed.as_completed`) into this run's `Engine` bookkeeping: the results list by row
+number, the progress counters and the events (RowDone / RowFailed...) that the journal's
+recorder, the result store and the front ends already listen to. So input order, per-row status
+and errors, resume (only rows without a current result are selected, hence sent) and retry
+failed work as they do on one machine.
+
+`ClusterEngine` is an `Engine` whose rows run elsewhere: `cluster_engine(engine, client)` turns
+the engine a `Job` made into one (same results list, listeners and settings; binding is the
+workers' business, so the client never loads files or embeds a knowledge base). Nothing of
+engine.py changes.
+
+- One budget across the cluster: max concurrency is a `distributed.Semaphore` of that many
+  leases (cluster_slots.py), and each provider's RPM/TPM is split between the workers (each
+  partition takes its share of the workers counted when it was sent).
+- A worker that dies loses its partition in flight: the scheduler runs the task again
+  elsewhere (`retries=` covers a task that raised), and the journal already holds every
+  partition that finished.
+- Pause sends no new partition (partitions in flight finish); a partition that paused itself
+  (the same error again and again) pauses the run, and its unfinished rows are sent again
+  when the run resumes. Stop cancels every partition in flight.
+- `distributed` is an optional extra, imported only here (`pip install 'batchgrid[cluster]'`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import uuid
+from collections import deque
+from dataclasses import asdict
+from typing import Any
+
+from batchgrid.core.util.errors import BatchgridError
+
+from . import events as ev
+from .cluster_task import TOTALS, Partition, PartitionOutcome, RunSpec, run_partition
+from .engine import Engine
+
+# Rows per task: enough to amortise a task, few enough that a dead worker loses little
+# (BATCHGRID_PARTITION_ROWS sets it: a slow step's partitions are better smaller).
+PARTITION_ROWS = int(os.environ.get("BATCHGRID_PARTITION_ROWS") or 2000)
+TASK_RETRIES = 2          # a task that raised (not a row: rows fail in their own cells) is tried again
+INSTALL = "Dask is not installed: pip install 'batchgrid[cluster]' (distributed and dask[dataframe])"
+
+
+class ClusterError(BatchgridError):
+    """The cluster could not be used or lost the run: one line."""
+
+
+def require_distributed() -> Any:
+    """The `distributed` module, or a one-line error saying how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError(INSTALL) from None
+    return distributed
+
+
+LOCAL = re.compile(r"^local(?::(\d+))?$")
+
+
+async def connect(address: str) -> tuple[Any, Any]:
+    """(client, cluster) for `--cluster`: `local[:N]` starts a LocalCluster of N worker processes
+    on this machine (default: one per core), anything else is a scheduler's address. Both async,
+    on the running loop. A failure is one line (no scheduler there, a bad address)."""
+    distributed = require_distributed()
+    local = LOCAL.match(address.strip())
+    cluster = None
+    try:
+        if local:
+            workers = int(local.group(1)) if local.group(1) else None
+            if workers is not None and workers < 1:
+                raise ClusterError("--cluster local:N needs at least 1 worker")
+            cluster = await distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                     dashboard_address=None, asynchronous=True)
+            client = await distributed.Client(cluster, asynchronous=True)
+        else:
+            target = address if "://" in address else f"tcp://{address}"
+            client = await distributed.Client(target, asynchronous=True, timeout="10s")
+    except ClusterError:
+        raise
+    except (OSError, TimeoutError, ValueError) as exc:
+        if cluster is not None:
+            await cluster.close()
+        what = "could not start a local Dask cluster" if local else f"no Dask scheduler answers at {address}"
+        raise ClusterError(f"{what}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+    return client, cluster
+
+
+async def disconnect(client: Any, cluster: Any) -> None:
+    with contextlib.suppress(Exception):
+        await client.close()
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            await cluster.close()
+
+
+def cluster_engine(engine: Engine, client: Any, pipeline: dict[str, Any], *, cluster: Any = None,
+                   partition_rows: int | None = None, owns_client: bool = True) -> ClusterEngine:
+    """The engine a Job made (not started), run on the cluster instead: the same object, so the
+    job's results, the journal's recorder and every listener already subscribed stay as they are.
+    `pipeline`: the run's snapshot as its file says it (`Pipeline.to_dict()`). With `owns_client`, the
+    client (and `cluster`, a LocalCluster it started) is closed when the run ends."""
+    if engine.running:
+        raise RuntimeError("the run has already started")
+    engine.__class__ = ClusterEngine
+    assert isinstance(engine, ClusterEngine)
+    engine.client = client
+    engine.owned = (client, cluster) if owns_client else None
+    engine.pipeline = {**pipeline, "steps": [s.to_dict() for s in engine._steps]}
+    engine.partition_rows = max(1, partition_rows or PARTITION_ROWS)
+    engine.partitions_run = 0
+    engine.peak_leases = 0
+    engine._futures = {}
+    return engine
+
+
+class ClusterEngine(Engine):
+    """An Engine whose rows run as partitions on a Dask cluster (made by `cluster_engine`)."""
+
+    client: Any
+    owned: tuple[Any, Any] | None
+    pipeline: dict[str, Any]
+    partition_rows: int
+    partitions_run: int    # tasks that came back (a retried one counts once)
+    peak_leases: int       # the most leases one partition held at once (never above max concurrency)
+    _futures: dict[Any, Partition]
+
+    async def run(self):
+        try:
+            return await super().run()
+        finally:
+            if self.owned is not None:
+                await disconnect(*self.owned)
+
+    async def _bind(self) -> list:
+        return []  # the workers bind the steps, each for its partitions
+
+    async def _run_rows(self) -> list[BaseException]:
+        driver = asyncio.ensure_future(self._drive())
+        self._workers = [driver]
+        if self._stopping:
+            driver.cancel()
+        try:
+            await driver
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._stopping or (task is not None and task.cancelling()):
+                raise
+        return []
+
+    def _spec(self, semaphore: str) -> RunSpec:
+        r = self.resources
+        return RunSpec(pipeline=self.pipeline, settings=dict(r.settings), base_dir=str(r.base_dir),
+                       trusted=r.trusted, data_dir=str(r.data_dir) if r.data_dir else None, use_cache=r.use_cache,
+                       max_concurrency=self.max_concurrency, retry=asdict(self.retry_policy), semaphore=semaphore)
+
+    def _partition(self, number: int, indexes: list[int], workers: int) -> Partition:
+        columns = self.rows.columns
+        values = [[column[i] for i in indexes] for column in (self.rows.column(c) for c in columns)]
+        return Partition(number, indexes, columns, values, workers)
+
+    async def _drive(self) -> None:
+        distributed = require_distributed()
+        client = self.client
+        name = f"batchgrid-{uuid.uuid4().hex[:12]}"
+        semaphore = await distributed.Semaphore(max_leases=self.max_concurrency, name=name,
+                                                scheduler_rpc=client.scheduler, loop=client.loop)
+        spec = self._spec(name)
+        todo = deque(self.selection[i:i + self.partition_rows]
+                     for i in range(0, len(self.selection), self.partition_rows))
+        numbers = iter(range(1 << 62))
+        waiting = distributed.as_completed([], loop=client.loop)
+        futures = self._futures
+        try:
+            while todo or futures:
+                workers = client.scheduler_info().get("workers", {})
+                window = max(2, 2 * sum(w.get("nthreads", 1) for w in workers.values()))
+                while todo and len(futures) < window and not self.paused and not self._stopping:
+                    part = self._partition(next(numbers), todo.popleft(), max(1, len(workers)))
+                    future = client.submit(run_partition, spec, part, retries=TASK_RETRIES, pure=False,
+                                           key=f"{name}-part-{part.number}")
+                    futures[future] = part
+                    waiting.add(future)
+                if not futures:
+                    await self.until_resumed()  # paused with nothing in flight
+                    continue
+                future = await waiting.__anext__()
+                part = futures.pop(future)
+                outcome = await self._outcome(future, part)
+                unfinished = self._take(outcome, part)
+                if outcome.reason == "failed":
+                    raise ClusterError(f"on worker {outcome.worker}: {outcome.message}")
+                if outcome.paused:
+                    self.pause(outcome.paused, outcome.kind)
+                if unfinished:
+                    todo.appendleft(unfinished)  # sent again (first) when the run resumes
+        finally:
+            if futures:
+                with contextlib.suppress(Exception):
+                    await client.cancel(list(futures), force=True)
+            futures.clear()
+            semaphore.refresh_callback.stop()
+            with contextlib.suppress(Exception):
+                await client.scheduler.semaphore_close(name=name)
+
+    async def _outcome(self, future: Any, part: Partition) -> PartitionOutcome:
+        rows = f"rows {part.indexes[0] + 1}-{part.indexes[-1] + 1}"
+        try:
+            outcome = await future
+        except asyncio.CancelledError:
+            if future.status == "cancelled" and not self._stopping:
+                raise ClusterError(f"the cluster dropped the task for {rows} (was the scheduler restarted?)") \
+                    from None
+            raise
+        except BatchgridError as exc:
+            raise ClusterError(f"{rows}: {exc}") from None
+        except Exception as exc:  # KilledWorker (its workers died again and again), a bug in a task
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise ClusterError(f"the cluster could not run {rows}: {type(exc).__name__}: {text}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                future.release()
+        self.partitions_run += 1
+        self.peak_leases = max(self.peak_leases, outcome.peak_leases)
+        return outcome
+
+    def _take(self, outcome: PartitionOutcome, part: Partition) -> list[int]:
+        """The partition's finished rows into the run (results, progress, events, budget); returns
+        the rows of it that did not finish."""
+        p = self.progress
+        for name in TOTALS:
+            setattr(p, name, getattr(p, name) + type(getattr(p, name))(outcome.totals.get(name, 0)))
+        finished = set()
+        for result in outcome.results:
+            i = result.index
+            finished.add(i)
+            self.results[i] = result
+            event: ev.RowFinished
+            if result.status == ev.DONE:
+                p.done += 1
+                event = ev.RowDone(i, result)
+            else:
+                p.failed += 1
+                event = ev.RowFailed(i, result)
+            if self.budget is not None:
+                self.budget.row_finished(result.cost)
+            self.publish(event)
+        return [i for i in part.indexes if i not in finished]

@@ -1,0 +1,148 @@
+"""What a Dask worker runs: one partition of a run's rows through the existing engine.
+
+Why this is ours: Dask ships the task, schedules it, retries it when its worker dies; what it
+runs is `Engine` (engine.py), unchanged, on a `Table` of the partition's rows, in an event loop
+of the task's own. Only two things differ from a run on this computer:
+- calls in flight are counted against the whole cluster's max concurrency: the engine's slots
+  are a `ClusterSlots` (cluster_slots.py, leases of a `distributed.Semaphore`);
+- each provider's requests and tokens per minute are this worker's share (the limit divided by
+  the workers the cluster had when the partition was sent): `shared_limits`.
+
+A task carries the pipeline as its file says it (`Pipeline.to_dict`: provider profiles name the
+environment variable or keyring entry of their key, never the key), the partition's rows and
+numbers: a worker reads keys from its own environment or keyring. What comes back is the rows
+that finished (done or failed: their `RowResult`, secrets already redacted here) by their
+number in the whole input, and the partition engine's end: a pause (the same error again and
+again, a server silent too long) stops the partition and is said to the client, which pauses
+the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchgrid.core.steps.context import RunResources
+from batchgrid.core.table.columnar import Table
+
+from . import events as ev
+
+
+@dataclass
+class RunSpec:
+    """What every partition of a run shares. No secret: only names of keys."""
+
+    pipeline: dict[str, Any]   # Pipeline.to_dict() of the run's snapshot (its steps as the engine has them)
+    settings: dict[str, Any]   # the run's settings (the engine's: defaults filled in)
+    base_dir: str              # where relative paths start (the pipeline's folder: workers must see it)
+    trusted: bool
+    data_dir: str | None       # the response cache and prices (None: each worker's default folder)
+    use_cache: bool
+    max_concurrency: int       # the cluster-wide cap on calls in flight (and each partition's rows in flight)
+    retry: dict[str, Any]      # RetryPolicy's fields
+    semaphore: str             # the name of the run's distributed.Semaphore
+
+
+@dataclass
+class Partition:
+    number: int
+    indexes: list[int]            # row numbers in the whole input, in order
+    columns: list[str]
+    values: list[list[Any]]       # one list per column, the partition's rows
+    workers: int = 1              # workers in the cluster when it was sent: RPM/TPM shares
+
+
+@dataclass
+class PartitionOutcome:
+    number: int
+    results: list[ev.RowResult]   # finished rows (done or error), `index` in the whole input
+    reason: str = "finished"      # the partition engine's end: finished, stopped, failed
+    message: str = ""
+    paused: str = ""              # why the partition paused itself (it then stopped): the run pauses
+    kind: str = ""
+    worker: str = ""
+    totals: dict[str, float] = field(default_factory=dict)  # Progress counters to add to the run's
+    peak_leases: int = 0          # the most cluster leases this partition held at once
+
+
+TOTALS = ("tokens_in", "tokens_out", "cost", "cached", "retries", "shared_tokens_in", "shared_tokens_out",
+          "shared_cost")
+
+
+def shared_limits(providers: Mapping[str, dict[str, Any]], workers: int) -> dict[str, dict[str, Any]]:
+    """Each profile's requests and tokens per minute, and its own cap in flight, as one worker's share."""
+    from batchgrid.core.providers.profiles import resolve_profile
+
+    shared = {name: dict(raw) for name, raw in providers.items()}
+    if workers <= 1:
+        return shared
+    for name, raw in shared.items():
+        try:
+            profile = resolve_profile(name, providers)
+        except Exception:  # a step naming it says so in its rows, as on this computer
+            continue
+        for key in ("rpm", "tpm", "max_in_flight"):
+            value = getattr(profile, key, None)
+            if value:
+                raw[key] = max(1, math.floor(value / workers))
+    return shared
+
+
+def run_partition(spec: RunSpec, part: Partition) -> PartitionOutcome:
+    """The task: on a Dask worker, in one of its threads."""
+    from distributed import Semaphore, get_worker
+
+    from .cluster_slots import release_all
+
+    worker = get_worker()
+    loop = worker.loop.asyncio_loop  # type: ignore[attr-defined]  # tornado.platform.asyncio.AsyncIOLoop
+    semaphore = Semaphore(max_leases=spec.max_concurrency, name=spec.semaphore)
+    try:
+        outcome = asyncio.run(_run(spec, part, semaphore, loop))
+    finally:
+        asyncio.run_coroutine_threadsafe(release_all(semaphore), loop).result(timeout=30)
+    outcome.worker = worker.address
+    return outcome
+
+
+async def _run(spec: RunSpec, part: Partition, semaphore: Any, worker_loop: asyncio.AbstractEventLoop
+               ) -> PartitionOutcome:
+    from batchgrid.core.pipeline.file import Pipeline
+
+    from .cluster_slots import ClusterSlots
+    from .engine import Engine, RetryPolicy
+
+    pipeline = Pipeline.from_dict(spec.pipeline)
+    resources = RunResources(base_dir=Path(spec.base_dir), trusted=spec.trusted,
+                             providers=shared_limits(pipeline.providers, part.workers), settings=dict(spec.settings),
+                             data_dir=Path(spec.data_dir) if spec.data_dir else None, use_cache=spec.use_cache)
+    engine = Engine(pipeline.steps, Table(part.columns, part.values), max_concurrency=spec.max_concurrency,
+                    retry_policy=RetryPolicy(**spec.retry), resources=resources)
+    slots = ClusterSlots(semaphore, worker_loop, spec.max_concurrency)
+    engine.slots = slots  # type: ignore[assignment]  # RowContext holds `engine.slots` while on the wire
+    outcome = PartitionOutcome(part.number, [])
+
+    def on_event(event: object) -> None:
+        if isinstance(event, ev.RunPaused) and not outcome.paused:
+            # Nobody can press Resume on a worker: the partition stops, the client pauses the run.
+            outcome.paused, outcome.kind = event.reason or "paused", event.kind
+            engine.stop()
+
+    engine.subscribe(on_event)
+    try:
+        await engine.run()
+    finally:
+        await slots.aclose()
+    outcome.reason, outcome.message = engine.outcome or ("finished", "")
+    for result in engine.results:
+        if result is not None and result.status in (ev.DONE, ev.ERROR):
+            result.index = part.indexes[result.index]
+            outcome.results.append(result)
+    p = engine.progress
+    outcome.totals = {name: getattr(p, name) for name in TOTALS}
+    outcome.peak_leases = slots.peak
+    return outcome

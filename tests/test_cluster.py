@@ -1,0 +1,250 @@
+"""Runs on a Dask cluster (core/run/cluster.py): a real LocalCluster of worker processes, the real
+test server over HTTP, real files. One cluster (3 workers) for the module: it starts in a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from batchgrid.core.cli.main import main  # noqa: E402
+from batchgrid.core.run import cluster as dask_run  # noqa: E402
+from models_support import KEY, KEY_ENV  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "resources" / "examples"
+REPO = Path(__file__).resolve().parents[1]
+WORKERS = 3
+
+
+@pytest.fixture(scope="module")
+def server():
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """A LocalCluster of 3 worker processes (the scheduler in this process); they inherit the test key from this process's
+    environment (as a real worker has its own), never from a task."""
+    import dask
+
+    os.environ[KEY_ENV] = KEY
+    # A dead worker's leases come back after 3 s here (30 s by default): the killed-worker test waits less.
+    config = dask.config.set({"distributed.scheduler.locks.lease-timeout": "3s",
+                              "distributed.scheduler.locks.lease-validation-interval": "0.5s"})
+    cluster = distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+        config.__exit__(None, None, None)
+        os.environ.pop(KEY_ENV, None)
+
+
+@pytest.fixture
+def fresh(server):
+    server.reset()
+    server.configure(api_key=KEY)
+    return server
+
+
+def llm_pipeline(path: Path, server, max_concurrency: int) -> Path:
+    path.write_text(json.dumps({
+        "version": 1, "settings": {"max_concurrency": max_concurrency, "retry_base_delay": 0.05},
+        "providers": {"test": {"preset": "openai", "base_url": server.base_url, "api_key_env": KEY_ENV,
+                               "model": "gpt-4o-mini"}},
+        "steps": [{"type": "llm", "prompt": "{text}", "output": "answer"}],
+    }))
+    return path
+
+
+def sheet(path: Path, texts: list[str]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in texts)
+    return path
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def journal_rows(journal: Path) -> list[int]:
+    with sqlite3.connect(journal) as db:
+        return [n for (n,) in db.execute("SELECT row_number FROM rows ORDER BY row_number")]
+
+
+def test_bundled_example_equals_the_local_run_cell_for_cell(scheduler, tmp_path, monkeypatch, capsys):
+    for name in ("reviews-offline.batchgrid.json", "reviews.xlsx", "products.csv"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    monkeypatch.setattr(dask_run, "PARTITION_ROWS", 50)  # the 240 rows over every worker
+    pipeline, sheet_path = str(tmp_path / "reviews-offline.batchgrid.json"), str(tmp_path / "reviews.xlsx")
+    args = ["run", pipeline, sheet_path, "--quiet", "--journal"]
+    assert main([*args, str(tmp_path / "j1.sqlite"), "-o", str(tmp_path / "local.csv")]) == 1  # 3 rows fail
+    assert main([*args, str(tmp_path / "j2.sqlite"), "-o", str(tmp_path / "cluster.csv"),
+                 "--cluster", scheduler]) == 1
+    local, remote = read(tmp_path / "local.csv"), read(tmp_path / "cluster.csv")
+    assert len(local) == len(remote) == 240
+    assert list(local[0]) == list(remote[0])
+    for a, b in zip(local, remote, strict=True):
+        a.pop("latency (s)"), b.pop("latency (s)")  # the only cell that may differ
+        assert a == b
+    assert sum(r["status"] == "error" for r in remote) == 3
+    assert journal_rows(tmp_path / "j2.sqlite") == list(range(240))
+
+
+async def _start(tmp_path, server, scheduler, n: int, max_concurrency: int, partition_rows: int,
+                 texts: list[str] | None = None):
+    from batchgrid.core.cli.cluster import start_on_cluster
+    from batchgrid.core.session import Session
+
+    session = Session(journal_path=tmp_path / "journal.sqlite", data_dir=tmp_path / "data", use_cache=False)
+    await session.load_pipeline(llm_pipeline(tmp_path / "p.json", server, max_concurrency))
+    await session.open_sheet(sheet(tmp_path / "in.csv", texts or [f"row {i}" for i in range(n)]))
+    engine = await start_on_cluster(session, "all", scheduler, max_concurrency=None, partition_rows=partition_rows)
+    return session, engine
+
+
+def test_max_concurrency_is_one_cap_for_the_whole_cluster(scheduler, fresh, tmp_path):
+    fresh.configure(latency=0.05)
+
+    async def go():
+        session, engine = await _start(tmp_path, fresh, scheduler, 360, 6, 40)
+        reason, _ = await session.wait()
+        await session.close()
+        return session, engine, reason
+
+    session, engine, reason = asyncio.run(go())
+    assert reason == "finished"
+    answers = [r.outputs["answer"] for r in session.store.results]
+    assert answers == [f"echo: row {i}" for i in range(360)]
+    assert fresh.stats.peak_in_flight <= 6        # 3 workers x 6 would be 18
+    assert fresh.stats.peak_in_flight >= 4        # and the cap was used, not one call at a time
+    assert engine.partitions_run == 9
+
+
+def test_a_worker_killed_mid_run_loses_only_its_partition(scheduler, fresh, tmp_path):
+    fresh.configure(latency=0.02, latency_by_prompt={"row 130": 3.0})  # in the 4th partition of 40 rows
+
+    async def go():
+        session, engine = await _start(tmp_path, fresh, scheduler, 240, 4, 40)
+        assert await fresh.wait_for(lambda s: s.per_prompt["row 130"] >= 1, timeout=60)
+        processing = await engine.client.processing()
+        where = [w for w, keys in processing.items() if any(str(k).endswith("-part-3") for k in keys)]
+        assert len(where) == 1
+        pids = await engine.client.run(os.getpid, workers=where)
+        os.kill(pids[where[0]], signal.SIGKILL)
+        reason, message = await session.wait()
+        await session.close()
+        return session, reason, message
+
+    session, reason, message = asyncio.run(go())
+    assert (reason, message) == ("finished", "")
+    results = session.store.results
+    assert [r.index for r in results] == list(range(240))
+    assert [r.outputs["answer"] for r in results] == [f"echo: row {i}" for i in range(240)]
+    assert fresh.stats.per_prompt["row 130"] == 2   # the task ran again on another worker
+    assert max(fresh.stats.per_prompt[f"row {i}"] for i in range(240) if not 120 <= i < 160) == 1
+    assert journal_rows(tmp_path / "journal.sqlite") == list(range(240))  # every row exactly once
+
+
+def test_resume_after_the_client_was_killed_sends_only_unfinished_rows(scheduler, fresh, tmp_path):
+    fresh.configure(latency_by_prompt={"slow": 10.0})  # the last partition (rows 80-99) never finishes
+    texts = [f"row {i}" for i in range(99)] + ["slow row 99"]
+    pipeline, data = llm_pipeline(tmp_path / "p.json", fresh, 20), sheet(tmp_path / "in.csv", texts)
+    journal, out = tmp_path / "journal.sqlite", tmp_path / "out.csv"
+    command = [sys.executable, "-m", "batchgrid.core.cli", "run", str(pipeline), str(data), "-o", str(out),
+               "--journal", str(journal), "--no-cache", "--quiet", "--cluster", scheduler]
+    env = {**os.environ, "BATCHGRID_PARTITION_ROWS": "20"}
+    client = subprocess.Popen(command, env=env, cwd=REPO)
+    try:
+        assert asyncio.run(fresh.wait_for(lambda s: sum(s.answered[f"row {i}"] for i in range(99)) == 99
+                                          and s.per_prompt["slow row 99"] == 1, timeout=60))
+
+        async def journalled() -> bool:
+            for _ in range(600):
+                if journal.exists() and len(journal_rows(journal)) >= 80:
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+
+        assert asyncio.run(journalled())
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+    assert not out.exists()
+    assert journal_rows(journal) == list(range(80))  # what the killed client had
+    fresh.reset()
+    fresh.configure(api_key=KEY)
+    assert subprocess.run([*command, "--resume"], env=env, cwd=REPO).returncode == 0
+    assert sorted(fresh.stats.per_prompt) == sorted(texts[80:])  # the partition that had not come back
+    rows = read(out)
+    assert [r["answer"] for r in rows] == [f"echo: {t}" for t in texts]
+    assert journal_rows(journal) == list(range(100))
+
+
+def test_a_task_carries_the_names_of_keys_never_the_keys(scheduler, fresh, tmp_path):
+    from distributed.protocol import pickle as dask_pickle
+
+    sent: list[bytes] = []
+
+    async def go():
+        session, engine = await _start(tmp_path, fresh, scheduler, 60, 4, 20)
+        submit = engine.client.submit
+
+        def recording(fn, *args, **kwargs):
+            sent.append(dask_pickle.dumps((fn, args)))
+            return submit(fn, *args, **kwargs)
+
+        engine.client.submit = recording  # before the run's first turn: every task goes through it
+        reason, _ = await session.wait()
+        await session.close()
+        return session, reason
+
+    _session, reason = asyncio.run(go())
+    assert reason == "finished"
+    assert len(sent) == 3
+    assert all(KEY.encode() not in payload and KEY_ENV.encode() in payload for payload in sent)
+    assert fresh.stats.authorizations == {f"Bearer {KEY}"}  # the workers' own key reached the server
+
+
+def test_without_dask_it_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "text", "output": "t"}]}))
+    code = main(["run", str(pipeline), str(sheet(tmp_path / "in.csv", ["a"])), "--quiet",
+                 "--journal", str(tmp_path / "j.sqlite"), "--cluster", "local:2"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"batchgrid: error: {dask_run.INSTALL}"
+
+
+def test_no_scheduler_at_the_address_is_one_line(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "text", "output": "t"}]}))
+    code = main(["run", str(pipeline), str(sheet(tmp_path / "in.csv", ["a"])), "--quiet",
+                 "--journal", str(tmp_path / "j.sqlite"), "--cluster", f"tcp://127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith(f"batchgrid: error: no Dask scheduler answers at tcp://127.0.0.1:{port}: ")
+    assert "\n" not in err

@@ -395,6 +395,9 @@ def check_configs(steps: list[Step]) -> list[Problem]:
                   if p.name in step.config and (step.config[p.name] is not None or p.required)}
         problems += check_values(step.params, config, visit.path)
         problems += [Problem(message, visit.path, param) for param, message in step.check()]
+        if len(visit.path) > 1 and step.config.get("batch") is True:  # batch mode waits for every row: not in a branch
+            problems.append(Problem("batch mode works on top-level steps only: move this step out of the parallel "
+                                    "step, or turn batch mode off", visit.path, "batch"))
     return problems
 
 
@@ -428,7 +431,8 @@ def _check_reads(step: Step, path: StepPath, available: tuple[str, ...]) -> list
     shown = ", ".join(available) if len(available) <= 30 else ", ".join(available[:30]) + ", …"
     for param, name in step.column_refs():
         if name not in have:
-            problems.append(Problem(f'unknown column "{name}"{_suggest(name, available)}'
+            message = step.unknown_column_message(param, name, available)
+            problems.append(Problem(message or f'unknown column "{name}"{_suggest(name, available)}'
                                     f"; columns are: {shown or '(none)'}", path, param))
     return problems
 

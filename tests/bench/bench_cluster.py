@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from regimes import Server  # noqa: E402
-
-from batchgrid.core.cli.main import main  # noqa: E402
+from batchgrid.core.cli.main import main
+from regimes import Server
 
 BURN = "x = 0\nfor i in range(N):\n    x += i * i\nresult = x % 7"
 

@@ -23,11 +23,12 @@ from batchgrid.core import table as tables
 from batchgrid.core.pipeline import Pipeline, walk
 from batchgrid.core.pipeline.trust import Permission
 from batchgrid.core.run import events as ev
+from batchgrid.core.run import overrides as reviews
 from batchgrid.core.run import storage as kept
 from batchgrid.core.run.engine import Engine, Progress
 from batchgrid.core.run.estimate import CostEstimate, estimate_cost
 from batchgrid.core.run.job import ALL, Job, ResumeInfo
-from batchgrid.core.run.journal import Journal, default_journal_path
+from batchgrid.core.run.journal import Journal, default_journal_path, row_hash
 from batchgrid.core.run.store import ResultStore
 from batchgrid.core.table import Table
 from batchgrid.core.table import worker as reader
@@ -128,6 +129,7 @@ class Session:
                 return None
             shown = Sheet(shown.path, shown.name, shown.names, table, True, header_at, first_row, header_row)
         self._set_sheet(shown)
+        await self._load_reviews(shown)
         return shown
 
     def header_differs(self) -> bool:
@@ -340,6 +342,28 @@ class Session:
         """Why the latest run's journal could not be written, one line ('' if it could): the run
         was paused with this reason; a headless run stops on it."""
         return self.job.journal_failure if self.job is not None else ""
+
+    # ---- the review pass (core/run/overrides.py) ----------------------------------------------
+    @property
+    def overrides(self) -> reviews.Overrides:
+        """The sheet's reviews: each reviewed row's decision and edited cells."""
+        return self.store.overrides
+
+    def review(self, row: int, decision: str | None, edits: dict[str, Any] | None = None) -> reviews.Review | None:
+        """Accept, edit or reject a row (None forgets its review), in the journal at once; an edited
+        cell is never overwritten by a run (ResultStore.review)."""
+        return self.store.review(row, decision, edits)
+
+    async def _load_reviews(self, sheet: Sheet) -> None:
+        """The reviews the journal kept for this sheet, matched to its rows (off the loop)."""
+        if self.journal is None and not self.journal_problem:
+            with contextlib.suppress(Exception):  # _current_job says why, when a run needs it
+                self.journal = await asyncio.to_thread(Journal, self.journal_path)
+        if self.journal is not None:
+            found = await asyncio.to_thread(reviews.load, self.journal, reviews.review_key(sheet.path, sheet.name),
+                                            sheet.table, row_hash)
+            if self.sheet is sheet:  # no other sheet opened meanwhile
+                self.store.overrides = found
 
     # ---- what is kept on disk ---------------------------------------------------------------
     def _journal_file(self) -> Path:

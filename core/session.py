@@ -22,6 +22,8 @@ from typing import Any
 from batchgrid.core import table as tables
 from batchgrid.core.pipeline import Pipeline, walk
 from batchgrid.core.pipeline.trust import Permission
+from batchgrid.core.providers.batches import BatchRecord
+from batchgrid.core.run import batch_mode
 from batchgrid.core.run import events as ev
 from batchgrid.core.run import overrides as reviews
 from batchgrid.core.run import storage as kept
@@ -248,6 +250,43 @@ class Session:
                 self.store.reset(self.table, self.output_columns(), job.results)
             gc_pause.keep_long_lived()  # the journal's rows stay: no collection need scan them again
         return info
+
+    # ---- batch mode: batches left at the provider ------------------------------------------------
+    async def pending_batch(self) -> str:
+        """The batches the last run of this pipeline on this sheet left at the provider, asked of it now:
+        "2. Summarise: batch submitted 2 h ago: 41,200 of 50,000 done at the provider" (one line per
+        step); '' when there are none (or a run is going on: its own progress says it). A run in resume
+        mode collects them (Session.start("resume"): the window's Resume, the CLI's --resume)."""
+        if self.table is None or self.running or not self.pipeline.steps or self.problems():
+            return ""
+        job = await self._current_job()
+        pending = await asyncio.to_thread(job.pending_batches)
+        labels = {str(i): f"{i + 1}. {step.label}" for i, step in enumerate(self.pipeline.steps)}
+        lines = []
+        for key, data in pending.items():
+            line = await batch_mode.describe_pending(BatchRecord.from_dict(data), self.pipeline.providers)
+            lines.append(f"{labels.get(key, 'a step')}: {line}")
+        return "\n".join(lines)
+
+    async def cancel_batch(self) -> bool:
+        """Cancel at the provider the batches of a step in batch mode: the running run's (its rows done at the
+        provider are collected, the others fail saying so), else those the last run left there (a resume
+        collects what they did). False when there is none."""
+        if self.running and self.engine is not None:
+            self.engine.cancel_batch()
+            return True
+        if self.table is None:
+            return False
+        job = await self._current_job()
+        pending = await asyncio.to_thread(job.pending_batches)
+        for data in pending.values():
+            await batch_mode.cancel_pending(BatchRecord.from_dict(data), self.pipeline.providers)
+        return bool(pending)
+
+    @property
+    def batch_pending(self) -> bool:
+        """The running run waits for a step's batches at the provider (the window offers Cancel batch)."""
+        return self.running and self.engine is not None and self.engine.batch_pending
 
     # ---- running ----------------------------------------------------------------------------
     @property

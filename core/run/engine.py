@@ -44,6 +44,7 @@ from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import BatchgridError
 from batchgrid.core.util.patterns import NeedsWorkerThread
 
+from . import batch_mode
 from . import events as ev
 from .budget import BudgetGuard
 from .contexts import RowContext, SharedContext, wait_words
@@ -136,6 +137,10 @@ class Progress:
     # and when it is tried next (time.perf_counter()); "" when the run waits for nothing.
     waiting: str = ""
     waiting_until: float = 0.0
+    # Batch mode: rows waiting at a step in batch mode, and how its batches are going at the provider
+    # ("batch submitted 2 h ago: 41,200 of 50,000 done at the provider"; "" when none is waited for).
+    batched: int = 0
+    batch: str = ""
     # Of the totals above, what work shared by every row cost (a knowledge base embedded
     # once): the run's, in no row's result.
     shared_tokens_in: int = 0
@@ -154,7 +159,7 @@ class Progress:
 
     @property
     def queued(self) -> int:
-        return max(0, self.selected - self.finished - self.running)
+        return max(0, self.selected - self.finished - self.running - self.batched)
 
     @property
     def rows_per_second(self) -> float:
@@ -165,6 +170,20 @@ class Progress:
         rate = self.rows_per_second
         left = self.selected - self.finished
         return left / rate if rate > 0 else None
+
+
+class RowState:
+    """A row between its steps: what it holds so far. Batch mode parks rows in it at a step in batch
+    mode until every row has arrived (core/run/batch_mode.py)."""
+
+    __slots__ = ("ctx", "index", "row", "t0", "trace")
+
+    def __init__(self, index: int, row: dict[str, Any], ctx: RowContext, trace: list[ev.StepTrace], t0: float):
+        self.index = index
+        self.row = row
+        self.ctx = ctx
+        self.trace = trace
+        self.t0 = t0
 
 
 class StepFailed(Exception):
@@ -197,6 +216,7 @@ class Engine:
         resources: RunResources | None = None,
         only: Iterable[int] | None = None,
         previous: Mapping[int, ev.RowResult] | None = None,
+        batches: batch_mode.BatchBook | None = None,
     ):
         if max_concurrency < 1:
             raise ValueError("max concurrency must be at least 1")
@@ -239,6 +259,14 @@ class Engine:
         self._accepted_errors: set[tuple[str, str]] = set()  # the user resumed anyway after these
         self._server_waits: dict[str, ServerWait] = {}
         self.last_progress = time.monotonic()  # the latest call that succeeded (or row that ended)
+        # Batch mode: where the run keeps its batch records (the journal's, through the job), the
+        # step waiting for its batches now, rows parked at a step in batch mode, and what was left at
+        # the provider when the run ended (lines for the front ends: "batch submitted ... at the provider").
+        self.batch_book: batch_mode.BatchBook = batches if batches is not None else batch_mode.MemoryBook()
+        self._batch_stage: batch_mode.BatchStage | None = None
+        self._cancel_batches = False
+        self._parked: dict[int, RowState] = {}
+        self.left_at_provider: list[str] = []
 
     # ---- control -----------------------------------------------------------------
     def subscribe(self, listener: ev.Listener) -> None:
@@ -259,6 +287,18 @@ class Engine:
             self._binding.cancel()  # a file read in a worker thread is left to end on its own
         for task in self._workers:
             task.cancel()
+
+    def cancel_batch(self) -> None:
+        """Cancel at the provider the batches of the step in batch mode (now, or when it submits them);
+        the rows they finished are collected, the others fail saying the batch was cancelled."""
+        self._cancel_batches = True
+        if self._batch_stage is not None:
+            self._batch_stage.cancel()
+
+    @property
+    def batch_pending(self) -> bool:
+        """A step in batch mode is waiting for its batches at the provider."""
+        return self._batch_stage is not None and self._batch_stage.submitted
 
     def pause(self, reason: str = "", kind: str = "") -> None:
         """Let rows in flight finish; start no new row until `resume()`. `reason`: why the run
@@ -369,7 +409,11 @@ class Engine:
         try:
             self.publish(ev.RunStarted(len(self.rows), len(self.selection)))
             self._plan = await self._bind()
-            crashed = [] if self._stopping else await self._run_rows()
+            stages = batch_mode.stages(self._plan)
+            if len(stages) > 1 and not self._stopping:
+                await batch_mode.check_support(self, self._plan)
+            crashed = [] if self._stopping else await (self._run_stages(stages) if len(stages) > 1
+                                                        else self._run_rows())
             if self._stopping:
                 reason = "stopped"
             elif crashed:  # a bug in the engine itself, never a row's failure
@@ -432,6 +476,109 @@ class Engine:
             await self._run_row(index)
             await self._breathe()
 
+    # ---- batch mode: the plan in stages, rows parked at each step in batch mode ------------------
+    async def _run_stages(self, stages) -> list[BaseException]:
+        """Rows through the steps before a step in batch mode, pipelined; there they wait for every
+        row; its batches go to the provider; the rows answered go on to the next stage."""
+        crashed: list[BaseException] = []
+        states: list[RowState] | None = None
+        try:
+            for plan, batch_step in stages:
+                parked: list[RowState] | None = [] if batch_step is not None else None
+                crashed += await self._run_phase(plan, states, parked)
+                if parked is None or self._stopping or crashed:
+                    break
+                parked.sort(key=lambda s: s.index)
+                states = await self._run_batch(batch_step, parked)
+                if states is None:
+                    break
+        finally:
+            stage = self._batch_stage
+            left = stage is not None and stage.submitted
+            if left and stage is not None:
+                self.left_at_provider.append(f"{stage.planned.label}: {stage.last_line or 'a batch'}")
+            self._batch_stage = None
+            for state in sorted(self._parked.values(), key=lambda s: s.index):  # stopped while waiting
+                self.progress.batched -= 1
+                self._finish_row(state, ev.CANCELLED, "stopped while its batch is at the provider: resume the run "
+                                 "to collect it" if left else "stopped before this row finished")
+            self._parked.clear()
+        return crashed
+
+    async def _run_phase(self, plan, states: list[RowState] | None, parked: list[RowState] | None
+                         ) -> list[BaseException]:
+        todo: Iterable[Any] = iter(self.selection) if states is None else iter(states)
+        count = min(self.max_concurrency, len(self.selection) if states is None else len(states))
+        self._workers = [asyncio.ensure_future(self._phase_worker(todo, plan, parked)) for _ in range(count)]
+        if self._stopping:
+            for task in self._workers:
+                task.cancel()
+        results = await asyncio.gather(*self._workers, return_exceptions=True)
+        return [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+
+    async def _phase_worker(self, todo, plan, parked: list[RowState] | None) -> None:
+        for item in todo:
+            if not self._unpaused.is_set():
+                await self._unpaused.wait()
+            if self._stopping:
+                return
+            await self._run_part(item, plan, parked)
+            await self._breathe()
+
+    async def _run_part(self, item: int | RowState, plan, parked: list[RowState] | None) -> None:
+        """A row through one stage's steps: then parked for the next step in batch mode, or finished."""
+        p = self.progress
+        if isinstance(item, RowState):
+            state = item
+            self.row_left_batch(state)
+            p.batched -= 1
+        else:
+            state = RowState(item, self.rows.row(item), RowContext(self, item), [], time.perf_counter())
+            if self.listeners:
+                self.publish(ev.RowStarted(item))
+        p.running += 1
+        status = ev.DONE
+        error = error_type = failed_step = ""
+        try:
+            await self._run_steps(plan, state.row, state.ctx, state.trace)
+        except StepFailed as failure:
+            status = ev.ERROR
+            error_type, error = describe_error(failure.error)
+            failed_step = failure.label
+        except asyncio.CancelledError:
+            status = ev.CANCELLED
+            error = "stopped before this row finished"
+            raise
+        finally:
+            p.running -= 1
+            if status == ev.DONE and parked is not None:
+                parked.append(state)
+                self._parked[state.index] = state
+                p.batched += 1
+            else:
+                self._finish_row(state, status, error, error_type, failed_step)
+
+    def row_left_batch(self, state: RowState) -> None:
+        self._parked.pop(state.index, None)
+
+    async def _run_batch(self, planned: PlannedStep, parked: list[RowState]) -> list[RowState] | None:
+        """The step in batch mode over the parked rows, as a task that stop() cancels (which ends only
+        the wait: the batches go on at the provider). None when stopped."""
+        stage = self._batch_stage = batch_mode.BatchStage(self, planned, self.batch_book)
+        if self._cancel_batches:
+            stage.cancel()
+        task = asyncio.ensure_future(stage.run(parked))
+        self._workers = [task]
+        if self._stopping:
+            task.cancel()
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        if isinstance(outcome, asyncio.CancelledError):
+            return None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        self._batch_stage = None
+        return outcome
+
     async def _breathe(self) -> None:
         """Give the loop a turn every YIELD_EVERY seconds of cheap rows.
 
@@ -471,28 +618,37 @@ class Engine:
             raise
         finally:
             p.running -= 1
-            outputs = {c: row[c] for c in self._output_columns if c in row}
-            result = ev.RowResult(index, status, outputs, error, error_type, failed_step, ctx.attempts,
-                                  time.perf_counter() - t0, ctx.tokens_in, ctx.tokens_out, ctx.cost,
-                                  ctx.cached, trace)
-            self.results[index] = result
-            event: ev.RowFinished
-            if status == ev.DONE:
-                p.done += 1
-                self._streak_error, self._streak = None, 0
-                self.last_progress = time.monotonic()
-                event = ev.RowDone(index, result)
-            elif status == ev.ERROR:
-                p.failed += 1
-                event = ev.RowFailed(index, result)
-            else:
-                p.cancelled += 1
-                event = ev.RowCancelled(index, result)
-            if self.budget is not None and status != ev.CANCELLED:
-                self.budget.row_finished(result.cost)
-            self.publish(event)
-            if status == ev.ERROR:
-                self._row_failed_like(result)
+            self._finish_row(RowState(index, row, ctx, trace, t0), status, error, error_type, failed_step)
+
+    def _finish_row(self, state: RowState, status: str, error: str = "", error_type: str = "", failed_step: str = "",
+                    *, fail_fast: bool = True) -> None:
+        """A row reached its end: its result stored, counted and published."""
+        p = self.progress
+        ctx = state.ctx
+        row = state.row
+        index = state.index
+        outputs = {c: row[c] for c in self._output_columns if c in row}
+        result = ev.RowResult(index, status, outputs, error, error_type, failed_step, ctx.attempts,
+                              time.perf_counter() - state.t0, ctx.tokens_in, ctx.tokens_out, ctx.cost,
+                              ctx.cached, state.trace)
+        self.results[index] = result
+        event: ev.RowFinished
+        if status == ev.DONE:
+            p.done += 1
+            self._streak_error, self._streak = None, 0
+            self.last_progress = time.monotonic()
+            event = ev.RowDone(index, result)
+        elif status == ev.ERROR:
+            p.failed += 1
+            event = ev.RowFailed(index, result)
+        else:
+            p.cancelled += 1
+            event = ev.RowCancelled(index, result)
+        if self.budget is not None and status != ev.CANCELLED:
+            self.budget.row_finished(result.cost)
+        self.publish(event)
+        if status == ev.ERROR and fail_fast:
+            self._row_failed_like(result)
 
     async def _run_steps(self, plan: Sequence[PlannedStep], row: dict[str, Any], ctx: RowContext,
                          trace: list[ev.StepTrace] | None, parent: str = "",

@@ -197,3 +197,13 @@ class RunFinished:
 
 
 Listener = Callable[[object], None]
+
+
+@dataclass(slots=True)
+class BatchWaiting:
+    """A step in batch mode waits for its rows' batches at the provider (core/run/batch_mode.py):
+    `line` says how far they are ("batch submitted 2 h ago: 41,200 of 50,000 done at the provider");
+    "" once the wait is over."""
+
+    step: str
+    line: str

@@ -37,6 +37,7 @@ from batchgrid.core.util.errors import BatchgridError, PipelineError, SetupError
 from batchgrid.core.util.problems import Problem, StepPath
 
 from . import events as ev
+from .batch_mode import JournalBook
 from .engine import Engine, RetryPolicy, RunResources
 from .journal import Journal, Recorder, row_hash, write_failure
 from .results import ResultSet
@@ -107,6 +108,11 @@ class Job:
             return None
         return ResumeInfo(record.run_id, record.done, record.failed, record.total, record.started, record.status)
 
+    def pending_batches(self) -> dict[str, dict[str, Any]]:
+        """The batch records (by step) the latest run of this pipeline on this input left at the provider."""
+        record = self.journal.latest_run(self.key()) if self.journal is not None else None
+        return self.journal.load_batches(record.run_id) if self.journal is not None and record is not None else {}
+
     def load_previous(self) -> int:
         """Take the last run's finished rows from the journal (without running anything), so a
         reopened sheet shows them at once. Returns how many rows it found."""
@@ -165,9 +171,12 @@ class Job:
         policy = RetryPolicy(settings["max_attempts"], settings["retry_base_delay"], settings["retry_max_delay"],
                              server_patience=settings.get("server_patience", 300.0))
         previous = {i: r for i, r in enumerate(self.results) if r is not None and i not in selection}
+        # Batch mode's records live in the journal with the run's rows: a resume collects, never submits twice.
+        book = JournalBook(self.journal, self.run_id) if self.journal is not None and self.run_id is not None \
+            and up_to is None else None
         engine = Engine(steps, self.rows,
                         max_concurrency=max_concurrency or settings["max_concurrency"],
-                        retry_policy=policy, resources=resources, only=selection, previous=previous)
+                        retry_policy=policy, resources=resources, only=selection, previous=previous, batches=book)
         self.results = engine.results  # the engine fills the job's results as rows finish
         self.recorder = None
         if self.journal is not None and self.run_id is not None and up_to is None:

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from batchgrid.core.providers.batcher import EmbeddingBatcher, vector_of
-from batchgrid.core.providers.client import EMBEDDINGS, embedding_request
+from batchgrid.core.providers.batcher import EmbeddingBatcher, _decode, _encode, vector_of
+from batchgrid.core.providers.client import EMBEDDINGS, embedding_request, parse_embeddings
 from batchgrid.core.providers.profiles import Profile
 from batchgrid.core.util import template as tpl
 from batchgrid.core.util.errors import InputError, StepError
 
 from .base import FILE, INT, OUTPUT, SOURCE, STRINGS, TEXT, BoundStep, Param, register
-from .models import ModelStep, model_param, provider_param
+from .models import ModelStep, batch_param, model_param, provider_param
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import RunResources, StepContext
@@ -61,8 +61,10 @@ class Embed(EmbeddingStep):
         Param("source", SOURCE, "", "A column name, or a template such as \"{title} {body}\".", required=True,
               label="Read from"),
         *embedding_params(),
+        batch_param(),
         Param("output", OUTPUT, "", "Name of the new column (default: <source>_embedding).", label="Write to"),
     )
+    batch_path = EMBEDDINGS
 
     def default_output(self, param_name: str) -> str:
         source = self.config.get("source") or ""
@@ -72,11 +74,25 @@ class Embed(EmbeddingStep):
         return [self.embedding_call(self.source_text(row), profile)]
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
+        vector = await (await self.batcher(ctx.resources)).embed(ctx, self.text_to_embed(row))
+        return {self.output_name(): vector.tolist()}
+
+    def text_to_embed(self, row: Mapping[str, Any]) -> str:
         text = self.source_text(row)
         if not text.strip():
             raise StepError("nothing to embed: the text is empty")
-        vector = await (await self.batcher(ctx.resources)).embed(ctx, text)
-        return {self.output_name(): vector.tolist()}
+        return text
+
+    # batch mode: one text per request, cached as the micro-batcher caches each text (its key, its value)
+    def batch_request(self, row, profile):
+        return embedding_request(self.model_for(profile), self.text_to_embed(row), self.config.get("dimensions"))
+
+    def batch_cache_value(self, body, request):
+        vectors, tokens = parse_embeddings(body, 1)
+        return {"vector": _encode(vectors[0]), "tokens": tokens}
+
+    def batch_outputs(self, value, request):
+        return {self.output_name(): _decode(value["vector"]).tolist()}
 
 
 @register

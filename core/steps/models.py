@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from batchgrid.core.providers.client import CHAT, ChatReply, Provider, SchemaRefused, cut_off_message
+from batchgrid.core.providers.client import CHAT, ChatReply, Provider, SchemaRefused, cut_off_message, parse_chat
 from batchgrid.core.providers.profiles import Profile
 from batchgrid.core.providers.tokens import DEFAULT_ANSWER_TOKENS, text_tokens
 from batchgrid.core.util import template as tpl
@@ -60,6 +60,12 @@ def model_param(kind: str = "chat") -> Param:
     return Param("model", TEXT, "", f"Model name; blank = the provider profile's {which}.")
 
 
+def batch_param() -> Param:
+    return Param("batch", BOOL, False, "Send every row's request at once through the provider's Batch API, at its "
+                 "batch price (half price at OpenAI and Azure). Answers come back together, within 24 hours; "
+                 "closing the app does not lose them.", label="Batch mode (half price)")
+
+
 def sampling_params() -> tuple[Param, ...]:
     return (
         Param("temperature", FLOAT, None, "Randomness, 0 to 2; blank = the model's default.", minimum=0, maximum=2),
@@ -95,6 +101,29 @@ class ModelStep(Step):
     def once_calls(self, profile: Profile, base_dir) -> list[tuple[str, dict, int]]:
         """Calls made once per run, whatever the number of rows (a knowledge base)."""
         return []
+
+    # ---- batch mode (core/run/batch_mode.py): the row's one request, its answer without a call ----
+    batch_path = CHAT  # the provider path of the request (and of its response cache key)
+
+    @property
+    def batch(self) -> bool:
+        return bool(self.config.get("batch"))
+
+    def batch_request(self, row: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
+        """The request this row would send one by one (StepError when the row cannot make one)."""
+        raise NotImplementedError
+
+    def batch_cache_value(self, body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        """An answer body from the provider's batch as the response cache keeps it (StepError: not an answer)."""
+        raise NotImplementedError
+
+    def batch_outputs(self, value: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        """The row's outputs from a cached answer (`batch_cache_value`'s), as `run` would write them."""
+        raise NotImplementedError
+
+    def batch_answer_tokens(self) -> int:
+        """Answer tokens expected per row, for the budget check before a batch is submitted."""
+        return 0
 
 
 # ---- chat steps ------------------------------------------------------------------------------
@@ -145,6 +174,23 @@ class ChatStep(ModelStep):
     def planned_calls(self, row, profile):
         return [(CHAT, self.request_for(row, profile), self.answer_tokens())]
 
+    def batch_request(self, row, profile):
+        return self.request_for(row, profile)
+
+    def batch_cache_value(self, body, request):
+        return parse_chat(body, request).to_cache()
+
+    def batch_outputs(self, value, request):
+        return self.outputs(ChatReply(value["text"], value["tokens_in"], value["tokens_out"],
+                                      value.get("finish_reason", ""), cached=True))
+
+    def batch_answer_tokens(self) -> int:
+        return self.answer_tokens()
+
+    def outputs(self, reply: ChatReply) -> dict[str, Any]:
+        """The row's outputs from the model's answer (its `run` after the call; batch mode's too)."""
+        raise NotImplementedError
+
     async def ask(self, row: Mapping[str, Any], ctx: StepContext, stream_to: str | None = None) -> ChatReply:
         provider = await self.provider(ctx.resources)
         if not self.FALLBACK:
@@ -180,7 +226,8 @@ class LLM(ChatStep):
         Param("system", TEMPLATE, "", "System message (instructions), may use {column} placeholders."),
         Param("prompt", TEMPLATE, "", "User message, e.g. \"Summarise in one line: {review}\".", required=True),
         *sampling_params(),
-        Param("stream", BOOL, True, "Show the answer as it arrives."),
+        Param("stream", BOOL, True, "Show the answer as it arrives (not in batch mode)."),
+        batch_param(),
         Param("output", OUTPUT, "", "Name of the new column (default: answer).", label="Write to"),
     )
 
@@ -189,8 +236,10 @@ class LLM(ChatStep):
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         out = self.output_name()
-        reply = await self.ask(row, ctx, stream_to=out if self.config["stream"] else None)
-        return {out: reply.text}
+        return self.outputs(await self.ask(row, ctx, stream_to=out if self.config["stream"] else None))
+
+    def outputs(self, reply: ChatReply) -> dict[str, Any]:
+        return {self.output_name(): reply.text}
 
 
 @register
@@ -209,6 +258,7 @@ class StructuredOutput(ChatStep):
               "Ollama); json: JSON mode plus instructions (any server).", choices=("schema", "json")),
         Param("prefix", TEXT, "", "Put this before every field's column name (e.g. \"invoice_\")."),
         *sampling_params(),
+        batch_param(),
     )
 
     def fields(self) -> list[dict[str, str]]:
@@ -274,7 +324,9 @@ class StructuredOutput(ChatStep):
         return self.config.get("max_tokens") or 20 * len(self.fields()) + 10
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
-        reply = await self.ask(row, ctx)
+        return self.outputs(await self.ask(row, ctx))
+
+    def outputs(self, reply: ChatReply) -> dict[str, Any]:
         try:
             return self.parse(reply.text)
         except StepError as exc:
@@ -314,6 +366,7 @@ class Classify(ChatStep):
               "lets it answer nothing but the labels (OpenAI, vLLM, recent Ollama). The answer is checked "
               "against the list either way.", choices=("text", "schema")),
         *sampling_params(),
+        batch_param(),
         Param("output", OUTPUT, "", "Name of the new column (default: label).", label="Write to"),
     )
 
@@ -379,7 +432,9 @@ class Classify(ChatStep):
         return self.config.get("max_tokens") or longest * (len(self.labels()) if self.config["multiple"] else 1) + 2
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
-        reply = await self.ask(row, ctx)
+        return self.outputs(await self.ask(row, ctx))
+
+    def outputs(self, reply: ChatReply) -> dict[str, Any]:
         try:
             return {self.output_name(): self.parse(reply.text)}
         except StepError as exc:

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -253,3 +258,83 @@ async def test_a_provider_without_a_batch_api_fails_the_run_in_one_line(tmp_path
     reason, message = await session.wait()
     assert reason == "failed" and message.startswith("2. LLM: Ollama at ") and "has no batch API" in message
     await session.close()
+
+
+# ---- the CLI, a real process ------------------------------------------------------------------------
+def cli_files(tmp_path, server, n=5) -> tuple[Path, Path, Path, Path]:
+    pipe = tmp_path / "reviews.batchgrid.json"
+    pipe.write_text(json.dumps(pipeline_dict(server)))
+    return pipe, write_sheet(tmp_path / "sheet.csv", n), tmp_path / "out.csv", tmp_path / "journal.sqlite"
+
+
+async def start_cli(*args) -> asyncio.subprocess.Process:
+    env = {**os.environ, KEY_ENV: KEY, "BATCHGRID_BATCH_POLL": "0.01"}  # the provider asked again at once
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "batchgrid.core.cli", "run", *map(str, args),
+                                                stderr=subprocess.PIPE, env=env)
+
+
+async def read_until(process: asyncio.subprocess.Process, text: str) -> list[str]:
+    """stderr's lines up to the first holding `text` (the CLI's own words: no sleeping, no guessing)."""
+    lines: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+        assert line, f"the CLI ended before saying {text!r}: {lines}"
+        lines.append(line.strip())
+        if text in line:
+            return lines
+
+
+async def test_cli_killed_between_submit_and_completion_then_resume_collects_without_submitting_again(tmp_path,
+                                                                                                   server):
+    pipe, sheet, out, journal = cli_files(tmp_path, server)
+    process = await start_cli(pipe, sheet, "-o", out, "--journal", journal)
+    try:
+        said = await read_until(process, "done at the provider")
+        assert said[-1] == ("batchgrid: 2. LLM: batch submitted just now: 0 of 5 done at the provider; "
+                            "the provider is checking the batch")
+        assert any("in batch mode: $" in line for line in said)  # the projection said what batch mode saves
+    finally:
+        process.kill()  # SIGKILL: no cleanup of any kind, the batch is at the provider
+        await process.wait()
+    assert process.returncode == -signal.SIGKILL and not out.exists()
+    server.finish_batches()
+    with sqlite3.connect(journal) as db:  # the batch's record outlived the process
+        assert db.execute("SELECT step FROM batches").fetchall() == [("1",)]
+
+    resumed = await start_cli(pipe, sheet, "-o", out, "--journal", journal, "--resume")
+    _, err = await resumed.communicate()
+    assert resumed.returncode == 0, err.decode()
+    assert "5 done, 0 failed of 5 rows" in err.decode()
+    written = pd.read_csv(out)
+    assert list(written["answer"]) == [f"echo: review t{i}" for i in range(5)]
+    assert list(written["shout"]) == [f"ECHO: REVIEW T{i}" for i in range(5)]
+    assert server.stats.batches_created == 1 and server.stats.files_uploaded == 1
+    assert server.stats.by_path.get("/v1/chat/completions", 0) == 0
+    assert all(n == 1 for n in server.stats.batch_lines.values()) and len(server.stats.batch_lines) == 5
+
+
+async def test_cli_ctrl_c_leaves_the_batch_at_the_provider_and_says_how_to_collect_or_cancel_it(tmp_path, server):
+    server.configure(batch_lines_per_stage=2)
+    pipe, sheet, out, journal = cli_files(tmp_path, server)
+    process = await start_cli(pipe, sheet, "-o", out, "--journal", journal)
+    await read_until(process, "done at the provider")
+    process.send_signal(signal.SIGINT)
+    _, err = await process.communicate()
+    assert process.returncode == 130
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("batchgrid: stopped: 0 done, 0 failed, 5 not run of 5 rows")
+    assert last.endswith("the batch goes on at the provider (2. LLM: batch submitted just now: 0 of 5 done at the "
+                         "provider; the provider is checking the batch): run again with --resume to collect it (nothing is submitted twice), or with "
+                         "--cancel-batch to cancel it")
+    server.advance_batches()
+    server.advance_batches()  # two rows done at the provider
+
+    cancelled = await start_cli(pipe, sheet, "-o", out, "--journal", journal, "--cancel-batch")
+    await read_until(cancelled, "the provider is cancelling the batch")
+    server.finish_batches()
+    _, err = await cancelled.communicate()
+    assert cancelled.returncode == 1, err.decode()
+    written = pd.read_csv(out)
+    assert written["answer"].notna().sum() == 2
+    assert set(written["error"].dropna()) == {"the batch was cancelled before this row was done"}
+    assert server.stats.batches_created == 1 and server.batches[0]["status"] == "cancelled"

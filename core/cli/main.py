@@ -12,6 +12,8 @@ Exit codes:
   130 stopped with Ctrl-C (or SIGTERM) at any moment: one line; before the run nothing is
      written; during the run the finished rows are written (and kept in the journal); during
      the export the previous output is left as it was (--resume writes the rows later)
+     (batch mode: a step's batches go on at the provider; --resume collects them without submitting
+     again, --cancel-batch cancels them there and writes what they finished)
 
 Every failure is one line on stderr (a pipeline's problems: one line each).
 """
@@ -95,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=whole_number, metavar="N", help="run only the first N rows")
     run.add_argument("--resume", action="store_true", help="keep rows finished by the last run; run the rest")
     run.add_argument("--retry-failed", action="store_true", help="rerun only the rows that failed last time")
+    run.add_argument("--cancel-batch", action="store_true",
+                     help="batch mode: cancel at the provider the batches the last run left there, then write the "
+                     "rows they finished (the others fail, saying so); implies --resume")
     run.add_argument("--trust", action="store_true",
                      help="trust the pipeline: let it run Python code, read environment variables outside header "
                      "values and read files outside its folder (only if you trust where it came from; "
@@ -374,6 +379,7 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
             await print_projected_cost(session)
             modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
                      (True, True): RESUME_AND_RETRY}
+            args.resume = args.resume or args.cancel_batch
             if args.cluster:  # the same run, its rows on a Dask cluster (core/run/cluster.py)
                 from .cluster import start_on_cluster
 
@@ -383,6 +389,8 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
                 engine = await session.start(modes[args.resume, args.retry_failed],
                                              max_concurrency=args.max_concurrency)
             ctrl_c.phase = RUNNING  # no await between the start and this: Ctrl-C now stops the run
+            if args.cancel_batch and hasattr(engine, "cancel_batch"):
+                engine.cancel_batch()  # as soon as the step in batch mode takes its batches up again
         except asyncio.CancelledError:
             if not ctrl_c.pressed:
                 raise
@@ -418,6 +426,10 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
     if ctrl_c.pressed:
         rest = "; finished rows are kept: run again with --resume to finish the rest" if session.store.count(ev.DONE) \
             + session.store.count(ev.ERROR) < len(session.store) else ""
+        left = getattr(engine, "left_at_provider", [])
+        if left:  # batch mode: Ctrl-C ended only the wait; the provider goes on
+            rest = (f"; the batch goes on at the provider ({'; '.join(left)}): run again with --resume to collect it "
+                    "(nothing is submitted twice), or with --cancel-batch to cancel it")
         raise Interrupted(f"{line}{rest}")
     print(line, file=sys.stderr)
     if session.journal_failure:  # the run stopped on it, or its last rows were not journalled
@@ -451,6 +463,19 @@ async def print_projected_cost(session) -> None:
         print(f"projected: {estimate.describe()}" + (f"; budget {budget}" if budget else ""), file=sys.stderr)
 
 
+class BatchLines:
+    """Without a bar (stderr is a log): a line each time a step in batch mode's wait changes
+    ("batchgrid: 2. LLM: batch submitted 3 min ago: 120 of 500 done at the provider")."""
+
+    def __init__(self) -> None:
+        self.said = ""
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, ev.BatchWaiting) and event.line and event.line != self.said:
+            self.said = event.line
+            print(f"batchgrid: {event.step}: {event.line}", file=sys.stderr, flush=True)
+
+
 def default_output(input_path: Path) -> Path:
     return input_path.with_name(f"{input_path.stem}-results.xlsx")
 
@@ -474,6 +499,8 @@ async def follow(session, engine, *, quiet: bool) -> None:
             session.stop()
 
     engine.subscribe(on_pause)  # the run has not published anything yet: it starts on the next loop turn
+    if not quiet and not sys.stderr.isatty():  # a log, not a bar: batch mode's wait said when it moves
+        engine.subscribe(BatchLines())
     if quiet or not sys.stderr.isatty():
         await session.wait()
         return

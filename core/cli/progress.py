@@ -1,5 +1,6 @@
 """The CLI's live progress bar (rich): done, failed, in flight, rows/s, ETA, tokens and cost, and
-the server the run waits for ("waiting for the server at ... (retrying in 8 s)")."""
+the server the run waits for ("waiting for the server at ... (retrying in 8 s)"), and a step in batch mode's
+batches ("batch submitted 2 h ago: 41,200 of 50,000 done at the provider")."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class ProgressBar:
 
     def on_event(self, event: object) -> None:
         if isinstance(event, (ev.RowFinished, ev.RunPaused, ev.RunResumed, ev.RunFinished, ev.RunWaiting,
-                              ev.ServerBack)):
+                              ev.ServerBack, ev.BatchWaiting)):
             self._refresh()
 
     def _refresh(self) -> None:
@@ -49,7 +50,10 @@ class ProgressBar:
             detail += f" {p.tokens_in + p.tokens_out:,} tokens ${p.cost:.4f}"
         if p.waiting:  # a server that stopped answering: "waiting for the server at ... (retrying in 8 s)"
             detail += f" [yellow]{waiting_text(p)}[/]"
-        state = "paused" if self.engine.paused else "waiting" if p.waiting else "running"
+        if getattr(p, "batch", ""):  # batch mode: "batch submitted 2 h ago: 41,200 of 50,000 done at the provider"
+            detail += f" [yellow]{p.batch}[/]"
+        state = ("paused" if self.engine.paused else "waiting" if p.waiting
+                 else "at the provider" if getattr(p, "batch", "") else "running")
         if self._task is None:
             return
         self._progress.update(self._task, completed=p.finished, detail=detail, description=state)

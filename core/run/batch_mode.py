@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-POLL = bx.DEFAULT_POLL  # how often the provider is asked (tests make it quick)
+def _poll() -> bx.PollPolicy:
+    """How often the provider is asked: 5 s growing to a minute; BATCHGRID_BATCH_POLL=SECONDS asks first after
+    that long (the same growth, capped at 12 times it)."""
+    first = os.environ.get("BATCHGRID_BATCH_POLL", "")
+    try:
+        seconds = float(first)
+    except ValueError:
+        return bx.DEFAULT_POLL
+    return bx.PollPolicy(first=seconds, cap=seconds * 12) if seconds > 0 else bx.DEFAULT_POLL
+
+
+POLL = _poll()
 
 
 class BatchBook(Protocol):

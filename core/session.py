@@ -89,6 +89,7 @@ class Session:
         self._trusted_files: set[tuple[Path, str]] = set()  # (file, fingerprint) trusted in this session
         self.listeners: list[ev.Listener] = []  # hear every run's events (after the store)
         self._run_task: asyncio.Task | None = None
+        self._batches_left = ""  # what pending_batch() last found at the provider (until a run starts)
         self._open_generation = 0
 
     # ---- the sheet --------------------------------------------------------------------------
@@ -266,7 +267,8 @@ class Session:
         for key, data in pending.items():
             line = await batch_mode.describe_pending(BatchRecord.from_dict(data), self.pipeline.providers)
             lines.append(f"{labels.get(key, 'a step')}: {line}")
-        return "\n".join(lines)
+        self._batches_left = "\n".join(lines)
+        return self._batches_left
 
     async def cancel_batch(self) -> bool:
         """Cancel at the provider the batches of a step in batch mode: the running run's (its rows done at the
@@ -285,8 +287,11 @@ class Session:
 
     @property
     def batch_pending(self) -> bool:
-        """The running run waits for a step's batches at the provider (the window offers Cancel batch)."""
-        return self.running and self.engine is not None and self.engine.batch_pending
+        """A step's batches wait at the provider: the running run's, or those the last run (or the journal, as
+        pending_batch() found) left there (the window offers Cancel batch)."""
+        if self.running:
+            return self.engine is not None and self.engine.batch_pending
+        return bool(self._batches_left or (self.engine is not None and getattr(self.engine, "left_at_provider", [])))
 
     # ---- running ----------------------------------------------------------------------------
     @property
@@ -317,6 +322,7 @@ class Session:
         if self.running:
             raise BatchgridError("a run is already in progress")
         job = await self._current_job()
+        self._batches_left = ""  # a run takes them up again (resume) or leaves them (another run)
         # Job.start snapshots the pipeline, opens the journal's run and reads its rows: off the loop.
         engine = await asyncio.to_thread(job.start, mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to)
         self.engine = engine

@@ -66,6 +66,10 @@ def build_actions(self: MainWindow) -> None:
                                      "(or the first N)")
     self.act_retry = make_action(self, "Retry failed/stopped rows", self.retry_failed, None, "retry",
                                  "Run again the rows that failed or were stopped")
+    self.act_cancel_batch = make_action(self, "Cancel batch", self.cancel_batch, None, "stop",
+                                        "Cancel at the provider the batch a step in batch mode waits for; the rows it "
+                                        "finished are collected")
+    self.act_cancel_batch.setVisible(False)  # shown while a batch waits at the provider
     self.act_run_settings = make_action(self, "Run settings…", self.show_run_settings, None, "settings",
                                         "Retries, response cache and budget, saved with the pipeline")
     self.act_delete_step = make_action(self, "Delete step", self.delete_step, K.Delete, "delete")
@@ -99,6 +103,8 @@ def build_actions(self: MainWindow) -> None:
     for action in (self.act_run, self.act_run_again, self.act_preview, self.act_run_up_to, self.act_pause,
                    self.act_stop, self.act_retry):
         run.addAction(action)
+    run.addAction(self.act_cancel_batch)
+    run.aboutToShow.connect(lambda: self.act_cancel_batch.setVisible(self.batch_waiting()))
     run.addSeparator()
     run.addAction(self.act_run_settings)
 

@@ -53,14 +53,22 @@ def duration(seconds: float | None) -> str:
 
 
 def progress_text(p, paused: bool = False) -> str:
-    """done / failed / in flight / queued, rows per second, ETA (or the server the run waits for),
-    tokens and cost."""
-    parts = [f"{p.done:,} done", f"{p.failed:,} failed", f"{p.running:,} in flight", f"{p.queued:,} queued"]
+    """done / failed / in flight / queued, rows per second, ETA (or the server the run waits for, or how far
+    a step in batch mode's batch is at the provider), tokens and cost."""
+    # Batch mode first (the line is cut at its end when room is short): "batch submitted 2 h ago: 41,200 of
+    # 50,000 done at the provider", and the rows waiting at its step.
+    batch = getattr(p, "batch", "")
+    parts = [batch + (" (paused)" if paused else "")] if batch else []
+    if getattr(p, "batched", 0):
+        parts.append(f"{p.batched:,} waiting for the batch")
+    parts += [f"{p.done:,} done", f"{p.failed:,} failed", f"{p.running:,} in flight", f"{p.queued:,} queued"]
     if p.cancelled:
         parts.append(f"{p.cancelled:,} stopped")
     rate = p.rows_per_second
     parts.append(f"{rate:,.1f} rows/s" if rate < 10 else f"{rate:,.0f} rows/s")
-    if paused:
+    if batch:
+        pass  # no ETA: the provider decides (within 24 hours)
+    elif paused:
         parts.append("paused")
     elif getattr(p, "waiting", ""):  # a server that stopped answering (a restart): its rows wait
         parts.append(f"{p.waiting} (retrying in {max(0.0, p.waiting_until - time.perf_counter()):.0f} s)")

@@ -108,8 +108,8 @@ class RunController(QObject):
             self.finished.emit(reason, message)
 
     def _on_event(self, event: object) -> None:
-        if isinstance(event, (ev.RunPaused, ev.RunResumed, ev.RunWaiting, ev.ServerBack)):
-            self._tick()  # "waiting for the server at ..." shows (and goes) at once
+        if isinstance(event, (ev.RunPaused, ev.RunResumed, ev.RunWaiting, ev.ServerBack, ev.BatchWaiting)):
+            self._tick()  # "waiting for the server at ..." (or a batch's progress) shows (and goes) at once
             if isinstance(event, ev.RunPaused) and event.reason:
                 self.pausedBy.emit(*pause_offer(event))
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from batchgrid.core.pipeline import Pipeline
 from batchgrid.core.session import Sheet
 from batchgrid.core.table.password import PasswordRequired, WrongPassword
+from batchgrid.core.util.errors import BatchgridError
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QLineEdit
@@ -92,6 +93,7 @@ class FileActions(_Base):
         self.update_state()
         self.update_estimate()
         await self.offer_resume()
+        await self.offer_pending_batch()
         self.sheetLoaded.emit()
         return True
 
@@ -240,7 +242,48 @@ class FileActions(_Base):
             await reread  # which offers to resume the last run
         else:
             await self.offer_resume()
+            await self.offer_pending_batch()
         return True
+
+    # ---- batch mode: a batch the last run left at the provider -----------------------------
+    async def offer_pending_batch(self) -> None:
+        """The last run of this pipeline on this sheet left a batch at the provider (the app was closed, or
+        the run stopped): say how far it is there, asked now, and offer to collect it or cancel it."""
+        try:
+            line = await self.session.pending_batch()
+        except BatchgridError as exc:
+            line = f"a batch of the last run is at the provider, but it cannot be asked how far it is ({exc})"
+        if line:
+            self.show_message(f"{line}. Resume collects the results when they are ready (nothing is sent again).",
+                              "info", [("Resume", lambda: self.start_run("resume")),
+                                       ("Cancel batch", self.cancel_batch)])
+
+    def cancel_batch(self) -> asyncio.Task:
+        """Run ▸ Cancel batch: cancel at the provider the batch the run waits for (or the last run left there);
+        the rows it finished are collected."""
+        running = self.session.running
+
+        async def cancel() -> None:
+            try:
+                cancelled = await self.session.cancel_batch()
+            except BatchgridError as exc:
+                self.show_message(f"The batch could not be cancelled: {one_line(exc)}")
+                return
+            if not cancelled:
+                self.show_message("No batch is waiting at the provider.", "info")
+            elif running:
+                self.show_message("Cancelling the batch at the provider; the rows it finished will be collected.",
+                                  "info")
+            else:
+                self.show_message("The batch is cancelled at the provider. Resume collects the rows it finished.",
+                                  "info", [("Resume", lambda: self.start_run("resume"))])
+
+        return self.spawn(cancel())
+
+    def batch_waiting(self) -> bool:
+        """A batch waits at the provider: the running run's, or one the last run left there (the Run menu
+        then offers Cancel batch)."""
+        return self.session.batch_pending
 
     def save_pipeline(self) -> bool:
         if self.doc.pipeline.path is None:

@@ -34,6 +34,7 @@ from batchgrid.core.providers.profiles import api_key, resolve_profile
 from batchgrid.core.providers.tokens import prompt_tokens
 from batchgrid.core.steps.plan import PlannedStep
 from batchgrid.core.util.errors import BatchgridError, RetryableError, StepError
+from batchgrid.core.util.patterns import NeedsWorkerThread
 
 from . import events as ev
 
@@ -180,7 +181,11 @@ class BatchStage:
         groups: dict[str, list[RowState]] = {}  # identical requests: sent once
         keys: dict[int, str] = {}
         going: list[RowState] = []
+        condition = getattr(self.planned.call, "condition", None)  # a step with `when` (core/steps/plan.py)
         for state in rows:
+            if condition is not None and await self._skipped(state, condition):
+                going.append(state)
+                continue
             try:
                 request = step.batch_request(state.row, profile)
             except Exception as exc:  # a template that does not render, an empty text...
@@ -208,6 +213,18 @@ class BatchStage:
                     continue
                 self._settle(provider, state, outcome, requests[state.index], keys[state.index], groups)
         return [state for state in going if engine.results[state.index] is None]
+
+    async def _skipped(self, state: RowState, condition: Any) -> bool:
+        """A row that does not meet the step's condition skips the batch, as it would skip the step."""
+        try:
+            why = condition.unmet(state.row)
+        except NeedsWorkerThread:  # a pattern of the user's outran its slice of the loop
+            why = await asyncio.to_thread(condition.unmet, state.row)
+        if why is None:
+            return False
+        state.row.update(self.planned.call.skipped(state.row))  # type: ignore[attr-defined]
+        state.trace.append(ev.StepTrace(self.planned.label, 0.0, 1, "", {"skipped": why}, self.planned.path))
+        return True
 
     # ---- at the provider ----------------------------------------------------------------------
     async def _outcomes(self, provider, waiting: list[RowState], requests: dict[int, dict[str, Any]],

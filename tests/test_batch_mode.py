@@ -338,3 +338,82 @@ async def test_cli_ctrl_c_leaves_the_batch_at_the_provider_and_says_how_to_colle
     assert written["answer"].notna().sum() == 2
     assert set(written["error"].dropna()) == {"the batch was cancelled before this row was done"}
     assert server.stats.batches_created == 1 and server.batches[0]["status"] == "cancelled"
+
+
+# ---- the other model steps, and answers that do not parse --------------------------------------------
+async def run_steps_in_batch(tmp_path, server, steps: list[dict], n=3) -> Session:
+    session = Session(journal_path=tmp_path / "journal.sqlite", data_dir=tmp_path / "data")
+    session.set_pipeline(Pipeline.from_dict({"version": 1, "providers": profile(server), "steps": steps}))
+    await session.open_sheet(write_sheet(tmp_path / "sheet.csv", n))
+    assert session.problems() == []
+    server.configure(batch_seconds_per_stage=0)  # each poll finds the batches a stage further on
+    await session.start()
+    assert (await session.wait())[0] == "finished"
+    return session
+
+
+async def test_structured_classify_and_embed_steps_read_their_answers_from_the_batch(tmp_path, server):
+    server.configure(reply=lambda prompt, body: "beta" if "Classify" in prompt else '{"words": 2}')
+    session = await run_steps_in_batch(tmp_path, server, [
+        {"type": "classify", "prompt": "{text}", "labels": ["alpha", "beta"], "batch": True},
+        {"type": "structured", "prompt": "{text}", "fields": [{"name": "words", "type": "integer"}], "batch": True},
+        {"type": "embed", "source": "text", "dimensions": 8, "batch": True},
+    ])
+    assert outputs(session, "label") == ["beta"] * 3
+    assert outputs(session, "words") == [2, 2, 2]
+    vectors = outputs(session, "text_embedding")
+    assert [len(v) for v in vectors] == [8, 8, 8] and vectors[0] != vectors[1]
+    assert [b["endpoint"] for b in server.batches] == ["/v1/chat/completions"] * 2 + ["/v1/embeddings"]
+    assert server.stats.by_path.get("/v1/embeddings", 0) == 0 and server.stats.batches_created == 3
+    assert all(r.cost > 0 for r in session.store.results)
+    await session.close()
+
+
+async def test_an_answer_that_does_not_parse_fails_its_row_in_the_steps_words_and_is_still_paid(tmp_path, server):
+    server.configure(reply=lambda prompt, body: "gamma" if "t1" in prompt else "alpha")
+    session = await run_steps_in_batch(tmp_path, server, [
+        {"type": "classify", "prompt": "{text}", "labels": ["alpha", "beta"], "batch": True}])
+    results = session.store.results
+    assert [r.status for r in results] == [ev.DONE, ev.ERROR, ev.DONE]
+    assert results[1].error == "the model answered 'gamma', which is not one of the labels: alpha, beta"
+    assert results[1].cost > 0 and results[1].trace[0].details["raw"] == "gamma"
+    await session.close()
+
+
+async def test_cancel_batch_with_no_run_going_on_cancels_what_the_last_run_left(tmp_path, server):
+    server.configure(batch_lines_per_stage=1)
+    session = await open_session(tmp_path, server, n=3)
+    waiting = when(session, submitted)
+    await session.start()
+    await waiting
+    session.stop()
+    await session.wait()
+    server.advance_batches()
+    server.advance_batches()  # one row done at the provider
+    assert session.batch_pending
+    assert await session.cancel_batch()  # the window's Cancel batch on the reopen offer; no run
+    assert server.batches[0]["status"] == "cancelling"
+    server.finish_batches()
+    await session.start("resume")
+    assert (await session.wait())[0] == "finished"
+    assert sorted(r.status for r in session.store.results) == [ev.DONE, ev.ERROR, ev.ERROR]
+    assert server.stats.batches_created == 1
+    await session.close()
+
+
+async def test_rows_that_do_not_meet_the_steps_condition_skip_the_batch(tmp_path, server):
+    pytest.importorskip("batchgrid.core.steps.conditions")  # conditions (`when`) land with their own work
+    session = Session(journal_path=tmp_path / "journal.sqlite", data_dir=tmp_path / "data")
+    session.set_pipeline(Pipeline.from_dict({"version": 1, "providers": profile(server), "steps": [
+        {"type": "llm", "prompt": "{text}", "batch": True,
+         "when": {"all": [{"column": "n", "op": "<=", "value": 1}]}}]}))
+    sheet = tmp_path / "sheet.csv"
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "n": [0, 5, 1, 7]}).to_csv(sheet, index=False)
+    await session.open_sheet(sheet)
+    server.configure(batch_seconds_per_stage=0)
+    await session.start()
+    assert (await session.wait())[0] == "finished"
+    assert outputs(session, "answer") == ["echo: a", None, "echo: c", None]
+    assert sorted(server.stats.batch_lines) == ["0:0", "2:0"]
+    assert session.store.results[1].trace[0].details == {"skipped": "n is not <= 1"}
+    await session.close()

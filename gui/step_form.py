@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .condition_editor import ConditionEditor
 from .document import PipelineDocument
 from .fields import Field, FormContext, OutputField, make_field
 from .icons import icon, step_icon
@@ -222,6 +223,11 @@ class StepForm(QWidget):
         for param in cls.params:
             form.addRow(self._label(param), self._row(param))
         layout.addLayout(form)
+        self.condition = ConditionEditor(doc, step, ctx.columns)  # "Run only when…" (the step's `when`)
+        layout.addWidget(self.condition)
+        self.condition_problems = caption("", "fieldProblem")
+        self.condition_problems.hide()
+        layout.addWidget(self.condition_problems)
         layout.addStretch(1)
 
         doc.stepChanged.connect(self._step_changed)
@@ -289,6 +295,8 @@ class StepForm(QWidget):
             self.branches.refresh()
         elif what == "name" and self.name_edit.text() != step.name:
             self.name_edit.setText(step.name)
+        elif what == "when":
+            self.condition.refresh()
         elif what == "enabled":
             self.enabled_check.blockSignals(True)
             self.enabled_check.setChecked(step.enabled)
@@ -311,9 +319,12 @@ class StepForm(QWidget):
             label.setVisible(bool(problems))
             if name in self.fields:
                 mark_problem(self.fields[name].main_widget(), bool(problems))
-        whole = self.doc.problems_for(self.step, "")
+        whole = [p for p in self.doc.problems_for(self.step, "") if p.problem.param != "when"]
         self.step_problems.setText("\n".join(p.message for p in whole))
         self.step_problems.setVisible(bool(whole))
+        when = [p for p in self.doc.problems_for(self.step, "") if p.problem.param == "when"]  # under its editor
+        self.condition_problems.setText("\n".join(p.message for p in when))
+        self.condition_problems.setVisible(bool(when))
 
     def set_preview_row(self, row: dict[str, Any] | None, label: str) -> None:
         self.ctx.preview_row, self.ctx.preview_label = row, label

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from batchgrid.core.steps import Step
+from batchgrid.core.steps import Step, conditions
 from batchgrid.core.steps.base import all_writes
 from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
@@ -36,14 +36,16 @@ ProblemRole = Qt.ItemDataRole.UserRole + 3
 
 
 def summary(step: Step) -> str:
-    """One line saying what a step reads and writes."""
+    """One line saying what a step reads and writes, and when it runs ("only when rating < 3")."""
+    when = conditions.describe(step.when)
+    only = f"  ·  only when {when}" if when else ""
     branches = step.children()
     if branches:
         names = ", ".join(branches) or "none yet"
-        return f"{len(branches)} branch{'es' if len(branches) != 1 else ''}: {names}"
-    reads = ", ".join(step.reads()) or "—"
+        return f"{len(branches)} branch{'es' if len(branches) != 1 else ''}: {names}{only}"
+    reads = ", ".join(dict.fromkeys(c for _, c in step.column_refs())) or "—"  # the condition's: in `only`
     writes = ", ".join(all_writes(step)) or "—"
-    return f"{reads}  →  {writes}"
+    return f"{reads}  →  {writes}{only}"
 
 
 class StepListModel(QAbstractListModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from batchgrid.core.pipeline.file import SETTINGS
-from batchgrid.core.steps import step_types_by_group
+from batchgrid.core.steps import conditions, step_types_by_group
 
 
 def _default(value) -> str:
@@ -33,6 +33,18 @@ def steps_markdown() -> str:
                 req = " **required**" if p.required else ""
                 lines.append(f"| `{p.name}` | {kind} | {_default(p.default)} | {p.help}{req} |")
             lines.append("")
+    lines.append("### Run conditions (`when`, on any step)\n")
+    lines.append('Any step can carry `"when": {"all": [rules]}` (every rule holds) or `{"any": [rules]}` (at least '
+                 'one does), each rule `{"column": ..., "op": ..., "value": ...}`. Rows that do not meet it skip the '
+                 "step: its outputs stay blank and the row inspector says why (`skipped: rating is not < 3`); the "
+                 "cost projection counts only the rows that meet it. Numbers compare as numbers when both sides "
+                 'read as numbers (`"1,234.50"`, `"$12"`, `"12%"`), dates as dates (`2024-01-31`), other text '
+                 "without regard to case.\n")
+    lines.append("| op | the rule holds when |")
+    lines.append("|---|---|")
+    for op in conditions.OPS:
+        lines.append(f"| `{op}` | {conditions.OP_HELP[op]} |")
+    lines.append("")
     lines.append("### Run settings (`settings`)\n")
     lines.append("| setting | default | meaning |")
     lines.append("|---|---|---|")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgrid.core.providers.profiles import validate_providers
-from batchgrid.core.steps import REGISTRY, Step
+from batchgrid.core.steps import REGISTRY, Step, conditions
 from batchgrid.core.steps import base as b
 from batchgrid.core.steps.base import all_writes, walk  # noqa: F401  (walk: re-exported for gui/main_window)
 from batchgrid.core.steps.tree import Problem, StepPath, format_path, iter_steps
@@ -239,7 +239,7 @@ def build_step(raw: Any, path: StepPath, problems: list[Problem]) -> Step | None
     names = {p.name for p in cls.params}
     config: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in ("type", "name", "enabled"):
+        if key in ("type", "name", "enabled", "when"):
             continue
         if key not in names:
             problems.append(Problem(f"unknown parameter for a {kind} step{_suggest(key, names)}; "
@@ -256,6 +256,8 @@ def build_step(raw: Any, path: StepPath, problems: list[Problem]) -> Step | None
     if not isinstance(enabled, bool):
         problems.append(Problem("must be true or false", path, "enabled"))
         enabled = True
+    when = raw.get("when")
+    problems += [Problem(message, path, "when") for message in conditions.problems(when)]
     branches = {}
     for p in cls.params:
         if p.kind == b.BRANCHES and isinstance(config.get(p.name), dict):
@@ -264,7 +266,7 @@ def build_step(raw: Any, path: StepPath, problems: list[Problem]) -> Step | None
             config[p.name] = branches
     if len(problems) > before:
         return None
-    step = cls(config, name=name, enabled=enabled)
+    step = cls(config, name=name, enabled=enabled, when=copy.deepcopy(when))
     problems += [Problem(message, path, param) for param, message in step.check()]
     return step
 
@@ -395,6 +397,7 @@ def check_configs(steps: list[Step]) -> list[Problem]:
                   if p.name in step.config and (step.config[p.name] is not None or p.required)}
         problems += check_values(step.params, config, visit.path)
         problems += [Problem(message, visit.path, param) for param, message in step.check()]
+        problems += [Problem(message, visit.path, "when") for message in conditions.problems(step.when)]
         if len(visit.path) > 1 and step.config.get("batch") is True:  # batch mode waits for every row: not in a branch
             problems.append(Problem("batch mode works on top-level steps only: move this step out of the parallel "
                                     "step, or turn batch mode off", visit.path, "batch"))
@@ -434,6 +437,10 @@ def _check_reads(step: Step, path: StepPath, available: tuple[str, ...]) -> list
             message = step.unknown_column_message(param, name, available)
             problems.append(Problem(message or f'unknown column "{name}"{_suggest(name, available)}'
                                     f"; columns are: {shown or '(none)'}", path, param))
+    for name in conditions.columns(step.when):  # what its condition tests ("run only when ...")
+        if name not in have:
+            problems.append(Problem(f'the condition tests an unknown column "{name}"{_suggest(name, available)}'
+                                    f"; columns are: {shown or '(none)'}", path, "when"))
     return problems
 
 

@@ -11,6 +11,9 @@ Batch mode's price is projected beside it: the same calls at the provider's batc
 API), so the line can say "in batch mode: $0.62 instead of $1.24". Calls made once per run (a
 knowledge base) stay at the synchronous price.
 
+A step with a condition (`when`) counts only the sampled rows that meet it: the projection
+scales what those rows would cost, so a condition met by 3 rows in 20 projects 15% of the calls.
+
 User code stays bounded here too: patterns run under their time limit (core/util/patterns.py),
 and a step whose pattern ran out of time on one sampled row is not run on the others.
 """
@@ -26,6 +29,9 @@ from batchgrid.core.providers.cache import CACHE_FILE, ResponseCache, cache_key
 from batchgrid.core.providers.prices import PriceTable, money
 from batchgrid.core.providers.profiles import resolve_profile
 from batchgrid.core.providers.tokens import prompt_tokens
+from batchgrid.core.steps import conditions
+from batchgrid.core.steps.base import all_writes
+from batchgrid.core.util.errors import StepError
 from batchgrid.core.util.paths import default_data_dir
 from batchgrid.core.util.patterns import PatternTooSlow
 
@@ -140,8 +146,10 @@ class _Tally:
                 continue
             label = f"{prefix}{number}. {step.label}"
             children = step.children()
-            if children:
-                outputs: dict[str, Any] = {}
+            outputs: dict[str, Any] = {}
+            if not self.meets(step, label, row):
+                outputs = {c: row.get(c) for c in all_writes(step)}  # skipped: blank, or as the row has it
+            elif children:
                 for name, branch in children.items():  # branches see the row as it was before them
                     outputs.update(self.walk(branch, dict(row), f"{label} › {name} › "))
             else:
@@ -149,6 +157,20 @@ class _Tally:
             row.update(outputs)
             produced.update(outputs)
         return produced
+
+    def meets(self, step, label: str, row: dict[str, Any]) -> bool:
+        """The sampled row meets the step's condition (a step without one: always). A condition
+        that cannot be tested counts as met: the projection errs towards paying."""
+        if step.when is None:
+            return True
+        try:
+            condition = conditions.parse(step.when)
+            return condition is None or condition.unmet(row) is None
+        except (StepError, PatternTooSlow) as exc:
+            problem = f"{label}: {exc}"
+            if problem not in self.estimate.problems:
+                self.estimate.problems.append(problem)
+            return True
 
     def step(self, step, label: str, row: dict[str, Any]) -> dict[str, Any]:
         blank = {c: "" for c in step.writes()}

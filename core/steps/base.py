@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchgrid.core.util import template as tpl
 
+from . import conditions
+
 if TYPE_CHECKING:  # pragma: no cover
     from .context import RunResources, StepContext
 
@@ -98,12 +100,15 @@ class Step:
     # The step runs code from the pipeline file: it needs the user's trust.
     runs_code: ClassVar[bool] = False
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, name: str = "", enabled: bool = True):
+    def __init__(self, config: Mapping[str, Any] | None = None, *, name: str = "", enabled: bool = True,
+                 when: dict[str, Any] | None = None):
         self.config: dict[str, Any] = {p.name: p.default_value() for p in self.params}
         if config:
             self.config.update(config)
         self.name = name
         self.enabled = enabled
+        # Run only on rows that meet this condition (core/steps/conditions.py); None: every row.
+        self.when = when
 
     # ---- description -------------------------------------------------------------
     @property
@@ -139,8 +144,8 @@ class Step:
         return None
 
     def reads(self) -> list[str]:
-        """Columns this step reads, in order, without repeats."""
-        return list(dict.fromkeys(name for _, name in self.column_refs()))
+        """Columns this step reads, in order, without repeats (its condition's columns last)."""
+        return list(dict.fromkeys([*(name for _, name in self.column_refs()), *conditions.columns(self.when)]))
 
     def writes(self) -> list[str]:
         """Output columns, in order. Steps whose outputs depend on their settings override it."""
@@ -212,6 +217,8 @@ class Step:
                 out[p.name] = value
             elif value != p.default or p.required:  # a required value is always written, default or not
                 out[p.name] = value
+        if self.when is not None:
+            out["when"] = self.when
         return out
 
 

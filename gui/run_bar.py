@@ -174,6 +174,7 @@ class RunBar(QWidget):
         line.addWidget(self.stats, 3)
         outer.addLayout(line)
         self.part_run = ""  # "Retry of 3 rows" while a run covers some rows of the sheet
+        self.batch_left = ""  # how far the batch was at the provider when the run ended without it
 
         self.run_button.clicked.connect(self.runClicked)
         self.pause_button.clicked.connect(self.pauseClicked)
@@ -219,12 +220,14 @@ class RunBar(QWidget):
     def run_started(self, mode: str, selected: int, total: int) -> None:
         """A run starts: of every row, or of some (`mode` retry_failed, resume, preview, up_to)."""
         part = selected < total and mode in PART_RUNS
+        self.batch_left = ""
         self.part_run = f"{PART_RUNS[mode]} of {selected:,} row{'s' if selected != 1 else ''}" if part else ""
 
     def show_progress(self, p, paused: bool = False, done_overall: int | None = None) -> None:
         """The run's numbers; a run of some rows shows the sheet's overall tally on the bar
         (`done_overall` of `p.total` done) and says what it runs on the line."""
         self.progress.show()
+        self.batch_left = getattr(p, "batch", "") if p.finished_at else ""  # a run ended with its batch waiting
         if self.part_run and done_overall is not None:
             self.progress.setRange(0, max(1, p.total))
             self.progress.setValue(min(done_overall, p.total))
@@ -237,7 +240,10 @@ class RunBar(QWidget):
             self.stats.setText(progress_text(p, paused))
 
     def show_message(self, text: str) -> None:
-        """A line about the run (stopped, ...) beside its numbers."""
+        """A line about the run (stopped, ...) beside its numbers; a run stopped while its batch waits at
+        the provider says so first (the batch goes on there)."""
+        if self.batch_left:
+            text = f"The batch goes on at the provider ({self.batch_left}); Run collects it. {text}"
         self.stats.setText(text)
 
     def reset(self) -> None:

@@ -264,8 +264,9 @@ class BatchStage:
                     self._fail(state, exc, 0.0)
             return {}
         finally:
-            engine.progress.batch = ""
-            engine.publish(ev.BatchWaiting(self.planned.label, ""))
+            if not self.submitted:  # else (stopped while it waits) the run's last line still says where it is
+                engine.progress.batch = ""
+                engine.publish(ev.BatchWaiting(self.planned.label, ""))
             await client.aclose()
 
     async def _try(self, call):

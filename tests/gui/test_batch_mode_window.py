@@ -61,6 +61,9 @@ def test_the_run_bar_shows_the_batch_and_a_reopened_sheet_offers_to_collect_it(q
         return await finished
 
     assert run(qloop, stop())[0] == "stopped"
+    said = window.run_bar.stats.text()
+    assert said.startswith("The batch goes on at the provider (batch submitted just now: 0 of 4 done at the provider")
+    assert "); Run collects it. Stopped: 0 done, 0 failed, 4 stopped" in said
     assert server.stats.batches_created == 1
     server.advance_batches()
     server.advance_batches(lines=1)

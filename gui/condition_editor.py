@@ -7,6 +7,7 @@ same JSON the pipeline file holds; no rules: no condition (`when` is None, the s
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from batchgrid.core.steps import Step, conditions
@@ -50,7 +51,9 @@ def _number_or_text(text: str) -> Any:
         number = json.loads(text)
     except ValueError:
         return text
-    return number if isinstance(number, (int, float)) and not isinstance(number, bool) else text
+    # NaN and Infinity are no JSON numbers: they stay text (and the check says so for an order).
+    ok = isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number)
+    return number if ok else text
 
 
 class RuleRow(QWidget):
@@ -67,6 +70,8 @@ class RuleRow(QWidget):
         self.column.setCurrentText(str(rule.get("column") or ""))
         self.op = QComboBox()
         self.op.addItems(conditions.OPS)
+        for i, name in enumerate(conditions.OPS):
+            self.op.setItemData(i, conditions.OP_HELP[name], Qt.ItemDataRole.ToolTipRole)
         op = rule.get("op")
         self.op.setCurrentText(op if op in conditions.OPS else conditions.EQUALS)
         self.value = QLineEdit(_value_text(self.op.currentText(), rule.get("value")))
@@ -80,7 +85,8 @@ class RuleRow(QWidget):
         row.addWidget(self.value, 2)
         row.addWidget(remove)
         self._show_value()
-        self.column.currentTextChanged.connect(lambda _text: editor.write())
+        self.column.activated.connect(lambda _i: editor.write())  # picked from the list
+        self.column.lineEdit().editingFinished.connect(editor.write)  # typed: one edit, not one per key
         self.op.currentTextChanged.connect(self._op_changed)
         self.value.editingFinished.connect(editor.write)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -234,3 +236,26 @@ def test_the_readme_s_condition_examples_are_valid_and_read_well():
         "summary is empty", 'language does not equal "en"', 'rating <= 2 or sentiment equals "negative"']
     example = json.loads((EXAMPLES / "reviews-llm.batchgrid.json").read_text())
     assert [conditions.describe(s.get("when")) for s in example["steps"]] == ["", "", "rating <= 3", ""]
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batchgrid.core.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_line_checks_a_condition_and_runs_it(tmp_path):
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,rating\n  good ,5\n bad ,1\n so-so ,2\n")
+    pipeline = tmp_path / "p.json"
+    step = {"type": "trim", "source": "review", "output": "clean", "when": {"all": [rule("ratng", "<", 3)]}}
+    pipeline.write_text(json.dumps({"version": 1, "steps": [step]}))
+    bad = _cli("check", pipeline, data)
+    assert bad.returncode != 0
+    assert 'steps[0].when: the condition tests an unknown column "ratng" (did you mean "rating"?)' in bad.stderr
+    step["when"] = {"all": [rule("rating", "<", 3)]}
+    pipeline.write_text(json.dumps({"version": 1, "steps": [step]}))
+    out = tmp_path / "out.csv"
+    ran = _cli("run", pipeline, data, "-o", out, "--journal", tmp_path / "j.sqlite")
+    assert ran.returncode == 0, ran.stderr
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert frame["clean"].tolist() == ["", "bad", "so-so"]

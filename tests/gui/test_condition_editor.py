@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-
-from batchgrid.core.steps import conditions
+from batchgrid.core.steps import conditions, new_step
 from batchgrid.gui.document import PipelineDocument
 from batchgrid.gui.fields import FormContext
 from batchgrid.gui.step_form import StepForm
 from batchgrid.gui.step_list import ProblemRole, StepListModel, SummaryRole
-from batchgrid.core.steps import new_step
+from PySide6.QtCore import Qt
+
+
+def pick(combo, text: str) -> None:
+    """Type a column name into the rule's column box and leave it, as a user does."""
+    combo.setCurrentText(text)
+    combo.lineEdit().editingFinished.emit()
 
 
 def _form(qtbot, columns=("review", "rating", "language")):
@@ -29,7 +33,7 @@ def test_rules_typed_in_the_form_become_the_steps_condition_and_show_on_its_card
     assert step.when is None and not editor.rows
     qtbot.mouseClick(editor.add_button, Qt.MouseButton.LeftButton)
     row = editor.rows[0]
-    row.column.setCurrentText("rating")
+    pick(row.column, "rating")
     row.op.setCurrentText("<")
     row.value.setFocus()
     qtbot.keyClicks(row.value, "3")
@@ -39,7 +43,7 @@ def test_rules_typed_in_the_form_become_the_steps_condition_and_show_on_its_card
 
     qtbot.mouseClick(editor.add_button, Qt.MouseButton.LeftButton)
     second = editor.rows[1]
-    second.column.setCurrentText("language")
+    pick(second.column, "language")
     second.op.setCurrentText("is one of")
     qtbot.keyClicks(second.value, "de, fr")
     second.value.editingFinished.emit()
@@ -52,19 +56,21 @@ def test_rules_typed_in_the_form_become_the_steps_condition_and_show_on_its_card
     second.op.setCurrentText("is empty")  # no value for it: the box goes
     assert not second.value.isVisibleTo(editor)
     assert step.when["any"][1] == {"column": "language", "op": "is empty"}
+    assert second.op.itemData(second.op.findText("matches"), Qt.ItemDataRole.ToolTipRole).startswith(
+        "the regular expression finds a match")
 
 
 def test_a_condition_on_an_unknown_column_is_shown_on_the_form_and_the_card(qtbot):
-    doc, step, form, model = _form(qtbot)
+    _, _, form, model = _form(qtbot)
     qtbot.mouseClick(form.condition.add_button, Qt.MouseButton.LeftButton)
-    form.condition.rows[0].column.setCurrentText("ratng")
+    pick(form.condition.rows[0].column, "ratng")
     label = form.condition_problems
     assert label.isVisibleTo(form)
     assert label.text() == 'the condition tests an unknown column "ratng" (did you mean "rating"?); ' \
                            "columns are: review, rating, language"
     assert model.data(model.index(0), ProblemRole).startswith('the condition tests an unknown column "ratng"')
     assert not form.step_problems.isVisibleTo(form)  # shown under the rules, not at the top
-    form.condition.rows[0].column.setCurrentText("rating")
+    pick(form.condition.rows[0].column, "rating")
     assert not label.isVisibleTo(form)
 
 

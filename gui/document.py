@@ -210,7 +210,7 @@ def clone_step(step: Step) -> Step:
             config[p.name] = {b: [clone_step(s) for s in steps] for b, steps in step.children().items()}
         else:
             config[p.name] = copy.deepcopy(step.config.get(p.name))
-    return REGISTRY[step.type](config, name=step.name, enabled=step.enabled)
+    return REGISTRY[step.type](config, name=step.name, enabled=step.enabled, when=copy.deepcopy(step.when))
 
 
 # ---- undo commands ------------------------------------------------------------------------

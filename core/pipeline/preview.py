@@ -94,7 +94,7 @@ def _copy(step: Step) -> Step | None:
     """A copy of a cheap step to run in another thread; None for a step that needs a run."""
     if not is_cheap(step):
         return None
-    return type(step)(copy.deepcopy(step.config), name=step.name, enabled=step.enabled)
+    return type(step)(copy.deepcopy(step.config), name=step.name, enabled=step.enabled, when=copy.deepcopy(step.when))
 
 
 def _words(exc: Exception) -> str:

@@ -85,3 +85,13 @@ def test_removing_the_last_rule_removes_the_condition_and_undo_brings_it_back(qt
     doc.undo_stack.undo()
     assert step.when == kept
     assert [r.rule() for r in editor.rows] == kept["all"]  # the form follows the undo
+
+
+def test_a_duplicated_step_keeps_its_condition():
+    from batchgrid.core.steps import new_step
+    from batchgrid.gui.document import clone_step
+
+    step = new_step("template", template="{text}", output="copy")
+    step.when = {"all": [{"column": "rating", "op": "<", "value": 3}]}
+    clone = clone_step(step)
+    assert clone.when == step.when and clone.when is not step.when

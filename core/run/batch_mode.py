@@ -165,6 +165,7 @@ class BatchStage:
         self.book = book
         self.submitted = False          # a batch of this step is at the provider
         self.last_line = ""             # how far it was, the last time the provider was asked
+        self.provider_name = ""
         self._cancel = asyncio.Event()
 
     def cancel(self) -> None:
@@ -177,6 +178,7 @@ class BatchStage:
         engine, step = self.engine, self.step
         provider = await step.provider(engine.resources)
         profile = provider.profile
+        self.provider_name = provider.name
         requests: dict[int, dict[str, Any]] = {}
         groups: dict[str, list[RowState]] = {}  # identical requests: sent once
         keys: dict[int, str] = {}
@@ -386,5 +388,5 @@ class BatchStage:
 
     def _details(self, request: dict[str, Any], tokens_in: int, tokens_out: int, cost: float,
                  cached: bool) -> dict[str, Any]:
-        return {"provider": self.step.config.get("provider") or "", "request": request, "batch": True,
+        return {"provider": self.provider_name, "request": request, "batch": True,
                 "cached": cached, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost}

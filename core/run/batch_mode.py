@@ -128,6 +128,19 @@ async def cancel_pending(record: bx.BatchRecord, providers: Mapping[str, dict[st
         await client.cancel(record)
 
 
+@dataclass
+class RunBatches:
+    """A run's batch mode: where its records are kept, the step waiting for its batches now, a cancel
+    asked for, rows parked at a step in batch mode, and what was left at the provider when the run ended
+    ("2. LLM: batch submitted ... at the provider")."""
+
+    book: BatchBook
+    stage: BatchStage | None = None
+    cancel: bool = False
+    parked: dict[int, RowState] = field(default_factory=dict)
+    left_at_provider: list[str] = field(default_factory=list)
+
+
 def in_batch_mode(planned: PlannedStep) -> bool:
     return len(planned.path) == 1 and bool(getattr(planned.bound.step, "batch", False))
 

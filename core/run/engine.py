@@ -259,14 +259,9 @@ class Engine:
         self._accepted_errors: set[tuple[str, str]] = set()  # the user resumed anyway after these
         self._server_waits: dict[str, ServerWait] = {}
         self.last_progress = time.monotonic()  # the latest call that succeeded (or row that ended)
-        # Batch mode: where the run keeps its batch records (the journal's, through the job), the
-        # step waiting for its batches now, rows parked at a step in batch mode, and what was left at
-        # the provider when the run ended (lines for the front ends: "batch submitted ... at the provider").
-        self.batch_book: batch_mode.BatchBook = batches if batches is not None else batch_mode.MemoryBook()
-        self._batch_stage: batch_mode.BatchStage | None = None
-        self._cancel_batches = False
-        self._parked: dict[int, RowState] = {}
-        self.left_at_provider: list[str] = []
+        # Batch mode's state, one attribute: past 30 attributes an instance's dict loses CPython's
+        # shared keys and every `self.x` of the hot path gets slower (tests/bench/bench_engine.py).
+        self.batch = batch_mode.RunBatches(batches if batches is not None else batch_mode.MemoryBook())
 
     # ---- control -----------------------------------------------------------------
     def subscribe(self, listener: ev.Listener) -> None:
@@ -291,14 +286,19 @@ class Engine:
     def cancel_batch(self) -> None:
         """Cancel at the provider the batches of the step in batch mode (now, or when it submits them);
         the rows they finished are collected, the others fail saying the batch was cancelled."""
-        self._cancel_batches = True
-        if self._batch_stage is not None:
-            self._batch_stage.cancel()
+        self.batch.cancel = True
+        if self.batch.stage is not None:
+            self.batch.stage.cancel()
 
     @property
     def batch_pending(self) -> bool:
         """A step in batch mode is waiting for its batches at the provider."""
-        return self._batch_stage is not None and self._batch_stage.submitted
+        return self.batch.stage is not None and self.batch.stage.submitted
+
+    @property
+    def left_at_provider(self) -> list[str]:
+        """What the run left at the provider when it ended (stopped while a batch waited): a line per step."""
+        return self.batch.left_at_provider
 
     def pause(self, reason: str = "", kind: str = "") -> None:
         """Let rows in flight finish; start no new row until `resume()`. `reason`: why the run
@@ -493,16 +493,16 @@ class Engine:
                 if states is None:
                     break
         finally:
-            stage = self._batch_stage
+            stage = self.batch.stage
             left = stage is not None and stage.submitted
             if left and stage is not None:
                 self.left_at_provider.append(f"{stage.planned.label}: {stage.last_line or 'a batch'}")
-            self._batch_stage = None
-            for state in sorted(self._parked.values(), key=lambda s: s.index):  # stopped while waiting
+            self.batch.stage = None
+            for state in sorted(self.batch.parked.values(), key=lambda s: s.index):  # stopped while waiting
                 self.progress.batched -= 1
                 self._finish_row(state, ev.CANCELLED, "stopped while its batch is at the provider: resume the run "
                                  "to collect it" if left else "stopped before this row finished")
-            self._parked.clear()
+            self.batch.parked.clear()
         return crashed
 
     async def _run_phase(self, plan, states: list[RowState] | None, parked: list[RowState] | None
@@ -553,19 +553,19 @@ class Engine:
             p.running -= 1
             if status == ev.DONE and parked is not None:
                 parked.append(state)
-                self._parked[state.index] = state
+                self.batch.parked[state.index] = state
                 p.batched += 1
             else:
                 self._finish_row(state, status, error, error_type, failed_step)
 
     def row_left_batch(self, state: RowState) -> None:
-        self._parked.pop(state.index, None)
+        self.batch.parked.pop(state.index, None)
 
     async def _run_batch(self, planned: PlannedStep, parked: list[RowState]) -> list[RowState] | None:
         """The step in batch mode over the parked rows, as a task that stop() cancels (which ends only
         the wait: the batches go on at the provider). None when stopped."""
-        stage = self._batch_stage = batch_mode.BatchStage(self, planned, self.batch_book)
-        if self._cancel_batches:
+        stage = self.batch.stage = batch_mode.BatchStage(self, planned, self.batch.book)
+        if self.batch.cancel:
             stage.cancel()
         task = asyncio.ensure_future(stage.run(parked))
         self._workers = [task]
@@ -576,7 +576,7 @@ class Engine:
             return None
         if isinstance(outcome, BaseException):
             raise outcome
-        self._batch_stage = None
+        self.batch.stage = None
         return outcome
 
     async def _breathe(self) -> None:
@@ -618,19 +618,44 @@ class Engine:
             raise
         finally:
             p.running -= 1
-            self._finish_row(RowState(index, row, ctx, trace, t0), status, error, error_type, failed_step)
+            # _finish, inlined: every row of a run without batch mode ends here (tests/bench/bench_engine.py)
+            outputs = {c: row[c] for c in self._output_columns if c in row}
+            result = ev.RowResult(index, status, outputs, error, error_type, failed_step, ctx.attempts,
+                                  time.perf_counter() - t0, ctx.tokens_in, ctx.tokens_out, ctx.cost,
+                                  ctx.cached, trace)
+            self.results[index] = result
+            event: ev.RowFinished
+            if status == ev.DONE:
+                p.done += 1
+                self._streak_error, self._streak = None, 0
+                self.last_progress = time.monotonic()
+                event = ev.RowDone(index, result)
+            elif status == ev.ERROR:
+                p.failed += 1
+                event = ev.RowFailed(index, result)
+            else:
+                p.cancelled += 1
+                event = ev.RowCancelled(index, result)
+            if self.budget is not None and status != ev.CANCELLED:
+                self.budget.row_finished(result.cost)
+            self.publish(event)
+            if status == ev.ERROR:
+                self._row_failed_like(result)
 
     def _finish_row(self, state: RowState, status: str, error: str = "", error_type: str = "", failed_step: str = "",
                     *, fail_fast: bool = True) -> None:
+        """A parked row (batch mode) reached its end."""
+        self._finish(state.index, state.row, state.ctx, state.trace, state.t0, status, error, error_type, failed_step,
+                     fail_fast)
+
+    def _finish(self, index: int, row: dict[str, Any], ctx: RowContext, trace: list[ev.StepTrace], t0: float,
+                status: str, error: str, error_type: str, failed_step: str, fail_fast: bool = True) -> None:
         """A row reached its end: its result stored, counted and published."""
         p = self.progress
-        ctx = state.ctx
-        row = state.row
-        index = state.index
         outputs = {c: row[c] for c in self._output_columns if c in row}
         result = ev.RowResult(index, status, outputs, error, error_type, failed_step, ctx.attempts,
-                              time.perf_counter() - state.t0, ctx.tokens_in, ctx.tokens_out, ctx.cost,
-                              ctx.cached, state.trace)
+                              time.perf_counter() - t0, ctx.tokens_in, ctx.tokens_out, ctx.cost,
+                              ctx.cached, trace)
         self.results[index] = result
         event: ev.RowFinished
         if status == ev.DONE:

@@ -402,7 +402,6 @@ async def test_cancel_batch_with_no_run_going_on_cancels_what_the_last_run_left(
 
 
 async def test_rows_that_do_not_meet_the_steps_condition_skip_the_batch(tmp_path, server):
-    pytest.importorskip("batchgrid.core.steps.conditions")  # conditions (`when`) land with their own work
     session = Session(journal_path=tmp_path / "journal.sqlite", data_dir=tmp_path / "data")
     session.set_pipeline(Pipeline.from_dict({"version": 1, "providers": profile(server), "steps": [
         {"type": "llm", "prompt": "{text}", "batch": True,

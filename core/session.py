@@ -346,6 +346,9 @@ class Session:
         """Before running every row again: what it would send again, one line ('' when nothing
         is: no row has a current result, or its steps call no web API and their model calls
         are answered from the response cache)."""
+        if self.batch_pending and not self.running:  # a new run would submit (and pay for) those rows again
+            return ("A batch of the last run is still at the provider: running every row again submits its rows "
+                    "again, and they are paid twice. Run collects it instead.")
         job = self.job
         done = job.kept() if job is not None and job.pipeline is self.pipeline and job.rows is self.table else 0
         if not done:

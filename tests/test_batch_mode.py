@@ -213,6 +213,8 @@ async def test_stop_leaves_the_batch_at_the_provider_and_a_reopened_session_coll
 
     again = await open_session(tmp_path, server, n=4)  # the app reopened
     assert await again.pending_batch() == "2. LLM: batch submitted just now: 3 of 4 done at the provider"
+    assert again.rerun_repeats().startswith("A batch of the last run is still at the provider: running every row "
+                                            "again submits its rows again, and they are paid twice.")
     server.finish_batches()
     await again.start("resume")
     assert await again.wait() == ("finished", "")

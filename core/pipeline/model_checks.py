@@ -39,6 +39,34 @@ def provider_problems(steps: Sequence[Step], providers: Mapping[str, Any]) -> li
                 problems.append(Problem(f"missing; provider {profile.name!r} has no default {field_name}, "
                                         f"so name the model here or set providers.{profile.name}.{field_name}",
                                         path, "model"))
+        problems += _fallback_problems(step, path, providers)
+    return problems
+
+
+def _fallback_problems(step: Step, path, providers: Mapping[str, Any]) -> list[Problem]:
+    """A model step's fallbacks: each names a profile the pipeline has, and has a model to use."""
+    fallbacks = step.config.get("fallbacks")
+    if not isinstance(fallbacks, list):
+        return []
+    problems = []
+    for i, fallback in enumerate(fallbacks):
+        if not isinstance(fallback, dict):
+            continue  # the step's own check says so
+        name = fallback.get("provider") or ""
+        where = f"fallbacks[{i}]"
+        if name and name not in providers and not (name == DEFAULT_PROVIDER and not providers):
+            known = ", ".join(providers) or f"none; leave it blank for {DEFAULT_PROVIDER}"
+            problems.append(Problem(f"no provider profile named {name!r}; profiles are: {known}", path, where))
+            continue
+        if fallback.get("model") or step.config.get("model") or not isinstance(providers, dict):
+            continue
+        try:
+            profile = resolve_profile(name or step.config.get("provider") or "", providers)
+        except StepError:
+            continue
+        if not profile.model:
+            problems.append(Problem(f"no model; provider {profile.name!r} has no default model, so name one "
+                                    f"here (\"model\": ...) or set providers.{profile.name}.model", path, where))
     return problems
 
 
@@ -53,6 +81,10 @@ def setup_problems(steps: Sequence[Step], providers: Mapping[str, Any],
     for visit in iter_steps(steps, enabled_only=True):
         step = visit.step
         names = [step.config.get(p.name) or "" for p in step.params if p.kind == "provider"]
+        fallbacks = step.config.get("fallbacks")
+        if isinstance(fallbacks, list):  # a fallback's provider must be set up as well: said before the run
+            names += [f["provider"] for f in fallbacks if isinstance(f, dict) and isinstance(f.get("provider"), str)
+                      and f["provider"]]
         for name in names:
             name = name or default_profile_name(providers)
             if name in seen:

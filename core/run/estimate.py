@@ -61,6 +61,7 @@ class CostEstimate:
     batch_cost: float = 0.0  # every model step in batch mode (see the module docstring)
     steps: list[StepEstimate] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # steps whose requests could not be built, and why
+    fallbacks: list[str] = field(default_factory=list)  # steps with fallbacks: projected with their first model
 
     @property
     def unpriced_models(self) -> list[str]:
@@ -76,6 +77,8 @@ class CostEstimate:
             line += f"; {self.batch_saving()}"
         if self.unpriced_models:
             line += f"; no price for {', '.join(self.unpriced_models)}"
+        if self.fallbacks:
+            line += "; rows that fall back to another model cost more"
         return line
 
     def batch_saving(self) -> str:
@@ -186,6 +189,8 @@ class _Tally:
             except Exception:  # the row would fail here in the run; its outputs count as blank
                 pass
             return blank
+        if step.config.get("fallbacks") and label not in self.estimate.fallbacks:
+            self.estimate.fallbacks.append(label)  # projected with the step's own model, the first asked
         try:
             profile = resolve_profile(step.config.get("provider") or "", self.providers)
             calls = planned(row, profile)

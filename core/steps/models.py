@@ -11,20 +11,28 @@ would never see them. When a server refuses json_schema, both steps fall back (S
 output to JSON mode, Classify to text) for that provider and model for the rest of the run, and
 say so in the trace (`mode`). An answer cut at the token limit is said to be cut: an error for
 the steps that parse it, a warning in the LLM step's trace.
+
+Fallbacks (`fallbacks`: other models or providers, in order): a row whose model fails in a way
+retrying cannot fix (an unknown model, a 400, a transient error past the engine's attempts), or
+answers what does not validate (not JSON, a field missing, a label not in the list), or is rate
+limited past `fallback_wait`, asks the next one. Transient errors retry the same candidate under the
+engine's policy. The row says which answered (a column, and `answered_by` in the trace); each call
+is priced by its own provider and model. Batch mode does not take fallbacks yet (a problem).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from batchgrid.core.providers.client import CHAT, ChatReply, Provider, SchemaRefused, cut_off_message, parse_chat
 from batchgrid.core.providers.profiles import Profile
 from batchgrid.core.providers.tokens import DEFAULT_ANSWER_TOKENS, text_tokens
 from batchgrid.core.util import template as tpl
-from batchgrid.core.util.errors import StepError
+from batchgrid.core.util.errors import RetryableError, StepError
 
 from .base import (
     BOOL,
@@ -66,6 +74,18 @@ def batch_param() -> Param:
                  "closing the app does not lose them.", label="Batch mode (half price)")
 
 
+def fallback_params() -> tuple[Param, ...]:
+    return (
+        Param("fallbacks", JSON, [], "Other models to ask, in order, when this one fails for a row (an error "
+              "retrying cannot fix, an answer that does not validate, a rate limit longer than Fallback wait): "
+              "a list such as [{\"provider\": \"openai\", \"model\": \"gpt-4o-mini\"}]; a blank provider or "
+              "model is the step's own. A column (<output>_model, or <prefix>answered_by) says which answered. "
+              "Not in batch mode."),
+        Param("fallback_wait", FLOAT, None, "With fallbacks: a model rate limited for longer than this many "
+              "seconds hands the row to the next one; blank = wait as usual.", minimum=0),
+    )
+
+
 def sampling_params() -> tuple[Param, ...]:
     return (
         Param("temperature", FLOAT, None, "Randomness, 0 to 2; blank = the model's default.", minimum=0, maximum=2),
@@ -80,9 +100,9 @@ class ModelStep(Step):
     external = True
     model_kind = "chat"  # or "embedding": which default model of the profile it uses
 
-    def model_for(self, profile: Profile) -> str:
-        model = self.config.get("model") or (profile.embedding_model if self.model_kind == "embedding"
-                                               else profile.model)
+    def model_for(self, profile: Profile, model: str = "") -> str:
+        model = model or self.config.get("model") or (profile.embedding_model if self.model_kind == "embedding"
+                                                      else profile.model) or ""
         if not model and profile.model_problem:
             raise StepError(profile.model_problem)
         if not model:
@@ -129,6 +149,87 @@ class ModelStep(Step):
 # ---- chat steps ------------------------------------------------------------------------------
 class ChatStep(ModelStep):
     FALLBACK = ""  # the mode used when the server refuses json_schema (the steps that have a schema mode)
+
+    # ---- fallbacks: other models asked when one fails for a row --------------------------------
+    def fallbacks(self) -> list[dict[str, str]]:
+        raw = self.config.get("fallbacks")
+        return [f for f in raw if isinstance(f, dict)] if isinstance(raw, list) else []
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(provider, model) to ask in order: the step's own, then its fallbacks ("" = the step's own)."""
+        own = (str(self.config.get("provider") or ""), str(self.config.get("model") or ""))
+        return [own, *((str(f.get("provider") or own[0]), str(f.get("model") or own[1])) for f in self.fallbacks())]
+
+    def model_column(self) -> str:
+        """The column that says which model answered (written only when the step has fallbacks)."""
+        return self.output_name() + "_model"
+
+    def model_columns(self) -> list[str]:
+        return [self.model_column()] if self.fallbacks() else []
+
+    def writes(self) -> list[str]:
+        return super().writes() + self.model_columns()
+
+    def check(self) -> list[tuple[str, str]]:
+        return self.fallback_problems()
+
+    def fallback_problems(self) -> list[tuple[str, str]]:
+        raw = self.config.get("fallbacks")
+        if raw in (None, []):
+            return []
+        if not isinstance(raw, list):
+            return [("fallbacks", "a list of models to try, e.g. [{\"provider\": \"local\", \"model\": \"llama3.1\"}]")]
+        problems = []
+        for i, f in enumerate(raw):
+            where = f"fallbacks[{i}]"
+            if not isinstance(f, dict):
+                problems.append((where, "each fallback is {\"provider\": ..., \"model\": ...}"))
+                continue
+            unknown = sorted(set(f) - {"provider", "model"})
+            if unknown:
+                problems.append((where, f"unknown key {unknown[0]!r}; a fallback has provider and model"))
+            elif any(not isinstance(f.get(k, ""), str) for k in ("provider", "model")):
+                problems.append((where, "provider and model are names (text)"))
+            elif not f.get("provider") and not f.get("model"):
+                problems.append((where, "name a provider, a model or both"))
+        if not problems:
+            candidates = self.candidates()
+            for i, candidate in enumerate(candidates[1:]):
+                if candidate in candidates[: i + 1]:
+                    problems.append((f"fallbacks[{i}]", "the same model on the same provider is already asked before it"))
+        if self.config.get("batch"):
+            problems.append(("fallbacks", "batch mode does not take fallbacks yet: untick Batch mode or remove "
+                                          "the fallbacks"))
+        return problems
+
+    async def answer(self, row: Mapping[str, Any], ctx: StepContext, stream_to: str | None = None) -> dict[str, Any]:
+        """The row's outputs: from the step's model, or from the first fallback that answers with
+        outputs that validate."""
+        candidates = self.candidates()
+        if len(candidates) == 1:
+            return self.outputs(await self.ask(row, ctx, stream_to=stream_to))
+        wait = self.config.get("fallback_wait")
+        spread = len({name for name, _ in candidates}) > 1
+        failed: list[str] = []
+        raw = None
+        for i, (name, model) in enumerate(candidates):
+            label = model or name or "the default model"
+            last = i == len(candidates) - 1
+            try:
+                provider = await ctx.resources.models.provider(name)
+                model = self.model_for(provider.profile, model)
+                label = f"{model} at {provider.name}" if spread else model
+                asking: Any = ctx if last or wait is None else _Impatient(ctx, float(wait))
+                out = self.outputs(await self.ask(row, asking, stream_to=stream_to, provider=provider, model=model))
+            except StepError as exc:
+                failed.append(f"{label}: {exc}")
+                raw = exc.raw if exc.raw is not None else raw
+                continue
+            if failed:
+                ctx.note(fallbacks="; then ".join(failed))
+            ctx.note(answered_by=label)
+            return {**out, self.model_column(): label}
+        raise StepError("every model failed: " + "; then ".join(failed), raw=raw)
 
     def messages(self, row: Mapping[str, Any]) -> list[dict[str, str]]:
         messages = []
@@ -191,19 +292,28 @@ class ChatStep(ModelStep):
         """The row's outputs from the model's answer (its `run` after the call; batch mode's too)."""
         raise NotImplementedError
 
-    async def ask(self, row: Mapping[str, Any], ctx: StepContext, stream_to: str | None = None) -> ChatReply:
-        provider = await self.provider(ctx.resources)
+    async def ask(self, row: Mapping[str, Any], ctx: StepContext, stream_to: str | None = None, *,
+                  provider: Provider | None = None, model: str = "") -> ChatReply:
+        """One answer from one model: the step's own, or `provider` and `model` (a fallback's)."""
+        if provider is None:
+            provider = await self.provider(ctx.resources)
+        model = self.model_for(provider.profile, model)
+
+        def request(mode: str | None = None) -> dict[str, Any]:
+            request = self.request_for(row, provider.profile, mode)
+            request["model"] = model
+            return request
+
         if not self.FALLBACK:
-            return await provider.chat(ctx, self.request_for(row, provider.profile), stream_to=stream_to)
-        model = self.model_for(provider.profile)
+            return await provider.chat(ctx, request(), stream_to=stream_to)
         mode = self.mode(provider, model)
         try:
-            reply = await provider.chat(ctx, self.request_for(row, provider.profile, mode), stream_to=stream_to)
+            reply = await provider.chat(ctx, request(mode), stream_to=stream_to)
         except SchemaRefused:  # said once per provider and model: ask again, without json_schema
             mode = self.mode(provider, model)
             if mode == "schema":
                 raise
-            reply = await provider.chat(ctx, self.request_for(row, provider.profile, mode), stream_to=stream_to)
+            reply = await provider.chat(ctx, request(mode), stream_to=stream_to)
         refused = mode != self.config.get("mode")
         ctx.note(mode=f"{mode} (the server refused json_schema)" if refused else mode)
         return reply
@@ -228,6 +338,7 @@ class LLM(ChatStep):
         *sampling_params(),
         Param("stream", BOOL, True, "Show the answer as it arrives (not in batch mode)."),
         batch_param(),
+        *fallback_params(),
         Param("output", OUTPUT, "", "Name of the new column (default: answer).", label="Write to"),
     )
 
@@ -236,7 +347,7 @@ class LLM(ChatStep):
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         out = self.output_name()
-        return self.outputs(await self.ask(row, ctx, stream_to=out if self.config["stream"] else None))
+        return await self.answer(row, ctx, stream_to=out if self.config["stream"] else None)
 
     def outputs(self, reply: ChatReply) -> dict[str, Any]:
         return {self.output_name(): reply.text}
@@ -259,6 +370,7 @@ class StructuredOutput(ChatStep):
         Param("prefix", TEXT, "", "Put this before every field's column name (e.g. \"invoice_\")."),
         *sampling_params(),
         batch_param(),
+        *fallback_params(),
     )
 
     def fields(self) -> list[dict[str, str]]:
@@ -266,9 +378,15 @@ class StructuredOutput(ChatStep):
         return [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
 
     def writes(self) -> list[str]:
-        return [self.config["prefix"] + str(f.get("name", "")) for f in self.fields()]
+        return [self.config["prefix"] + str(f.get("name", "")) for f in self.fields()] + self.model_columns()
+
+    def model_column(self) -> str:
+        return self.config["prefix"] + "answered_by"
 
     def check(self) -> list[tuple[str, str]]:
+        return self.field_problems() + self.fallback_problems()
+
+    def field_problems(self) -> list[tuple[str, str]]:
         fields = self.config.get("fields")
         if not isinstance(fields, list) or not fields:
             return [("fields", "add at least one field: {\"name\": \"total\", \"type\": \"number\"}")]
@@ -324,7 +442,7 @@ class StructuredOutput(ChatStep):
         return self.config.get("max_tokens") or 20 * len(self.fields()) + 10
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
-        return self.outputs(await self.ask(row, ctx))
+        return await self.answer(row, ctx)
 
     def outputs(self, reply: ChatReply) -> dict[str, Any]:
         try:
@@ -367,6 +485,7 @@ class Classify(ChatStep):
               "against the list either way.", choices=("text", "schema")),
         *sampling_params(),
         batch_param(),
+        *fallback_params(),
         Param("output", OUTPUT, "", "Name of the new column (default: label).", label="Write to"),
     )
 
@@ -387,6 +506,9 @@ class Classify(ChatStep):
         return labels
 
     def check(self) -> list[tuple[str, str]]:
+        return self.label_problems() + self.fallback_problems()
+
+    def label_problems(self) -> list[tuple[str, str]]:
         raw = self.config.get("labels")
         if not isinstance(raw, (list, dict)) or not raw:
             return [("labels", "add at least two labels, e.g. [\"positive\", \"negative\"]")]
@@ -432,7 +554,7 @@ class Classify(ChatStep):
         return self.config.get("max_tokens") or longest * (len(self.labels()) if self.config["multiple"] else 1) + 2
 
     async def run(self, row: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
-        return self.outputs(await self.ask(row, ctx))
+        return await self.answer(row, ctx)
 
     def outputs(self, reply: ChatReply) -> dict[str, Any]:
         try:
@@ -459,6 +581,38 @@ class Classify(ChatStep):
         shown = ", ".join(self.labels())
         raise StepError(f"the model answered {_short(text)!r}, which is not "
                         f"{'among' if self.config['multiple'] else 'one of'} the labels: {shown}", raw=text)
+
+
+class _Impatient:
+    """A row's context for a model that has a fallback after it: a rate limit that would keep the row
+    waiting longer than `wait` seconds (the server's Retry-After, plus the time already waited on this
+    model) hands the row to the next model instead of waiting. Everything else is the row's context."""
+
+    def __init__(self, ctx: StepContext, wait: float):
+        self._ctx = ctx
+        self._wait = wait
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    async def call(self, make_call: Callable[[], Awaitable[Any]], *, limiter: Any = None) -> Any:
+        first: float | None = None
+
+        async def attempt() -> Any:
+            nonlocal first
+            try:
+                return await make_call()
+            except RetryableError as exc:
+                if not exc.rate_limited:
+                    raise
+                now = time.monotonic()
+                first = now if first is None else first
+                if (exc.retry_after or 0.0) + now - first > self._wait:
+                    raise StepError(f"{exc}: rate limited for longer than the fallback wait "
+                                    f"({self._wait:g} s)") from None
+                raise
+
+        return await self._ctx.call(attempt, limiter=limiter)
 
 
 # ---- reading model answers ------------------------------------------------------------------

@@ -46,6 +46,8 @@ async def run(server: FakeOpenAI, batch: bool, folder: Path, cache: bool) -> dic
     for step in pipeline.steps:
         if "batch" in step.config:
             step.config["batch"] = batch
+            if batch:  # batch mode does not take fallbacks yet
+                step.config["fallbacks"] = []
     session = Session(journal_path=folder / "journal.sqlite", data_dir=folder, use_cache=cache)
     session.set_pipeline(pipeline)
     session.trust()

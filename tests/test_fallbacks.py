@@ -181,3 +181,48 @@ def test_the_readme_s_fallback_example_is_a_valid_step():
     pipeline = Pipeline.from_dict(json.loads(block))
     assert [str(p) for p in pipeline.problems()] == []
     assert pipeline.steps[0].config["fallbacks"] == [{"provider": "hosted", "model": "gpt-4o-mini"}]
+
+
+async def test_the_model_example_s_extractor_falls_back_to_the_bigger_model(tmp_path, fake_openai, monkeypatch):
+    from pathlib import Path
+
+    import pandas as pd
+    from batchgrid.core.session import Session
+
+    examples = Path(__file__).resolve().parent.parent / "resources" / "examples"
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)  # a local server: no key, every model free
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    extracted: Counter = Counter()
+    answered: dict[str, str] = {}  # the extractor's prompt -> the model whose JSON was kept
+
+    def reply(prompt: str, request: dict) -> str:
+        if "response_format" in request:
+            extracted[request["model"]] += 1
+            text = prompt.split("\n\nExtract")[0]
+            if request["model"] == "gpt-4o-mini" and len(text) % 2:
+                return "The customer is unhappy."  # not the JSON asked for
+            answered[text] = request["model"]
+            return json.dumps({"problem": "it broke", "wants_refund": False})
+        return "negative" if "Classify" in prompt else "Thank you."
+
+    fake_openai.configure(reply=reply)
+    session = Session(journal_path=tmp_path / "journal.sqlite", data_dir=tmp_path, use_cache=False)
+    await session.load_pipeline(examples / "reviews-llm.batchgrid.json")
+    await session.open_sheet(examples / "reviews.xlsx")
+    assert session.problems() == []
+    await session.start()
+    reason, _ = await session.wait()
+    assert reason == "finished"
+    out = tmp_path / "out.csv"
+    await session.export(out)
+    frame = pd.read_csv(out)
+    await session.close()
+    low = frame[frame["rating"] <= 3]
+    assert low["problem"].eq("it broke").all() and frame[frame["rating"] > 3]["answered_by"].isna().all()
+    assert low["answered_by"].tolist() == [answered[f"Review: {t}"] for t in low["review_clean"]]
+    fell_back = sum(len(f"Review: {t}") % 2 for t in low["review_clean"])
+    assert 0 < fell_back < len(low)
+    # identical reviews share one request (single flight): at most one call per row and model
+    assert set(extracted) == {"gpt-4o-mini", "gpt-4o"}
+    assert extracted["gpt-4o-mini"] <= len(low) and 0 < extracted["gpt-4o"] <= fell_back
+    assert low["answered_by"].value_counts().to_dict() == {"gpt-4o-mini": len(low) - fell_back, "gpt-4o": fell_back}

@@ -69,6 +69,9 @@ async def test_a_structured_answer_that_is_not_json_goes_to_the_fallback_and_eac
     assert second.tokens_in == 2 * mini_in
     assert abs(second.cost - (_price("gpt-4o-mini", mini_in, 3) + _price("gpt-4o", mini_in, 2))) < 1e-12
     assert "not a JSON object" in second.trace[0].details["fallbacks"]
+    costs = second.trace[0].details["costs"]  # the inspector: what each model cost this row
+    assert costs.keys() == {"gpt-4o-mini", "gpt-4o"}
+    assert abs(costs["gpt-4o"] - _price("gpt-4o", mini_in, 2)) < 1e-12 and abs(sum(costs.values()) - second.cost) < 1e-12
 
 
 async def test_a_label_outside_the_list_goes_to_another_provider(models):

@@ -212,23 +212,27 @@ class ChatStep(ModelStep):
         spread = len({name for name, _ in candidates}) > 1
         failed: list[str] = []
         raw = None
+        costs: dict[str, float] = {}  # what each model asked cost this row (the trace's `costs`)
         for i, (name, model) in enumerate(candidates):
             label = model or name or "the default model"
             last = i == len(candidates) - 1
+            asking = _Candidate(ctx, None if last or wait is None else float(wait))
             try:
                 provider = await ctx.resources.models.provider(name)
                 model = self.model_for(provider.profile, model)
                 label = f"{model} at {provider.name}" if spread else model
-                asking: Any = ctx if last or wait is None else _Impatient(ctx, float(wait))
-                out = self.outputs(await self.ask(row, asking, stream_to=stream_to, provider=provider, model=model))
+                out = self.outputs(await self.ask(row, asking, stream_to=stream_to,
+                                                  provider=provider, model=model))
             except StepError as exc:
                 failed.append(f"{label}: {exc}")
                 raw = exc.raw if exc.raw is not None else raw
                 continue
-            if failed:
-                ctx.note(fallbacks="; then ".join(failed))
+            finally:
+                costs[label] = costs.get(label, 0.0) + asking.cost
+            ctx.note(costs=costs, **({"fallbacks": "; then ".join(failed)} if failed else {}))
             ctx.note(answered_by=label)
             return {**out, self.model_column(): label}
+        ctx.note(costs=costs)
         raise StepError("every model failed: " + "; then ".join(failed), raw=raw)
 
     def messages(self, row: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -583,19 +587,29 @@ class Classify(ChatStep):
                         f"{'among' if self.config['multiple'] else 'one of'} the labels: {shown}", raw=text)
 
 
-class _Impatient:
-    """A row's context for a model that has a fallback after it: a rate limit that would keep the row
-    waiting longer than `wait` seconds (the server's Retry-After, plus the time already waited on this
-    model) hands the row to the next model instead of waiting. Everything else is the row's context."""
+class _Candidate:
+    """A row's context while one of a step's models (with fallbacks) is asked: it adds up what that
+    model cost the row, and with `wait` (a fallback after it and a fallback wait) a rate limit that
+    would keep the row waiting longer than `wait` seconds (the server's Retry-After plus the time
+    already waited on this model) hands the row to the next model instead. Everything else is the
+    row's context."""
 
-    def __init__(self, ctx: StepContext, wait: float):
+    def __init__(self, ctx: StepContext, wait: float | None):
         self._ctx = ctx
         self._wait = wait
+        self.cost = 0.0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ctx, name)
 
+    def add_usage(self, tokens_in: int = 0, tokens_out: int = 0, cost: float = 0.0, cached: bool = False) -> None:
+        self.cost += cost
+        self._ctx.add_usage(tokens_in, tokens_out, cost, cached)
+
     async def call(self, make_call: Callable[[], Awaitable[Any]], *, limiter: Any = None) -> Any:
+        wait = self._wait
+        if wait is None:
+            return await self._ctx.call(make_call, limiter=limiter)
         first: float | None = None
 
         async def attempt() -> Any:
@@ -607,9 +621,8 @@ class _Impatient:
                     raise
                 now = time.monotonic()
                 first = now if first is None else first
-                if (exc.retry_after or 0.0) + now - first > self._wait:
-                    raise StepError(f"{exc}: rate limited for longer than the fallback wait "
-                                    f"({self._wait:g} s)") from None
+                if (exc.retry_after or 0.0) + now - first > wait:
+                    raise StepError(f"{exc}: rate limited for longer than the fallback wait ({wait:g} s)") from None
                 raise
 
         return await self._ctx.call(attempt, limiter=limiter)

@@ -229,3 +229,33 @@ async def test_the_model_example_s_extractor_falls_back_to_the_bigger_model(tmp_
     assert set(extracted) == {"gpt-4o-mini", "gpt-4o"}
     assert extracted["gpt-4o-mini"] <= len(low) and 0 < extracted["gpt-4o"] <= fell_back
     assert low["answered_by"].value_counts().to_dict() == {"gpt-4o-mini": len(low) - fell_back, "gpt-4o": fell_back}
+
+
+async def test_an_answer_cut_at_the_token_limit_falls_back_and_leaves_no_warning_on_the_row(models):
+    def answer(prompt, model):
+        return "one two three four five six seven eight nine ten" if model == "gpt-4o-mini" else '{"problem": "late"}'
+
+    counting(models.server, answer)
+    step = {"type": "structured", "prompt": "{text}", "fields": FIELDS, "mode": "json", "max_tokens": 4,
+            "fallbacks": [{"model": "gpt-4o"}]}
+    run = await models.run([step], prompts(1))
+    result = run.results[0]
+    assert run.outputs("problem") == ["late"] and run.outputs("answered_by") == ["gpt-4o"]
+    assert "cut off at the token limit (max_tokens 4)" in result.trace[0].details["fallbacks"]
+    assert result.note == ""
+
+
+def test_the_command_line_check_names_a_fallback_s_unknown_provider(tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("review\ngood\n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "providers": {"local": {"preset": "ollama", "model": "llama3.1"}},
+                                    "steps": [{"type": "llm", "provider": "local", "prompt": "{review}",
+                                               "fallbacks": [{"provider": "hosted", "model": "gpt-4o-mini"}]}]}))
+    checked = subprocess.run([sys.executable, "-m", "batchgrid.core.cli", "check", str(pipeline), str(data)],
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode != 0
+    assert "steps[0].fallbacks[0]: no provider profile named 'hosted'; profiles are: local" in checked.stderr

@@ -226,9 +226,11 @@ class ChatStep(ModelStep):
             except StepError as exc:
                 failed.append(f"{label}: {exc}")
                 raw = exc.raw if exc.raw is not None else raw
+                asking.details.pop("warning", None)  # a cut answer's warning is in its error; another answered
                 continue
             finally:
                 costs[label] = costs.get(label, 0.0) + asking.cost
+                ctx.note(**asking.details)
             ctx.note(costs=costs, **({"fallbacks": "; then ".join(failed)} if failed else {}))
             ctx.note(answered_by=label)
             return {**out, self.model_column(): label}
@@ -598,6 +600,10 @@ class _Candidate:
         self._ctx = ctx
         self._wait = wait
         self.cost = 0.0
+        self.details: dict[str, Any] = {}  # its trace details, handed to the row's when it is done
+
+    def note(self, **details: Any) -> None:
+        self.details.update(details)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ctx, name)

@@ -259,3 +259,13 @@ def test_the_command_line_check_names_a_fallback_s_unknown_provider(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert checked.returncode != 0
     assert "steps[0].fallbacks[0]: no provider profile named 'hosted'; profiles are: local" in checked.stderr
+
+
+def test_a_fallback_s_provider_must_be_set_up_before_the_run():
+    from batchgrid.core.pipeline.model_checks import setup_problems
+
+    providers = {"local": {"preset": "ollama", "model": "llama3.1"}, "hosted": {"preset": "openai"}}
+    step = new_step("llm", provider="local", prompt="{text}", fallbacks=[{"provider": "hosted"}])
+    problems = setup_problems([step], providers, environ={})
+    assert len(problems) == 1 and "OPENAI_API_KEY" in problems[0]
+    assert setup_problems([step], providers, environ={"OPENAI_API_KEY": "sk-test"}) == []

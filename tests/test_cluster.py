@@ -42,9 +42,9 @@ def scheduler():
     import dask
 
     os.environ[KEY_ENV] = KEY
-    # A dead worker's leases come back after 3 s here (30 s by default): the killed-worker test waits less.
-    config = dask.config.set({"distributed.scheduler.locks.lease-timeout": "3s",
-                              "distributed.scheduler.locks.lease-validation-interval": "0.5s"})
+    # A dead worker's leases come back after 3 s here (the runs' 6 s, Dask's 30 s): the killed-worker test waits less.
+    config = dask.config.set({"distributed.scheduler.locks.lease-validation-interval": "0.5s"})
+    timeout, dask_run.LEASE_TIMEOUT = dask_run.LEASE_TIMEOUT, 3.0
     cluster = distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
                                        dashboard_address=None)
     try:
@@ -52,6 +52,7 @@ def scheduler():
     finally:
         cluster.close()
         config.__exit__(None, None, None)
+        dask_run.LEASE_TIMEOUT = timeout
         os.environ.pop(KEY_ENV, None)
 
 
@@ -248,3 +249,87 @@ def test_no_scheduler_at_the_address_is_one_line(tmp_path, capsys):
     assert code == 2
     assert err.startswith(f"batchgrid: error: no Dask scheduler answers at tcp://127.0.0.1:{port}: ")
     assert "\n" not in err
+
+
+def test_a_big_parquet_is_read_run_and_written_by_partition_on_the_workers(scheduler, tmp_path, monkeypatch):
+    """200,000 rows in row groups of 25,000: the client reads the footer only (its table readers are
+    never called), the workers write OUT.parquet/part-*.parquet in input order; a resume after parts
+    were lost runs only their rows."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from batchgrid.core.cli import cluster as cli_cluster
+    from batchgrid.core.pipeline.file import Pipeline
+    from batchgrid.core.run import cluster_files
+    from batchgrid.core.session import Session
+    from batchgrid.core.table import read as table_read
+
+    n = 200_000
+    data = tmp_path / "big.parquet"
+    pd.DataFrame({"id": range(n), "text": [f"t{i % 97}" for i in range(n)]}).to_parquet(data, row_group_size=25_000)
+    pipeline_path = tmp_path / "p.json"
+    pipeline_path.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "python", "code": "id * 2 if id % 1000 else 1 / 0", "output": "double"}]}))
+    assert cluster_files.reads_on_workers(data, threshold=1) and not cluster_files.reads_on_workers(data)
+    reads: list[object] = []
+
+    def refused(*args, **kwargs):
+        reads.append(args)
+        raise AssertionError("the client read the table")
+
+    monkeypatch.setattr(table_read, "read_table", refused)
+    monkeypatch.setattr(Session, "open_sheet", refused)
+    out = tmp_path / "out.parquet"
+
+    def run(resume: bool) -> int:
+        args = SimpleNamespace(cluster=scheduler, trust=True, no_cache=True, max_concurrency=None, resume=resume,
+                               retry_failed=False, limit=None, sheet=None)
+        return asyncio.run(cli_cluster.run_file_on_cluster(args, Pipeline.load(pipeline_path), data, out))
+
+    assert run(False) == 1  # one row in 1,000 fails
+    assert reads == []
+    parts = sorted(out.glob("part-*.parquet"))
+    assert len(parts) == 8 * -(-25_000 // cluster_files.CHUNK_ROWS)  # 8 row groups, each cut in chunks
+    result = pq.read_table(out).to_pydict()  # the folder, read as one table
+    assert result["id"] == list(range(n))
+    assert result["double"] == [None if i % 1000 == 0 else i * 2 for i in range(n)]
+    assert result["status"].count("error") == n // 1000
+    assert "ZeroDivisionError" in result["error"][0]
+    for lost in parts[3:5]:
+        lost.unlink()
+    engines = []
+    plain = cluster_files.file_engine
+    monkeypatch.setattr(cluster_files, "file_engine", lambda *a, **k: engines.append(plain(*a, **k)) or engines[-1])
+    assert run(True) == 1
+    assert engines[0].rows_written == 2 * cluster_files.CHUNK_ROWS  # only the lost parts ran again
+    again = pq.read_table(out).to_pydict()
+    again.pop("latency (s)"), result.pop("latency (s)")
+    assert again == result
+
+
+def test_a_big_csv_is_read_in_blocks_on_the_workers(scheduler, tmp_path, monkeypatch):
+    """A CSV cut into byte blocks (at line ends) that the workers read: every row once, in input order, as text."""
+    from types import SimpleNamespace
+
+    import pyarrow.parquet as pq
+    from batchgrid.core.cli import cluster as cli_cluster
+    from batchgrid.core.pipeline.file import Pipeline
+    from batchgrid.core.run import cluster_files
+    from batchgrid.core.table import read as table_read
+
+    monkeypatch.setattr(cluster_files, "BLOCK_BYTES", 50_000)
+    monkeypatch.setattr(table_read, "read_table", None)  # the client never reads the table
+    n = 20_000
+    data = sheet(tmp_path / "big.csv", [f"row, {i}" for i in range(n)])  # quoted commas
+    pipeline_path = tmp_path / "p.json"
+    pipeline_path.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "python", "code": "text.upper()", "output": "upper"}]}))
+    args = SimpleNamespace(cluster=scheduler, trust=True, no_cache=True, max_concurrency=None, resume=False,
+                           retry_failed=False, limit=None, sheet=None)
+    out = tmp_path / "out.parquet"
+    assert asyncio.run(cli_cluster.run_file_on_cluster(args, Pipeline.load(pipeline_path), data, out)) == 0
+    result = pq.read_table(out).to_pydict()
+    assert result["text"] == [f"row, {i}" for i in range(n)]
+    assert result["upper"] == [f"ROW, {i}" for i in range(n)]
+    assert len({p.name.split("-")[1] for p in out.glob("part-*.parquet")}) == 5  # ~250 KB in blocks of 50 KB

@@ -2,7 +2,7 @@
 
 Why this is ours and what Dask does: Dask (`distributed`) starts the workers, ships tasks,
 schedules them and reschedules a task whose worker died. We cut the rows a run selected into
-partitions (`PARTITION_ROWS` rows, in input order), send each as a task that runs the existing
+partitions (in input order, sized as the run goes: cluster_cut.py), send each as a task that runs the existing
 engine on its rows (cluster_task.py), and take the partitions' results as they finish
 (`distributed.as_completed`) into this run's `Engine` bookkeeping: the results list by row
 number, the progress counters and the events (RowDone / RowFailed...) that the journal's
@@ -34,19 +34,24 @@ import contextlib
 import os
 import re
 import uuid
-from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
 from batchgrid.core.util.errors import BatchgridError
 
 from . import events as ev
+from .cluster_cut import Cutter
 from .cluster_task import TOTALS, Partition, PartitionOutcome, RunSpec, run_partition
 from .engine import Engine
 
-# Rows per task: enough to amortise a task, few enough that a dead worker loses little
-# (BATCHGRID_PARTITION_ROWS sets it: a slow step's partitions are better smaller).
-PARTITION_ROWS = int(os.environ.get("BATCHGRID_PARTITION_ROWS") or 2000)
+# Rows per task, when set (BATCHGRID_PARTITION_ROWS); else the run sizes them (cluster_cut.py).
+PARTITION_ROWS = int(os.environ.get("BATCHGRID_PARTITION_ROWS") or 0) or None
+# Seconds a dead worker's leases stay taken (Dask's default is 30): the workers refresh theirs every
+# fifth of it. A local cluster's scheduler checks them every LEASE_CHECK seconds (a scheduler of
+# its own checks at its `distributed.scheduler.locks.lease-validation-interval`, 10 s by default).
+LEASE_TIMEOUT = float(os.environ.get("BATCHGRID_LEASE_TIMEOUT") or 6.0)
+LEASE_CHECK = 1.0
 TASK_RETRIES = 2          # a task that raised (not a row: rows fail in their own cells) is tried again
 INSTALL = "Dask is not installed: pip install 'batchgrid[cluster]' (distributed and dask[dataframe])"
 
@@ -79,8 +84,14 @@ async def connect(address: str) -> tuple[Any, Any]:
             workers = int(local.group(1)) if local.group(1) else None
             if workers is not None and workers < 1:
                 raise ClusterError("--cluster local:N needs at least 1 worker")
-            cluster = await distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                     dashboard_address=None, asynchronous=True)
+            import dask
+
+            # The workers' statistical profiler samples every thread each 10 ms: CPU a local cluster
+            # needs for rows (a Nanny hands this config to its worker process).
+            with dask.config.set({"distributed.worker.profile.enabled": False,
+                                  "distributed.scheduler.locks.lease-validation-interval": f"{LEASE_CHECK}s"}):
+                cluster = await distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                         dashboard_address=None, asynchronous=True)
             client = await distributed.Client(cluster, asynchronous=True)
         else:
             target = address if "://" in address else f"tcp://{address}"
@@ -116,8 +127,11 @@ def cluster_engine(engine: Engine, client: Any, pipeline: dict[str, Any], *, clu
     engine.client = client
     engine.owned = (client, cluster) if owns_client else None
     engine.pipeline = {**pipeline, "steps": [s.to_dict() for s in engine._steps]}
-    engine.partition_rows = max(1, partition_rows or PARTITION_ROWS)
+    rows = partition_rows or PARTITION_ROWS
+    engine.partition_rows = max(1, rows) if rows else 0
     engine.partitions_run = 0
+    engine.worker_seconds = engine.worker_cpu = engine.lease_seconds = 0.0
+    engine.lease_asks = engine.lease_grants = 0
     engine.peak_leases = 0
     engine._futures = {}
     return engine
@@ -129,8 +143,13 @@ class ClusterEngine(Engine):
     client: Any
     owned: tuple[Any, Any] | None
     pipeline: dict[str, Any]
-    partition_rows: int
+    partition_rows: int    # rows per task (0: sized as the run goes, cluster_cut.Cutter)
     partitions_run: int    # tasks that came back (a retried one counts once)
+    worker_seconds: float  # the partitions' wall time on their workers, summed
+    worker_cpu: float      # and their CPU time (worker_cpu / worker_seconds: how busy the workers were)
+    lease_asks: int        # requests for a lease at the scheduler, all partitions
+    lease_seconds: float   # their round trips, summed
+    lease_grants: int      # requests that brought a lease
     peak_leases: int       # the most leases one partition held at once (never above max concurrency)
     _futures: dict[Any, Partition]
 
@@ -161,7 +180,8 @@ class ClusterEngine(Engine):
         r = self.resources
         return RunSpec(pipeline=self.pipeline, settings=dict(r.settings), base_dir=str(r.base_dir),
                        trusted=r.trusted, data_dir=str(r.data_dir) if r.data_dir else None, use_cache=r.use_cache,
-                       max_concurrency=self.max_concurrency, retry=asdict(self.retry_policy), semaphore=semaphore)
+                       max_concurrency=self.max_concurrency, retry=asdict(self.retry_policy), semaphore=semaphore,
+                       lease_timeout=LEASE_TIMEOUT)
 
     def _partition(self, number: int, indexes: list[int], workers: int) -> Partition:
         columns = self.rows.columns
@@ -169,23 +189,47 @@ class ClusterEngine(Engine):
         return Partition(number, indexes, columns, values, workers)
 
     async def _drive(self) -> None:
+        name = f"batchgrid-{uuid.uuid4().hex[:12]}"
+        async with self._semaphore(name):
+            await self._send(name)
+
+    @contextlib.asynccontextmanager
+    async def _semaphore(self, name: str) -> AsyncIterator[None]:
+        """The run's cap on calls in flight, on the scheduler, for the time of the run. Its lease
+        timeout (how long a dead worker's leases stay taken) is LEASE_TIMEOUT: the workers refresh
+        their leases every fifth of it (cluster_task.leased makes theirs with the same)."""
+        import dask
+
         distributed = require_distributed()
         client = self.client
-        name = f"batchgrid-{uuid.uuid4().hex[:12]}"
-        semaphore = await distributed.Semaphore(max_leases=self.max_concurrency, name=name,
-                                                scheduler_rpc=client.scheduler, loop=client.loop)
+        with dask.config.set({"distributed.scheduler.locks.lease-timeout": f"{LEASE_TIMEOUT}s"}):
+            semaphore = await distributed.Semaphore(max_leases=self.max_concurrency, name=name,
+                                                    scheduler_rpc=client.scheduler, loop=client.loop)
+        try:
+            yield
+        finally:
+            semaphore.refresh_callback.stop()
+            with contextlib.suppress(Exception):
+                await client.scheduler.semaphore_close(name=name)
+
+    async def _send(self, name: str) -> None:
+        """The selected rows as partitions, a window of them in flight; their results as they come."""
+        distributed = require_distributed()
+        client = self.client
         spec = self._spec(name)
-        todo = deque(self.selection[i:i + self.partition_rows]
-                     for i in range(0, len(self.selection), self.partition_rows))
+        workers = await client.nthreads()  # asked: the client's scheduler_info() may not list them yet
+        todo = Cutter(self.selection, sum(workers.values()), self.partition_rows)
         numbers = iter(range(1 << 62))
         waiting = distributed.as_completed([], loop=client.loop)
         futures = self._futures
         try:
             while todo or futures:
-                workers = client.scheduler_info().get("workers", {})
-                window = max(2, 2 * sum(w.get("nthreads", 1) for w in workers.values()))
+                if todo:  # workers come and go: the RPM/TPM shares, the sizes and the window follow them
+                    workers = await client.nthreads()
+                    todo.workers_changed(sum(workers.values()))
+                window = max(2, 2 * sum(workers.values()))
                 while todo and len(futures) < window and not self.paused and not self._stopping:
-                    part = self._partition(next(numbers), todo.popleft(), max(1, len(workers)))
+                    part = self._partition(next(numbers), todo.take(), max(1, len(workers)))
                     future = client.submit(run_partition, spec, part, retries=TASK_RETRIES, pure=False,
                                            key=f"{name}-part-{part.number}")
                     futures[future] = part
@@ -197,20 +241,18 @@ class ClusterEngine(Engine):
                 part = futures.pop(future)
                 outcome = await self._outcome(future, part)
                 unfinished = self._take(outcome, part)
+                todo.ran(len(part.indexes) - len(unfinished), outcome.seconds)
                 if outcome.reason == "failed":
                     raise ClusterError(f"on worker {outcome.worker}: {outcome.message}")
                 if outcome.paused:
                     self.pause(outcome.paused, outcome.kind)
                 if unfinished:
-                    todo.appendleft(unfinished)  # sent again (first) when the run resumes
+                    todo.give_back(unfinished)  # sent again (first) when the run resumes
         finally:
             if futures:
                 with contextlib.suppress(Exception):
                     await client.cancel(list(futures), force=True)
             futures.clear()
-            semaphore.refresh_callback.stop()
-            with contextlib.suppress(Exception):
-                await client.scheduler.semaphore_close(name=name)
 
     async def _outcome(self, future: Any, part: Partition) -> PartitionOutcome:
         rows = f"rows {part.indexes[0] + 1}-{part.indexes[-1] + 1}"
@@ -230,6 +272,11 @@ class ClusterEngine(Engine):
             with contextlib.suppress(Exception):
                 future.release()
         self.partitions_run += 1
+        self.worker_seconds += outcome.seconds
+        self.worker_cpu += outcome.cpu
+        self.lease_asks += outcome.lease_asks
+        self.lease_seconds += outcome.lease_seconds
+        self.lease_grants += outcome.lease_grants
         self.peak_leases = max(self.peak_leases, outcome.peak_leases)
         return outcome
 

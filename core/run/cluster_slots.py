@@ -8,9 +8,12 @@ holds its calls to the run's max concurrency with `engine.slots` (an asyncio.Sem
 also holds one of the cluster's leases for the time on the wire.
 
 A scheduler round trip per call would cost more than a fast call: a lease given back by a call
-goes straight to another call of the same partition waiting for one, for up to `HOLD` seconds;
-after that it goes back to the scheduler (where another worker may be waiting for it). A lease
-nobody here waits for goes back at once: an idle partition never sits on the cluster's budget.
+goes straight to another call of the same partition waiting for one. Up to its share of the cap
+(max concurrency / the workers when the partition was sent) a partition keeps its leases while it
+has calls waiting: in a steady run each lease is asked for once per partition, not once per call.
+Leases above its share (taken while other workers did not want them) go back to the scheduler
+after `HOLD` seconds, where another worker may be waiting. A lease nobody here waits for goes back
+at once: an idle partition never sits on the cluster's budget.
 
 Lives on a worker, inside a task's own event loop; the semaphore's messages go through the
 worker's loop (another thread), so every call to it is handed over with
@@ -32,10 +35,14 @@ ASK = 0.5   # seconds one request for a lease waits at the scheduler before it i
 class ClusterSlots:
     """`async with slots:` one of `local` slots of this partition and one lease of the cluster's."""
 
-    def __init__(self, semaphore: Any, worker_loop: asyncio.AbstractEventLoop, local: int):
+    def __init__(self, semaphore: Any, worker_loop: asyncio.AbstractEventLoop, local: int, share: int | None = None):
         self.semaphore = semaphore  # distributed.Semaphore, bound to this worker
         self.worker_loop = worker_loop
         self.local = asyncio.Semaphore(local)
+        self.share = local if share is None else max(1, share)  # leases kept while busy (above: HOLD seconds)
+        self.asks = 0                                   # requests made at the scheduler (round trips)
+        self.ask_seconds = 0.0                          # their time, summed (granted or not)
+        self.grants = 0                                 # of them, those that brought a lease
         self.held: deque[tuple[str, float]] = deque()  # our leases: (id, when it was granted)
         self.busy = 0                                   # of them, in use by a call
         self.asking = 0                                 # requests for a lease at the scheduler
@@ -57,8 +64,8 @@ class ClusterSlots:
     async def __aexit__(self, *exc: Any) -> None:
         self.busy -= 1
         self.local.release()
-        if self.held and time.monotonic() - self.held[0][1] > HOLD and len(self.held) > self.busy:
-            self._give_back(1)  # served long enough: back to the scheduler, for whoever waits there
+        if len(self.held) > max(self.share, self.busy) and time.monotonic() - self.held[0][1] > HOLD:
+            self._give_back(1)  # above our share, served long enough: back to the scheduler, for whoever waits
         self._assign()
 
     async def _lease(self) -> None:
@@ -97,9 +104,13 @@ class ClusterSlots:
         until its lease timed out), so each asks for at most ASK seconds and is then asked again."""
         try:
             while self.waiters and not self._closing:
+                self.asks += 1
+                t = time.perf_counter()
                 lease = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
                     _try_acquire(self.semaphore), self.worker_loop))
+                self.ask_seconds += time.perf_counter() - t
                 if lease is not None:
+                    self.grants += 1
                     self.held.append((lease, time.monotonic()))
                     break
         finally:

@@ -20,8 +20,10 @@ the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from batchgrid.core.steps.context import RunResources
 from batchgrid.core.table.columnar import Table
 
 from . import events as ev
+from .engine import Engine
 
 
 @dataclass
@@ -45,6 +48,7 @@ class RunSpec:
     max_concurrency: int       # the cluster-wide cap on calls in flight (and each partition's rows in flight)
     retry: dict[str, Any]      # RetryPolicy's fields
     semaphore: str             # the name of the run's distributed.Semaphore
+    lease_timeout: float = 30.0  # seconds a dead worker's leases stay taken (cluster.LEASE_TIMEOUT)
 
 
 @dataclass
@@ -67,6 +71,11 @@ class PartitionOutcome:
     worker: str = ""
     totals: dict[str, float] = field(default_factory=dict)  # Progress counters to add to the run's
     peak_leases: int = 0          # the most cluster leases this partition held at once
+    lease_asks: int = 0           # its requests for a lease at the scheduler (round trips)
+    lease_seconds: float = 0.0    # their time, summed
+    lease_grants: int = 0         # requests that brought a lease (the others waited ASK seconds: the cap was full)
+    seconds: float = 0.0          # the partition's wall time on the worker
+    cpu: float = 0.0              # and its thread's CPU time there (how busy the worker kept its core)
 
 
 TOTALS = ("tokens_in", "tokens_out", "cost", "cached", "retries", "shared_tokens_in", "shared_tokens_out",
@@ -92,19 +101,53 @@ def shared_limits(providers: Mapping[str, dict[str, Any]], workers: int) -> dict
     return shared
 
 
+class PartitionEngine(Engine):
+    """`Engine` with no listeners (no event per row: the client makes the run's events from the
+    outcome) whose pause stops the partition: nobody can press Resume on a worker, so the
+    partition ends and the client pauses the run."""
+
+    paused_for: tuple[str, str] = ("", "")
+
+    def pause(self, reason: str = "", kind: str = "") -> None:
+        if not self.paused_for[0] and not self._stopping:
+            self.paused_for = (reason or "paused", kind)
+            self.stop()
+
+
 def run_partition(spec: RunSpec, part: Partition) -> PartitionOutcome:
     """The task: on a Dask worker, in one of its threads."""
-    from distributed import Semaphore, get_worker
+    from distributed import get_worker
+
+    worker = get_worker()
+    wall, cpu = time.perf_counter(), time.thread_time()
+    with leased(spec, worker) as semaphore:
+        outcome = run_on_worker(spec, part, semaphore, worker)
+    outcome.seconds, outcome.cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    return outcome
+
+
+@contextlib.contextmanager
+def leased(spec: RunSpec, worker: Any) -> Iterator[Any]:
+    """The run's semaphore on this worker, its leases given back (and their refreshing stopped) at
+    the end. Made under the run's lease timeout: the semaphore refreshes its leases every fifth of
+    it, which must match the timeout the client created the semaphore with."""
+    import dask
+    from distributed import Semaphore
 
     from .cluster_slots import release_all
 
-    worker = get_worker()
-    loop = worker.loop.asyncio_loop  # type: ignore[attr-defined]  # tornado.platform.asyncio.AsyncIOLoop
-    semaphore = Semaphore(max_leases=spec.max_concurrency, name=spec.semaphore)
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": f"{spec.lease_timeout}s"}):
+        semaphore = Semaphore(max_leases=spec.max_concurrency, name=spec.semaphore)
     try:
-        outcome = asyncio.run(_run(spec, part, semaphore, loop))
+        yield semaphore
     finally:
-        asyncio.run_coroutine_threadsafe(release_all(semaphore), loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(release_all(semaphore), worker.loop.asyncio_loop).result(timeout=30)
+
+
+def run_on_worker(spec: RunSpec, part: Partition, semaphore: Any, worker: Any) -> PartitionOutcome:
+    """Rows of a partition through the engine in an event loop of this thread's own."""
+    loop = worker.loop.asyncio_loop  # tornado.platform.asyncio.AsyncIOLoop
+    outcome = asyncio.run(_run(spec, part, semaphore, loop))
     outcome.worker = worker.address
     return outcome
 
@@ -114,30 +157,23 @@ async def _run(spec: RunSpec, part: Partition, semaphore: Any, worker_loop: asyn
     from batchgrid.core.pipeline.file import Pipeline
 
     from .cluster_slots import ClusterSlots
-    from .engine import Engine, RetryPolicy
+    from .engine import RetryPolicy
 
     pipeline = Pipeline.from_dict(spec.pipeline)
     resources = RunResources(base_dir=Path(spec.base_dir), trusted=spec.trusted,
                              providers=shared_limits(pipeline.providers, part.workers), settings=dict(spec.settings),
                              data_dir=Path(spec.data_dir) if spec.data_dir else None, use_cache=spec.use_cache)
-    engine = Engine(pipeline.steps, Table(part.columns, part.values), max_concurrency=spec.max_concurrency,
-                    retry_policy=RetryPolicy(**spec.retry), resources=resources)
-    slots = ClusterSlots(semaphore, worker_loop, spec.max_concurrency)
+    engine = PartitionEngine(pipeline.steps, Table(part.columns, part.values), max_concurrency=spec.max_concurrency,
+                             retry_policy=RetryPolicy(**spec.retry), resources=resources)
+    slots = ClusterSlots(semaphore, worker_loop, spec.max_concurrency, share=-(-spec.max_concurrency // part.workers))
     engine.slots = slots  # type: ignore[assignment]  # RowContext holds `engine.slots` while on the wire
     outcome = PartitionOutcome(part.number, [])
-
-    def on_event(event: object) -> None:
-        if isinstance(event, ev.RunPaused) and not outcome.paused:
-            # Nobody can press Resume on a worker: the partition stops, the client pauses the run.
-            outcome.paused, outcome.kind = event.reason or "paused", event.kind
-            engine.stop()
-
-    engine.subscribe(on_event)
     try:
         await engine.run()
     finally:
         await slots.aclose()
     outcome.reason, outcome.message = engine.outcome or ("finished", "")
+    outcome.paused, outcome.kind = engine.paused_for
     for result in engine.results:
         if result is not None and result.status in (ev.DONE, ev.ERROR):
             result.index = part.indexes[result.index]
@@ -145,4 +181,5 @@ async def _run(spec: RunSpec, part: Partition, semaphore: Any, worker_loop: asyn
     p = engine.progress
     outcome.totals = {name: getattr(p, name) for name in TOTALS}
     outcome.peak_leases = slots.peak
+    outcome.lease_asks, outcome.lease_seconds, outcome.lease_grants = slots.asks, slots.ask_seconds, slots.grants
     return outcome

@@ -39,15 +39,52 @@ def calibrate(ms: float = 2.0) -> int:
     return max(1000, int(n * ms / 1000 / per))
 
 
-def run(args: list[str]) -> float:
+ENGINES: list = []  # the cluster runs' engines (their workers' wall and CPU time)
+
+
+def watch_cluster_engines() -> None:
+    from batchgrid.core.run.cluster import ClusterEngine
+
+    plain = ClusterEngine.run
+
+    async def run(self):
+        ENGINES.append(self)
+        return await plain(self)
+
+    ClusterEngine.run = run  # type: ignore[method-assign]
+
+
+def busy_cores() -> float:
+    """CPU seconds the whole machine has spent busy (every process: ours and anyone else's), Linux only."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+MACHINE: list[float] = []  # the machine's busy cores during each run (ours and other processes')
+
+
+def run(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds: the client, and a local cluster's scheduler)."""
     err = io.StringIO()
-    t = time.perf_counter()
+    t, c, m = time.perf_counter(), time.process_time(), busy_cores()
     with contextlib.redirect_stderr(err):
         code = main(["run", *args, "--quiet"])
-    wall = time.perf_counter() - t
+    wall, cpu_time = time.perf_counter() - t, time.process_time() - c
+    MACHINE.append((busy_cores() - m) / wall)
     if code != 0:
         raise SystemExit(f"run failed ({code}): {err.getvalue().strip()}")
-    return wall
+    return wall, cpu_time
+
+
+def workers_line() -> str:
+    engine = ENGINES[-1]
+    busy = engine.worker_cpu / engine.worker_seconds if engine.worker_seconds else 0.0
+    return (f"{engine.partitions_run} partitions; workers' CPU {engine.worker_cpu:.1f} s in "
+            f"{engine.worker_seconds:.1f} s of partitions ({busy:.0%} busy)")
 
 
 def cpu(folder: Path, rows: int) -> None:
@@ -60,11 +97,14 @@ def cpu(folder: Path, rows: int) -> None:
     pipeline.write_text(json.dumps({"version": 1, "settings": {"max_concurrency": 8}, "steps": [
         {"type": "python", "code": BURN.replace("N", str(n)), "output": "burnt"}]}))
     common = [str(pipeline), str(data), "--trust", "--no-cache"]
-    local = run([*common, "-o", str(folder / "local.parquet"), "--journal", str(folder / "j1.sqlite")])
-    cluster = run([*common, "-o", str(folder / "cluster.parquet"), "--journal", str(folder / "j2.sqlite"),
-                   "--cluster", "local:2"])
-    print(f"CPU step (~2 ms/row, N={n}), {rows:,} rows: single process {local:.1f} s ({rows / local:,.0f} rows/s), "
-          f"local:2 {cluster:.1f} s ({rows / cluster:,.0f} rows/s): {local / cluster:.2f}x throughput")
+    (local, local_cpu) = run([*common, "-o", str(folder / "local.parquet"), "--journal", str(folder / "j1.sqlite")])
+    (cluster, client_cpu) = run([*common, "-o", str(folder / "cluster.parquet"), "--journal",
+                                 str(folder / "j2.sqlite"), "--cluster", "local:2"])
+    print(f"CPU step (~2 ms/row, N={n}), {rows:,} rows: single process {local:.1f} s ({rows / local:,.0f} rows/s, "
+          f"CPU {local_cpu / local:.0%} of a core), local:2 {cluster:.1f} s ({rows / cluster:,.0f} rows/s; client and "
+          f"scheduler CPU {client_cpu:.1f} s = {client_cpu / cluster:.0%} of a core; {workers_line()}): "
+          f"{local / cluster:.2f}x throughput; the machine was busy {MACHINE[-2]:.2f} and {MACHINE[-1]:.2f} "
+          f"cores of {os.cpu_count()} during each (every process)")
 
 
 def llm(folder: Path, rows: int, cap: int = 100, latency: float = 0.05) -> None:
@@ -82,11 +122,16 @@ def llm(folder: Path, rows: int, cap: int = 100, latency: float = 0.05) -> None:
             "steps": [{"type": "llm", "prompt": "{text}", "output": "answer"}]}))
         common = [str(pipeline), str(data), "--no-cache"]
         bound = rows * latency / cap
-        local = run([*common, "-o", str(folder / "l1.parquet"), "--journal", str(folder / "j3.sqlite")])
-        cluster = run([*common, "-o", str(folder / "l2.parquet"), "--journal", str(folder / "j4.sqlite"),
-                       "--cluster", "local:2"])
+        local, _ = run([*common, "-o", str(folder / "l1.parquet"), "--journal", str(folder / "j3.sqlite")])
+        cluster, _ = run([*common, "-o", str(folder / "l2.parquet"), "--journal", str(folder / "j4.sqlite"),
+                          "--cluster", "local:2"])
+    engine = ENGINES[-1]
     print(f"LLM, {rows:,} rows, {latency * 1000:.0f} ms replies, cap {cap} (lower bound {bound:.1f} s): "
-          f"single process {local:.1f} s ({local / bound:.2f}x bound), local:2 {cluster:.1f} s ({cluster / bound:.2f}x bound)")
+          f"single process {local:.1f} s ({local / bound:.2f}x bound), local:2 {cluster:.1f} s ({cluster / bound:.2f}x "
+          f"bound; peak {engine.peak_leases} leases in one partition; {engine.lease_grants:,} leases granted for "
+          f"{rows:,} calls, {engine.lease_asks:,} requests in all ({engine.lease_seconds:.0f} s at the scheduler, "
+          f"waits for a full cap included); {engine.partitions_run} partitions); the machine was busy "
+          f"{MACHINE[-2]:.2f} and {MACHINE[-1]:.2f} cores of {os.cpu_count()}")
 
 
 if __name__ == "__main__":
@@ -94,6 +139,7 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--llm-rows", type=int, default=20_000)
     options = parser.parse_args()
+    watch_cluster_engines()
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         if options.rows:

@@ -1,10 +1,16 @@
 """Native batching for embeddings (docs/architecture.md, engine contract point 6).
 
 Rows ask for one vector each and wait only for their own. Texts asked for within a few
-milliseconds of each other are gathered, up to the batch size, and sent as ONE request
-that holds one engine slot (through the `call` of a row still waiting for it, so it
-retries like any call). A batch goes as soon as it is full, or when the first text in it
-has waited `linger` seconds: rows keep flowing independently.
+milliseconds of each other are gathered, up to the batch size (and `MAX_REQUEST_TOKENS`), and
+sent as ONE request that holds one engine slot (through the `call` of a row still waiting for
+it, so it retries like any call). A batch goes as soon as it is full, or when no text has
+joined it for `linger` seconds (or it has gathered for `MAX_GATHER`): rows keep flowing.
+
+A row waiting in a gathering batch is parked (`ctx.park`): it waits for other rows, not for a
+server, so the engine starts another row meanwhile (core/run/engine.py, `Lending`). The batch
+fills from rows queued for the step, not only from the `max_concurrency` rows in flight:
+1,000 rows at the defaults are 4 requests of 256 texts, not 125 of 8. When the batch goes,
+its rows are unparked: they count as rows at work again while their request is on the wire.
 
 Each text is cached on its own (endpoint, model, dimensions, text), so a later run or a
 knowledge base seen before costs nothing. Identical texts in one batch are sent once.
@@ -22,14 +28,20 @@ from typing import Any
 import numpy as np
 
 from .client import Provider
+from .tokens import text_tokens
 
-DEFAULT_LINGER = 0.005
+DEFAULT_LINGER = 0.005    # a batch no text joined for this long goes
+MAX_GATHER = 0.25         # a batch goes after gathering this long, however fast texts still join it
+MAX_REQUEST_TOKENS = 300_000  # OpenAI's limit of input tokens in one embeddings request
 
 
 class _Batch:
-    __slots__ = ("contexts", "futures", "keys", "task", "texts")
+    __slots__ = ("contexts", "futures", "keys", "last", "parked", "start", "task", "texts", "tokens")
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
+        self.start = self.last = now  # when the first and the latest text joined
+        self.tokens = 0
+        self.parked = True  # gathering: its rows are parked in the engine (ctx.park)
         self.texts: list[str] = []
         self.keys: list[str | None] = []
         self.futures: list[asyncio.Future] = []
@@ -68,6 +80,8 @@ class EmbeddingBatcher:
         try:
             vector, tokens, batch_size = await asyncio.shield(batch.futures[place])
         except asyncio.CancelledError:
+            if batch.parked and batch.contexts[place] is not None:
+                _unpark(ctx)
             batch.contexts[place] = None
             if batch.waiting() is None:
                 self._drop(batch)  # nobody wants this batch any more
@@ -77,23 +91,55 @@ class EmbeddingBatcher:
         return vector
 
     def _join(self, ctx, text: str, key: str | None) -> _Batch:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        tokens = text_tokens(text)
         batch = self._open
+        if batch is not None and batch.texts and batch.tokens + tokens > MAX_REQUEST_TOKENS:
+            self._send()  # this text would take the request past the provider's limit: the batch goes first
+            batch = None
         if batch is None:
-            batch = self._open = _Batch()
-            self._timer = asyncio.get_running_loop().call_later(self.linger, self._send)
+            batch = self._open = _Batch(now)
+            self._timer = loop.call_at(now + self.linger, self._lingered)
+        batch.last = now
+        batch.tokens += tokens
         batch.texts.append(text)
         batch.keys.append(key)
         batch.contexts.append(ctx)
-        batch.futures.append(asyncio.get_running_loop().create_future())
-        if len(batch.texts) >= self.batch_size:
+        batch.futures.append(loop.create_future())
+        if len(batch.texts) < self.batch_size:
+            park = getattr(ctx, "park", None)  # the engine's contexts have it
+            if park is not None:
+                park(self.batch_size)  # its worker may take another row, which may join this batch
+        else:
+            batch.contexts[-1] = None  # (not parked: not unparked when the batch goes)
             self._send()
+            batch.contexts[-1] = ctx
         return batch
+
+    def _lingered(self) -> None:
+        """The linger timer: the batch goes if no text joined it for `linger` seconds, else it waits on."""
+        self._timer = None
+        batch = self._open
+        if batch is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = min(batch.last + self.linger, batch.start + max(MAX_GATHER, self.linger))
+        if loop.time() < due:
+            self._timer = loop.call_at(due, self._lingered)
+        else:
+            self._send()
 
     def _close_open_batch(self) -> _Batch | None:
         batch, self._open = self._open, None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if batch is not None and batch.parked:
+            batch.parked = False  # its rows wait for a server now (or for nothing): rows at work again
+            for ctx in batch.contexts:
+                if ctx is not None:
+                    _unpark(ctx)
         return batch
 
     def _send(self) -> None:
@@ -152,6 +198,12 @@ class EmbeddingBatcher:
     async def embed_many(self, ctx, texts: list[str]) -> list[np.ndarray]:
         """Many texts at once (a knowledge base): they fill batches of `batch_size`."""
         return list(await asyncio.gather(*(self.embed(ctx, t) for t in texts)))
+
+
+def _unpark(ctx: Any) -> None:
+    unpark = getattr(ctx, "unpark", None)
+    if unpark is not None:
+        unpark()
 
 
 def _encode(vector: np.ndarray) -> str:

@@ -43,7 +43,7 @@ DEFAULT_PROVIDER = "openai"
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_IDLE_TIMEOUT = 30.0
 OPENAI_HOST = "api.openai.com"
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_SIZE = 256
 
 # field -> (expected type, words for the message)
 FIELDS: dict[str, tuple[Any, str]] = {

@@ -165,6 +165,15 @@ class RowContext:
             self.details = {}
         self.details.update(details)
 
+    def park(self, room: int) -> None:
+        """This row waits in an embedding batch still gathering (up to `room` texts): the run may start
+        another row meanwhile (engine.py, `Lending`). Each `park` is ended by one `unpark`."""
+        self.engine.park(room)
+
+    def unpark(self) -> None:
+        """This row's batch went (or the row no longer waits for it)."""
+        self.engine.unpark()
+
     @property
     def resources(self) -> RunResources:
         return self.engine.resources

@@ -21,6 +21,9 @@ How it keeps the contract (docs/architecture.md, "Engine contract"):
 - Stop cancels the workers, or the binding still going on: whatever they await (an HTTP
   request, a file read in a worker thread, a wait for a server) is given up at once. Pause
   lets rows in flight finish and starts no new ones.
+- Rows waiting in an embedding batcher's gathering batch are not rows at work (`Lending`): while
+  some are, workers take more rows, up to the batch size beyond `max_concurrency`, so a batch
+  fills from queued rows (1,000 rows, 4 requests of 256) while the requests still take the slots.
 - A worker that only runs cheap steps yields to the loop every few milliseconds, so a
   window on the same loop stays responsive.
 """
@@ -186,6 +189,26 @@ class RowState:
         self.t0 = t0
 
 
+class Lending:
+    """Rows parked in an embedding batcher (core/providers/batcher.py) while its batch gathers: they wait
+    for rows to join them, not for a server, so their workers are free. While `extra` rows are parked,
+    `extra` more rows than `max_concurrency` may be in flight: a row parking starts one more worker when
+    there is room, and a worker whose row ends goes on only while rows at work stay within
+    `max_concurrency` (rows in flight <= max_concurrency + batch size). A batch on the wire holds one
+    slot and its rows count as rows at work again (memory stays flat)."""
+
+    __slots__ = ("crashed", "extra", "parked", "room", "starting", "tasks", "todo")
+
+    def __init__(self) -> None:
+        self.parked = 0       # rows parked in a gathering batch
+        self.room = 0         # the largest batch size parked rows asked room for
+        self.extra = 0        # min(parked, room): rows allowed beyond max_concurrency
+        self.starting = 0     # workers started for parked rows that have not taken a row yet
+        self.tasks: set[asyncio.Task] = set()
+        self.todo: Any = None  # the run's row numbers, while rows run (not while binding, nor in batch mode)
+        self.crashed: list[BaseException] = []
+
+
 class StepFailed(Exception):
     """Internal: carries the failing step's label up to the row."""
 
@@ -262,6 +285,7 @@ class Engine:
         # Batch mode's state, one attribute: past 30 attributes an instance's dict loses CPython's
         # shared keys and every `self.x` of the hot path gets slower (tests/bench/bench_engine.py).
         self.batch = batch_mode.RunBatches(batches if batches is not None else batch_mode.MemoryBook())
+        self.lending = Lending()
 
     # ---- control -----------------------------------------------------------------
     def subscribe(self, listener: ev.Listener) -> None:
@@ -281,6 +305,8 @@ class Engine:
         if self._binding is not None:
             self._binding.cancel()  # a file read in a worker thread is left to end on its own
         for task in self._workers:
+            task.cancel()
+        for task in self.lending.tasks:
             task.cancel()
 
     def cancel_batch(self) -> None:
@@ -456,18 +482,29 @@ class Engine:
             self._binding = None
 
     async def _run_rows(self) -> list[BaseException]:
-        """Every selected row through the plan, by a fixed pool of workers; returns the errors
-        that crashed a worker (a bug in the engine itself)."""
+        """Every selected row through the plan, by a fixed pool of workers (and those lent while rows
+        are parked in a batcher: `park`); returns the errors that crashed a worker (a bug in the engine)."""
         todo = iter(self.selection)
+        lend = self.lending
+        lend.todo = todo
         count = min(self.max_concurrency, len(self.selection))
         self._workers = [asyncio.ensure_future(self._worker(todo)) for _ in range(count)]
         if self._stopping:  # stop() while the workers were being created
             for task in self._workers:
                 task.cancel()
-        results = await asyncio.gather(*self._workers, return_exceptions=True)
-        return [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+        try:
+            results = await asyncio.gather(*self._workers, return_exceptions=True)
+            while lend.tasks:
+                await asyncio.gather(*list(lend.tasks), return_exceptions=True)  # their crashes: `lend.crashed`
+        finally:
+            lend.todo = None
+        return [r for r in [*results, *lend.crashed]
+                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
 
     async def _worker(self, todo) -> None:
+        lend = self.lending
+        p = self.progress
+        most = self.max_concurrency
         for index in todo:
             if not self._unpaused.is_set():
                 await self._unpaused.wait()
@@ -475,6 +512,41 @@ class Engine:
                 return
             await self._run_row(index)
             await self._breathe()
+            if p.running >= most + lend.extra:
+                return  # rows at work are max_concurrency without this worker: it was lent (`park`)
+
+    # ---- rows parked in an embedding batcher: workers lent meanwhile (`Lending`) --------------------
+    def park(self, room: int) -> None:
+        """A row waits in a batch still gathering (of up to `room` texts): its worker is not at work, so
+        one more row may start, if there are rows to start and room for them."""
+        lend = self.lending
+        lend.parked += 1
+        if room > lend.room:
+            lend.room = room
+        lend.extra = min(lend.parked, lend.room)
+        if (lend.todo is not None and not self._stopping and self._unpaused.is_set()
+                and self.progress.running + lend.starting < self.max_concurrency + lend.extra):
+            lend.starting += 1
+            task = asyncio.ensure_future(self._lent_worker(lend.todo))
+            lend.tasks.add(task)
+            task.add_done_callback(self._lent_worker_done)
+
+    def unpark(self) -> None:
+        """A parked row's batch went (or the row was cancelled): it counts as a row at work again."""
+        lend = self.lending
+        lend.parked -= 1
+        lend.extra = min(lend.parked, lend.room)
+
+    async def _lent_worker(self, todo) -> None:
+        self.lending.starting -= 1
+        if self.progress.running < self.max_concurrency + self.lending.extra:
+            await self._worker(todo)
+
+    def _lent_worker_done(self, task: asyncio.Task) -> None:
+        lend = self.lending
+        lend.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            lend.crashed.append(task.exception())  # type: ignore[arg-type]
 
     # ---- batch mode: the plan in stages, rows parked at each step in batch mode ------------------
     async def _run_stages(self, stages) -> list[BaseException]:

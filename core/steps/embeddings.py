@@ -44,7 +44,7 @@ def embedding_params() -> tuple[Param, ...]:
     return (
         Param("dimensions", INT, None, "Shorter vectors (text-embedding-3 models); blank = the model's own.",
               minimum=1),
-        Param("batch_size", INT, None, "Texts per request; blank = the provider's batch_size (100).",
+        Param("batch_size", INT, None, "Texts per request; blank = the provider's batch_size (256).",
               minimum=1, maximum=2048),
     )
 
@@ -53,8 +53,8 @@ def embedding_params() -> tuple[Param, ...]:
 class Embed(EmbeddingStep):
     type = "embed"
     title = "Embed"
-    description = ("Turn a column's text into a vector; the rows in flight are sent together, up to 100 texts a "
-                   "request (a higher max concurrency fills bigger batches).")
+    description = ("Turn a column's text into a vector; rows queued for it are sent together, up to 256 texts a "
+                   "request.")
     params = (
         provider_param(),
         model_param("embedding"),

@@ -333,3 +333,23 @@ def test_a_big_csv_is_read_in_blocks_on_the_workers(scheduler, tmp_path, monkeyp
     assert result["text"] == [f"row, {i}" for i in range(n)]
     assert result["upper"] == [f"ROW, {i}" for i in range(n)]
     assert len({p.name.split("-")[1] for p in out.glob("part-*.parquet")}) == 5  # ~250 KB in blocks of 50 KB
+
+
+def test_the_command_line_reads_a_big_input_on_the_workers(scheduler, tmp_path, monkeypatch):
+    """`run ... --cluster` with an input over the split size goes the by-partition way; an .xlsx output is refused in words."""
+    import pyarrow.parquet as pq
+    from batchgrid.core.run import cluster_files
+    from batchgrid.core.table import read as table_read
+
+    monkeypatch.setattr(cluster_files, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(table_read, "read_table", None)  # the client never reads the table
+    data = sheet(tmp_path / "big.csv", [f"r{i}" for i in range(300)])
+    pipeline_path = tmp_path / "p.json"
+    pipeline_path.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "python", "code": "text.upper()", "output": "upper"}]}))
+    out = tmp_path / "out.parquet"
+    common = ["run", str(pipeline_path), str(data), "--cluster", scheduler, "--trust", "--no-cache",
+              "--journal", str(tmp_path / "j.sqlite")]
+    assert main([*common, "-o", str(out)]) == 0
+    assert pq.read_table(out).to_pydict()["upper"] == [f"R{i}" for i in range(300)]
+    assert main([*common, "-o", str(tmp_path / "out.xlsx")]) == 2  # said in one line: give a .parquet name

@@ -237,6 +237,13 @@ def run_command(args) -> int:
     output = Path(args.output) if args.output else default_output(input_path)
     if output.suffix.lower() not in (".xlsx", ".csv", ".parquet"):
         raise CliError(f"{output}: the output must end in .xlsx, .csv or .parquet")
+    if args.cluster:
+        from batchgrid.core.run.cluster_files import reads_on_workers
+
+        if reads_on_workers(input_path):  # too big to read here: read, run and written by partition on the workers
+            from .cluster import run_file_on_cluster
+
+            return run_loop(run_file_on_cluster(args, pipeline, input_path, output))
     if not output.parent.exists():
         raise CliError(f"{output.parent}: no such folder for the output")
     if output.is_dir():

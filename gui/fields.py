@@ -343,13 +343,18 @@ def preview(template: str, row: dict[str, Any] | None, columns: list[str]) -> tu
         return None, str(exc)
 
 
-def insert_column_button(columns: list[str], insert, written=lambda c: "{" + c + "}") -> QToolButton:
+def insert_menu_button(text: str) -> tuple[QToolButton, QMenu]:
+    """An "Insert …" button that opens its menu at once (the menu is set on it by the caller)."""
     button = QToolButton()
-    button.setText("Insert column")
+    button.setText(text)
     button.setIcon(icon("insert"))
     button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-    menu = QMenu(button)
+    return button, QMenu(button)
+
+
+def insert_column_button(columns: list[str], insert, written=lambda c: "{" + c + "}") -> QToolButton:
+    button, menu = insert_menu_button("Insert column")
     for c in columns:
         menu.addAction(c, lambda c=c: insert(written(c)))
     if not columns:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from batchgrid.core.steps.formula import FormulaSyntaxError, check_formula
 from batchgrid.core.steps.formula_functions import FUNCTIONS, NAMES
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import QHBoxLayout, QMenu, QPlainTextEdit, QTextEdit, QToolButton
+from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QTextEdit, QToolButton
 
-from .fields import TextBoxField, insert_column_button
-from .icons import icon
+from .fields import TextBoxField, insert_column_button, insert_menu_button
 from .style import colors
 
 
@@ -36,12 +34,7 @@ class FormulaField(TextBoxField):
         self.layout_.addLayout(row)
 
     def _functions_button(self) -> QToolButton:
-        button = QToolButton()
-        button.setText("Insert function")
-        button.setIcon(icon("insert"))
-        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(button)
+        button, menu = insert_menu_button("Insert function")
         for name in NAMES:
             action = menu.addAction(FUNCTIONS[name].usage, lambda n=name: self.insert(f"{n}("))
             action.setData(name)

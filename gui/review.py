@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 from .inspector import pairs_table
 from .results_model import EDITED_COLOURS, ResultsModel
 from .style import colors, inspector_css, is_dark
-from .widgets import ElidedLabel, one_line
+from .widgets import ElidedLabel, one_line, titled_panel
 
 if TYPE_CHECKING:  # pragma: no cover
     from batchgrid.core.session import Session
@@ -140,14 +140,7 @@ class ReviewPanel(QWidget):
         scroll.setWidget(self.outputs_box)
         self.body = QSplitter(Qt.Orientation.Horizontal)
         for title, widget in (("Inputs", self.inputs), ("Outputs (E to edit)", scroll)):
-            box = QWidget()
-            column = QVBoxLayout(box)
-            column.setContentsMargins(0, 0, 0, 0)
-            label = QLabel(title)
-            label.setObjectName("panelTitle")
-            column.addWidget(label)
-            column.addWidget(widget, 1)
-            self.body.addWidget(box)
+            self.body.addWidget(titled_panel(title, widget))
         self.body.setChildrenCollapsible(False)
         self.body.setStretchFactor(0, 2)
         self.body.setStretchFactor(1, 3)  # the outputs are what is reviewed: more room

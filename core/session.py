@@ -325,6 +325,11 @@ class Session:
         self._batches_left = ""  # a run takes them up again (resume) or leaves them (another run)
         # Job.start snapshots the pipeline, opens the journal's run and reads its rows: off the loop.
         engine = await asyncio.to_thread(job.start, mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to)
+        return self.begin_run(job, engine)
+
+    def begin_run(self, job: Job, engine: Engine) -> Engine:
+        """Run `engine` (the job's, or one standing in for it: the cluster's), its events to the store
+        and the listeners."""
         self.engine = engine
         self.store.reset(job.rows, self.output_columns(), job.results)
         self.store.run_starting(job.results, engine.selection)

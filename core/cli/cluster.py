@@ -35,14 +35,7 @@ async def start_on_cluster(session: Any, mode: str, address: str, *, max_concurr
     except BaseException:
         await dask_run.disconnect(client, cluster)
         raise
-    session.engine = engine
-    session.store.reset(job.rows, session.output_columns(), job.results)
-    session.store.run_starting(job.results, engine.selection)
-    engine.subscribe(session.store.on_event)
-    for listener in session.listeners:
-        engine.subscribe(listener)
-    session._run_task = asyncio.ensure_future(engine.run())
-    return engine
+    return session.begin_run(job, engine)
 
 
 async def run_file_on_cluster(args: Any, pipeline: Any, input_path: Path, output: Path) -> int:

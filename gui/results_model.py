@@ -207,7 +207,7 @@ class ResultsModel(QAbstractTableModel):
         self.endResetModel()
 
     def set_output_columns(self, output_columns: Sequence[str]) -> None:
-        if list(output_columns) != self.output_columns:
+        if list(output_columns) != self.store.step_columns:
             self.set_table(self.rows, output_columns, self.results)
 
     def status_column(self) -> int:
@@ -244,8 +244,9 @@ class ResultsModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.headers):
                 return self.headers[section]
             if role == Qt.ItemDataRole.ToolTipRole and 0 <= section < len(self.headers):
-                kind = ("input column" if section < len(self.input_columns) else
-                        "output column" if section < self.status_column() else "run column")
+                kind = ("run column" if section >= self.status_column() else "output column"
+                        if section >= len(self.input_columns) else "input column, written over by a step"
+                        if self.store.step_column_at(section) else "input column")
                 return f"{self.headers[section]} ({kind}); click to sort"
             return None
         if 0 <= section < self.rowCount() and role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
@@ -318,8 +319,7 @@ class ResultsModel(QAbstractTableModel):
 
     def tooltip(self, row: int, column: int) -> str | None:
         if self.store.overrides.rows and self.store.edited(row, column):
-            name = self.output_columns[column - len(self.input_columns)]
-            was = display_text(self.store.step_value(row, name))
+            was = display_text(self.store.step_value(row, self.store.step_column_at(column) or ""))
             return f"Edited in review (a manual override: a run keeps it).\nThe step wrote: {was[:1000] or '(blank)'}"
         result = self.results[row]
         if self.status[row] == ev.ERROR and result is not None:

@@ -271,9 +271,8 @@ class ReviewPanel(QWidget):
         view = self.view
         if view is None or not view.currentIndex().isValid():
             return None
-        column = view.currentIndex().column() - len(self.model.input_columns)
-        outputs = self.model.output_columns
-        return self.editors.get(outputs[column]) if 0 <= column < len(outputs) else None
+        name = self.model.store.step_column_at(view.currentIndex().column())
+        return self.editors.get(name) if name is not None else None
 
     # ---- keys ----------------------------------------------------------------------------------------
     def event(self, event: QEvent) -> bool:
@@ -335,11 +334,10 @@ class ReviewPanel(QWidget):
         _set_styled(self.decision, "kind", kind or "none")
         inputs = store.table.row(row)
         self.inputs.setHtml(inspector_css() + pairs_table(list(inputs.items())) + self._failure(row))
-        n_inputs = len(store.table.columns)
         edited = review.edits if review is not None else {}
-        for k, name in enumerate(store.output_columns):
+        for name in store.step_columns:
             editor = self.editors[name]
-            text = display_text(store.value(row, n_inputs + k))
+            text = display_text(store.value(row, store.column_position(name)))
             editor.setProperty("shown", text)
             editor.setPlainText(text)
             editor.fit_height(text)
@@ -363,7 +361,7 @@ class ReviewPanel(QWidget):
 
     def _sync_outputs(self) -> None:
         """One label and editor per output column (again when the pipeline's outputs change)."""
-        names = list(self.model.output_columns)
+        names = list(self.model.store.step_columns)  # the steps' outputs, new or written over an input
         if names == list(self.editors):
             return
         for widget in [*self.editors.values(), *self.labels.values()]:

@@ -331,6 +331,30 @@ def test_the_projected_cost_shows_the_batch_price(tmp_path):
     assert no_batches.batch_cost == no_batches.cost and "batch mode" not in no_batches.describe()
 
 
+def test_a_step_in_batch_mode_is_projected_at_the_batch_price_first(tmp_path):
+    """The projection leads with what the run will cost: batch mode's price, the synchronous one beside it."""
+    from batchgrid.core.pipeline.file import Pipeline
+    from batchgrid.core.run.estimate import estimate_cost
+    from batchgrid.core.table import Table
+
+    def estimate(*batch: bool):
+        pipeline = Pipeline.from_dict({"version": 1, "providers": {"p": {"preset": "openai", "model": "gpt-4o"}},
+                                       "steps": [{"type": "llm", "prompt": "{text}", "max_tokens": 100,
+                                                  "output": f"a{i}", "batch": b} for i, b in enumerate(batch)]})
+        return estimate_cost(pipeline, Table.from_records([{"text": "x" * 4000}] * 1000), sample=5,
+                             data_dir=tmp_path)
+
+    batched = estimate(True)
+    assert batched.cost == pytest.approx(batched.sync_cost / 2) and batched.steps[0].batch
+    assert batched.describe() == ("about 1,104,000 tokens, $1.75 for 1,000 rows at the batch price (projected from "
+                                  "the first 5); $3.51 without batch mode")
+    mixed = estimate(True, False)
+    assert mixed.cost == pytest.approx(mixed.sync_cost * 3 / 4) and mixed.batch_cost == pytest.approx(mixed.sync_cost / 2)
+    assert mixed.describe() == ("about 2,208,000 tokens, $5.26 for 1,000 rows with 1 of 2 model steps in batch mode "
+                                "(projected from the first 5); $7.02 without batch mode; every model step in batch "
+                                "mode: $3.51")
+
+
 async def test_a_batch_created_just_before_a_crash_is_found_again_not_submitted_twice(fake_openai, test_profile):
     requests = llm_requests(test_profile, 5)
     async with BatchClient(test_profile, KEY, poll=FAST, limits=BatchLimits(requests=2)) as client:

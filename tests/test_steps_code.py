@@ -192,8 +192,9 @@ async def test_bind_compiles_and_reports_a_syntax_error_edited_after_loading():
 
 
 def test_output_names_are_validated_against_the_table():
-    pipeline = load({"type": "python", "code": "1", "outputs": ["id", "score"]})
-    assert [str(p) for p in pipeline.problems(["id"])] == ['steps[0]: output "id" would overwrite an input column; choose another name']
+    pipeline = load({"type": "template", "template": "{id}", "output": "score"},
+                    {"type": "python", "code": "1", "outputs": ["id", "score"]})
+    assert [str(p) for p in pipeline.problems(["id"])] == ['steps[1]: output "score" is already written by steps[0]; choose another name']
     assert load({"type": "python", "code": "1", "output": "flag"}).output_columns() == ["flag"]
 
 

@@ -261,9 +261,10 @@ def test_lookup_validation(prices_csv):
     ]
 
 
-def test_lookup_output_clashing_with_an_input_is_reported():
-    pipeline = load({"type": "lookup", "file": "p.csv", "file_key": "sku", "key": "sku", "columns": ["sku", "name"]})
-    assert [str(p) for p in pipeline.problems(["sku"])] == ['steps[0]: output "sku" would overwrite an input column; choose another name']
+def test_lookup_output_clashing_with_another_step_s_is_reported():
+    pipeline = load({"type": "template", "template": "{sku}", "output": "name"},
+                    {"type": "lookup", "file": "p.csv", "file_key": "sku", "key": "sku", "columns": ["sku", "name"]})
+    assert [str(p) for p in pipeline.problems(["sku"])] == ['steps[1]: output "name" is already written by steps[0]; choose another name']
     prefixed = load({"type": "lookup", "file": "p.csv", "file_key": "sku", "key": "sku", "columns": ["sku"],
                      "prefix": "found_"})
     assert prefixed.problems(["sku"]) == []

@@ -148,8 +148,10 @@ def test_extract_bad_pattern_and_groups_without_names_are_reported():
 def test_extract_group_columns_are_checked_against_the_table():
     pipeline = load({"type": "regex_extract", "source": "s", "pattern": r"(?P<id>\d+)", "mode": "groups"})
     assert pipeline.output_columns() == ["id"]
-    assert [str(p) for p in pipeline.problems(["s", "id"])] == ['steps[0]: output "id" would overwrite an input column; choose another name']
-    assert pipeline.problems(["s"]) == []
+    assert pipeline.problems(["s"]) == [] and pipeline.problems(["s", "id"]) == []  # writing over an input is allowed
+    twice = load({"type": "template", "template": "{s}", "output": "id"},
+                 {"type": "regex_extract", "source": "s", "pattern": r"(?P<id>\d+)", "mode": "groups"})
+    assert [str(p) for p in twice.problems(["s"])] == ['steps[1]: output "id" is already written by steps[0]; choose another name']
 
 
 # ---- split ------------------------------------------------------------------------

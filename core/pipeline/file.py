@@ -406,9 +406,10 @@ def check_configs(steps: list[Step]) -> list[Problem]:
 
 def check_columns(steps: list[Step], columns: list[str]) -> list[Problem]:
     """Column checks: each step reads only what exists before it; no output is written twice.
-    (Branches run side by side: each sees what existed before its parallel step.)"""
+    (Branches run side by side: each sees what existed before its parallel step.) A step may write
+    over an input column: the column keeps its place, and rows the step does not write keep the
+    sheet's value (core/run/results.py)."""
     problems: list[Problem] = []
-    inputs = set(columns)
     written: dict[str, StepPath] = {}
     for visit in iter_steps(steps, columns, enabled_only=True):
         step, path = visit.step, visit.path
@@ -416,9 +417,7 @@ def check_columns(steps: list[Step], columns: list[str]) -> list[Problem]:
         if step.children():
             continue  # a parallel step's outputs are its branches' steps' outputs, checked there
         for out in step.writes():
-            if out in inputs:
-                problems.append(Problem(f'output "{out}" would overwrite an input column; choose another name', path))
-            elif out in written:
+            if out in written:
                 problems.append(Problem(f'output "{out}" is already written by {format_path(written[out])}; '
                                         "choose another name", path))
             elif not out.strip():

@@ -81,10 +81,10 @@ def part_name(piece: int, chunk: int) -> str:
     return f"part-{piece:05d}-{chunk:04d}.parquet"
 
 
-def run_piece(spec: RunSpec, frame: Any, number: int, folder: str, header: list[str], workers: int
-              ) -> PieceOutcome:
+def run_piece(spec: RunSpec, frame: Any, number: int, folder: str, header: list[str], workers: int,
+              written: tuple[str, ...] = ()) -> PieceOutcome:
     """The task: on a worker, one piece of the input through the engine, chunk by chunk, each
-    chunk written to its own part file."""
+    chunk written to its own part file. `written`: input columns a step writes over (in place)."""
     from batchgrid.core.table.write_flat import write_parquet
     from batchgrid.core.util import secrets
     from distributed import get_worker
@@ -115,7 +115,9 @@ def run_piece(spec: RunSpec, frame: Any, number: int, folder: str, header: list[
                 result = results[k]
                 out.done += result.status == ev.DONE
                 out.failed += result.status == ev.ERROR
-                lines.append([*(v[k] for v in values), *(result.outputs.get(c) for c in outputs),
+                inputs = [result.outputs[c] if c in written and c in result.outputs else v[k]
+                          for c, v in zip(columns, values, strict=True)]
+                lines.append([*inputs, *(result.outputs.get(c) for c in outputs),
                               *(read(result) for _, read in RUN_COLUMNS)])
             write_parquet(header, secrets.redact_rows(lines), target, len(lines))
             out.chunks += 1
@@ -139,7 +141,7 @@ class FileEngine(ClusterEngine):
         from dask import delayed
 
         from .cluster_task import TOTALS
-        from .results import RUN_COLUMN_NAMES
+        from .results import RUN_COLUMN_NAMES, split_outputs
 
         client = self.client
         columns, frames, rows = await asyncio.to_thread(pieces, self.source)
@@ -147,8 +149,9 @@ class FileEngine(ClusterEngine):
             raise ClusterError(f"{self.source.name}: its columns changed while the run started")
         if rows is not None:
             self.progress.selected = self.progress.total = rows
-        taken = set(columns) | set(self._output_columns)
-        header = [*columns, *self._output_columns, *(f"run {n}" if n in taken else n for n in RUN_COLUMN_NAMES)]
+        new, written = split_outputs(columns, self._output_columns)
+        taken = set(columns) | set(new)
+        header = [*columns, *new, *(f"run {n}" if n in taken else n for n in RUN_COLUMN_NAMES)]
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.resume_parts:  # a new run: the parts of an earlier one are not this run's
             for old in self.folder.glob("part-*.parquet"):
@@ -158,7 +161,7 @@ class FileEngine(ClusterEngine):
         async with self._semaphore(name):
             spec = self._spec(name)
             tasks = [delayed(run_piece, pure=False)(spec, frame, number, str(self.folder), header, workers,
-                                                      dask_key_name=f"{name}-piece-{number}")
+                                                      tuple(written), dask_key_name=f"{name}-piece-{number}")
                      for number, frame in enumerate(frames)]
             futures = client.compute(tasks, retries=2)
             try:

@@ -6,10 +6,12 @@ length), requests already in the response cache cost nothing, and later steps se
 model outputs as placeholder text of the expected length. Cheap steps run for real; HTTP
 and code steps do not run (their outputs are blank). Nothing is sent anywhere.
 
-Batch mode's price is projected beside it: the same calls at the provider's batch price
-(prices.BATCH_DISCOUNT: half at OpenAI and Azure; the same price where a provider has no batch
-API), so the line can say "in batch mode: $0.62 instead of $1.24". Calls made once per run (a
-knowledge base) stay at the synchronous price.
+A step in batch mode (`"batch": true`) is priced at the provider's batch price (prices.BATCH_DISCOUNT:
+half at OpenAI and Azure; the same price where a provider has no batch API), and the line leads
+with what the run will cost: "$0.62 for 1,000 rows at the batch price ...; $1.24 without batch
+mode". Steps not in batch mode are projected at both prices, so the line can offer the saving:
+"in batch mode: $0.62 instead of $1.24". Calls made once per run (a knowledge base) stay at the
+synchronous price.
 
 A step with a condition (`when`) counts only the sampled rows that meet it: the projection
 scales what those rows would cost, so a condition met by 3 rows in 20 projects 15% of the calls.
@@ -49,6 +51,8 @@ class StepEstimate:
     cached: int = 0         # sampled calls already in the cache
     priced: bool = True
     batch_cost: float = 0.0  # the same calls through the provider's Batch API
+    sync_cost: float = 0.0   # the same calls one request at a time (= cost unless the step is in batch mode)
+    batch: bool = False      # the step is in batch mode: `cost` is at the batch price
 
 
 @dataclass
@@ -57,8 +61,9 @@ class CostEstimate:
     sampled: int
     tokens_in: int = 0
     tokens_out: int = 0
-    cost: float = 0.0
+    cost: float = 0.0        # what the run will cost: steps in batch mode at the batch price
     batch_cost: float = 0.0  # every model step in batch mode (see the module docstring)
+    sync_cost: float = 0.0   # no step in batch mode
     steps: list[StepEstimate] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # steps whose requests could not be built, and why
     fallbacks: list[str] = field(default_factory=list)  # steps with fallbacks: projected with their first model
@@ -71,8 +76,13 @@ class CostEstimate:
         """One line for the run bar or the CLI."""
         if not self.steps:
             return "no model steps: nothing to pay for"
-        line = (f"about {self.tokens_in + self.tokens_out:,} tokens, {money(self.cost)} for {self.rows:,} rows "
+        batched = [s for s in self.steps if s.batch]
+        price = ("" if not batched else " at the batch price" if len(batched) == len(self.steps)
+                 else f" with {len(batched)} of {len(self.steps)} model steps in batch mode")
+        line = (f"about {self.tokens_in + self.tokens_out:,} tokens, {money(self.cost)} for {self.rows:,} rows{price} "
                 f"(projected from the first {self.sampled})")
+        if self.sync_cost > self.cost:
+            line += f"; {money(self.sync_cost)} without batch mode"
         if self.batch_saving():
             line += f"; {self.batch_saving()}"
         if self.unpriced_models:
@@ -85,6 +95,8 @@ class CostEstimate:
         """What batch mode would cost, when that is less: "in batch mode: $0.62 instead of $1.24"."""
         if not self.cost or self.batch_cost >= self.cost:
             return ""
+        if any(s.batch for s in self.steps):
+            return f"every model step in batch mode: {money(self.batch_cost)}"
         return f"in batch mode: {money(self.batch_cost)} instead of {money(self.cost)}"
 
 
@@ -116,12 +128,14 @@ def estimate_cost(pipeline, rows, *, sample: int = DEFAULT_SAMPLE, data_dir: Pat
         s.calls = round(s.calls * scale)
         s.tokens_in, s.tokens_out, s.cost = round(s.tokens_in * scale), round(s.tokens_out * scale), s.cost * scale
         s.batch_cost *= scale
+        s.sync_cost *= scale
     for label, o in once.items():
         s = per_row.setdefault(label, StepEstimate(label, o.model))
         s.calls += o.calls
         s.tokens_in += o.tokens_in
         s.cost += o.cost
         s.batch_cost += o.batch_cost
+        s.sync_cost += o.sync_cost
         s.cached += o.cached
         s.priced = s.priced and o.priced
     for s in per_row.values():
@@ -129,6 +143,7 @@ def estimate_cost(pipeline, rows, *, sample: int = DEFAULT_SAMPLE, data_dir: Pat
         estimate.tokens_out += s.tokens_out
         estimate.cost += s.cost
         estimate.batch_cost += s.batch_cost
+        estimate.sync_cost += s.sync_cost
     estimate.steps = list(per_row.values())
     return estimate
 
@@ -201,14 +216,16 @@ class _Tally:
         for path, request, _ in once:
             self.add(self.once, label, profile, path, request, 0)
         answer = max((tokens_out for _, _, tokens_out in calls), default=0)
+        batch = step.config.get("batch") is True
         for path, request, tokens_out in calls:
-            self.add(self.per_row, label, profile, path, request, tokens_out)
+            self.add(self.per_row, label, profile, path, request, tokens_out, batch=batch)
         placeholder = "x" * (answer * 4)  # later prompts are as long as this answer would be
         return {c: placeholder for c in step.writes()}
 
-    def add(self, table, label: str, profile, path: str, request: dict, tokens_out: int) -> None:
+    def add(self, table, label: str, profile, path: str, request: dict, tokens_out: int, *,
+            batch: bool = False) -> None:
         model = request["model"]
-        s = table.setdefault(label, StepEstimate(label, model))
+        s = table.setdefault(label, StepEstimate(label, model, batch=batch))
         tokens_in = prompt_tokens(request)
         s.calls += 1
         s.tokens_in += tokens_in
@@ -220,7 +237,10 @@ class _Tally:
         if price is None:
             s.priced = False
             return
-        s.cost += price.cost(tokens_in, tokens_out)
-        batch = self.prices.batch_price(model, profile.preset.name, local=profile.preset.local)
-        s.batch_cost += (batch or price).cost(tokens_in, tokens_out) if table is self.per_row else \
-            price.cost(tokens_in, tokens_out)  # once per run (a knowledge base): not batched
+        sync = price.cost(tokens_in, tokens_out)
+        batch_price = self.prices.batch_price(model, profile.preset.name, local=profile.preset.local)
+        # once per run (a knowledge base): not batched
+        batched = (batch_price or price).cost(tokens_in, tokens_out) if table is self.per_row else sync
+        s.sync_cost += sync
+        s.batch_cost += batched
+        s.cost += batched if batch else sync

@@ -40,15 +40,35 @@ RUN_COLUMNS: tuple[tuple[str, Any], ...] = (
 RUN_COLUMN_NAMES = tuple(name for name, _ in RUN_COLUMNS)
 
 
+def split_outputs(input_columns: Sequence[str], step_columns: Sequence[str]) -> tuple[list[str], set[str]]:
+    """The steps' output columns as the results table places them: (the new columns, after the
+    inputs; the input columns a step writes over, which keep their place)."""
+    inputs = set(input_columns)
+    return [c for c in step_columns if c not in inputs], {c for c in step_columns if c in inputs}
+
+
 @dataclass
 class ResultSet:
     rows: Table
+    # Given: every column the steps write. Kept: the new ones (after the inputs); `step_columns`
+    # keeps what was given, and `written_inputs` the input columns a step writes over (a row the
+    # step did not write, or that did not run, shows the sheet's value there).
     output_columns: list[str]
     results: Sequence[ev.RowResult | None]
     run_info: dict[str, Any] = field(default_factory=dict)  # shown on the export's "Run" sheet
     # The review pass (core/run/overrides.py): edited cells read as edited, and a last "review"
     # column (reviewed / edited / rejected) once any row is reviewed.
     overrides: Overrides | None = None
+
+    def __post_init__(self) -> None:
+        self.step_columns = list(self.output_columns)
+        self.output_columns, self.written_inputs = split_outputs(self.rows.columns, self.step_columns)
+
+    def column_position(self, name: str) -> int:
+        """Where a step's output column stands in `header()`: its input's place when it writes over one."""
+        if name in self.written_inputs:
+            return self.rows.columns.index(name)
+        return len(self.rows.columns) + self.output_columns.index(name)
 
     @property
     def input_columns(self) -> list[str]:
@@ -74,15 +94,17 @@ class ResultSet:
             values += [NOT_RUN] + [None] * (len(RUN_COLUMNS) - 1)
         else:
             outputs = result.outputs
+            for name in self.written_inputs:
+                if name in outputs:
+                    values[self.rows.columns.index(name)] = outputs[name]
             values += [outputs.get(c) for c in self.output_columns]
             values += [read(result) for _, read in RUN_COLUMNS]
         if self.overrides:
             review = self.overrides.get(index)
             if review is not None:
-                start = len(self.rows.columns)
-                for k, column in enumerate(self.output_columns):
-                    if column in review.edits:
-                        values[start + k] = review.edits[column]
+                for column, value in review.edits.items():
+                    if column in self.step_columns:
+                        values[self.column_position(column)] = value
             values.append(self.overrides.word(index))
         return values
 
@@ -91,8 +113,7 @@ class ResultSet:
         review = self.overrides.get(index) if self.overrides else None
         if review is None or not review.edits:
             return []
-        start = len(self.rows.columns)
-        return [start + k for k, column in enumerate(self.output_columns) if column in review.edits]
+        return sorted(self.column_position(c) for c in self.step_columns if c in review.edits)
 
     def review_summary(self) -> str:
         """'412 accepted, 23 edited, 9 rejected of 500' ('' when no row is reviewed)."""

@@ -19,7 +19,7 @@ from batchgrid.core.table import Table
 from . import events as ev
 from .journal import row_hash
 from .overrides import ACCEPTED, EDITED, Overrides, Review
-from .results import NOT_RUN, RUN_COLUMNS, ResultSet
+from .results import NOT_RUN, RUN_COLUMNS, ResultSet, split_outputs
 
 UNFINISHED = (ev.QUEUED, ev.RUNNING, ev.RETRYING)
 _RUN_READERS = [read for _, read in RUN_COLUMNS]
@@ -28,7 +28,9 @@ _RUN_READERS = [read for _, read in RUN_COLUMNS]
 class ResultStore:
     def __init__(self) -> None:
         self.table: Table = Table([], [])
-        self.output_columns: list[str] = []
+        self.step_columns: list[str] = []              # every column the steps write
+        self.output_columns: list[str] = []            # the new ones, after the inputs
+        self.written_inputs: set[str] = set()          # input columns a step writes over (in their place)
         self.results: list[ev.RowResult | None] = []
         self.status: list[str] = []                    # live status of every row
         self.partial: dict[int, dict[str, str]] = {}   # streamed text of rows still running
@@ -44,11 +46,12 @@ class ResultStore:
         if table is not self.table:
             self.overrides = Overrides()  # another sheet's reviews are not these rows'
         self.table = table
-        self.output_columns = list(output_columns)
+        self.step_columns = list(output_columns)
+        self.output_columns, self.written_inputs = split_outputs(table.columns, self.step_columns)
         self.results = results if results is not None else [None] * len(table)
         self.status = [NOT_RUN if r is None else r.status for r in self.results]
         # Same header as every export: run columns renamed when an input has their name.
-        self.header = ResultSet(table, self.output_columns, self.results).header()
+        self.header = ResultSet(table, self.step_columns, self.results).header()
         self.partial.clear()
         self.notes.clear()
 
@@ -60,12 +63,13 @@ class ResultStore:
         return self.table.columns
 
     def result_set(self, run_info: dict[str, Any] | None = None) -> ResultSet:
-        return ResultSet(self.table, self.output_columns, self.results, run_info or {}, self.overrides.copy())
+        return ResultSet(self.table, self.step_columns, self.results, run_info or {}, self.overrides.copy())
 
     def snapshot(self) -> ResultStore:
         """A copy that later events and resets do not change (for work in another thread)."""
         copy = ResultStore()
         copy.table, copy.output_columns, copy.header = self.table, list(self.output_columns), list(self.header)
+        copy.step_columns, copy.written_inputs = list(self.step_columns), set(self.written_inputs)
         copy.results, copy.status = list(self.results), list(self.status)
         copy.partial = {i: dict(p) for i, p in self.partial.items()}
         copy.notes = dict(self.notes)
@@ -130,20 +134,14 @@ class ResultStore:
         `input_row` is the row's inputs when the caller already has them (a cache)."""
         n_inputs = len(self.table.columns)
         if column < n_inputs:
-            if input_row is not None:
-                return input_row.get(self.table.columns[column])
-            return self.table.column(self.table.columns[column])[row]
+            name = self.table.columns[column]
+            if name in self.written_inputs:  # a step writes over it: its value where it wrote one
+                return self._output_value(row, name, self._input_value(row, name, input_row))
+            return self._input_value(row, name, input_row)
         result = self.results[row]
         status_column = n_inputs + len(self.output_columns)
         if column < status_column:
-            name = self.output_columns[column - n_inputs]
-            review = self.overrides.rows.get(row)
-            if review is not None and name in review.edits:
-                return review.edits[name]
-            if result is not None and name in result.outputs:
-                return result.outputs[name]
-            streamed = self.partial.get(row)
-            return streamed.get(name) if streamed else None
+            return self._output_value(row, self.output_columns[column - n_inputs], None)
         k = column - status_column
         status = self.status[row]
         if k == 0:
@@ -154,6 +152,21 @@ class ResultStore:
             return None
         return _RUN_READERS[k](result)
 
+    def _input_value(self, row: int, name: str, input_row: dict[str, Any] | None) -> Any:
+        return input_row.get(name) if input_row is not None else self.table.column(name)[row]
+
+    def _output_value(self, row: int, name: str, otherwise: Any) -> Any:
+        """A step's output cell: the user's edit, else what the step wrote, else its streamed text
+        so far, else `otherwise` (blank; the sheet's value for an input column written over)."""
+        review = self.overrides.rows.get(row)
+        if review is not None and name in review.edits:
+            return review.edits[name]
+        result = self.results[row]
+        if result is not None and name in result.outputs:
+            return result.outputs[name]
+        streamed = self.partial.get(row)
+        return streamed.get(name, otherwise) if streamed else otherwise
+
     def step_value(self, row: int, name: str) -> Any:
         """What the steps wrote in output column `name` of a row (under any edit of the user's)."""
         result = self.results[row]
@@ -162,9 +175,26 @@ class ResultStore:
     def edited(self, row: int, column: int) -> bool:
         """The cell holds a value the user edited in a review."""
         review = self.overrides.rows.get(row)
+        if review is None or not review.edits:
+            return False
+        name = self.step_column_at(column)
+        return name is not None and name in review.edits
+
+    def step_column_at(self, column: int) -> str | None:
+        """The step output shown in table column `column` (an input a step writes over, or a new
+        column); None for the sheet's own inputs and the run columns."""
         n_inputs = len(self.table.columns)
-        return (review is not None and bool(review.edits) and n_inputs <= column < n_inputs + len(self.output_columns)
-                and self.output_columns[column - n_inputs] in review.edits)
+        if column < n_inputs:
+            name = self.table.columns[column]
+            return name if name in self.written_inputs else None
+        k = column - n_inputs
+        return self.output_columns[k] if k < len(self.output_columns) else None
+
+    def column_position(self, name: str) -> int:
+        """Where a step's output column stands in the table (its input's place when it writes over one)."""
+        if name in self.written_inputs:
+            return self.table.columns.index(name)
+        return len(self.table.columns) + self.output_columns.index(name)
 
     # ---- the review pass --------------------------------------------------------------------
     def review(self, row: int, decision: str | None, edits: dict[str, Any] | None = None) -> Review | None:
@@ -177,7 +207,7 @@ class ResultStore:
         if decision is None:
             self.overrides.forget([row])
         else:
-            unknown = [c for c in edits or {} if c not in self.output_columns]
+            unknown = [c for c in edits or {} if c not in self.step_columns]
             if unknown:
                 raise ValueError(f"only the steps' output columns can be edited, not {', '.join(unknown)}")
             previous = self.overrides.get(row)
@@ -204,7 +234,7 @@ class ResultStore:
 
     def column_values(self, column: int) -> list[Any]:
         """Every row's value in one column, in row order (safe to call from a worker thread)."""
-        if column < len(self.table.columns):
+        if column < len(self.table.columns) and self.table.columns[column] not in self.written_inputs:
             return list(self.table.column(self.table.columns[column]))
         return [self.value(i, column) for i in range(len(self.table))]
 

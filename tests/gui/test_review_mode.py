@@ -153,3 +153,31 @@ def test_reviews_come_back_when_the_sheet_is_opened_again(qtbot, qloop, window, 
     model = window.model
     assert [model.headerData(i, Qt.Orientation.Vertical) for i in range(3)] == ["✗ 1", "✎ 2", "3"]
     assert model.raw_value(1, model.headers.index("wrapped")) == "by hand"
+
+
+def test_a_column_a_step_writes_over_stays_in_its_place_and_is_reviewed_there(qtbot, qloop, window, tmp_path):
+    """A conditioned step writes `summary` only where it is empty: the table shows one `summary`
+    column (the sheet's value where the step skipped), and the review edits it where it stands."""
+    sheet = tmp_path / "tickets.csv"
+    sheet.write_text("text,summary\none,\ntwo,by hand\n")
+    pipeline = tmp_path / "fill.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "template", "template": "about {text}", "output": "summary",
+         "when": {"all": [{"column": "summary", "op": "is empty"}]}}]}))
+    assert run(qloop, window.load_pipeline(pipeline))
+    assert run(qloop, window.load_sheet(sheet))
+    assert run(qloop, run_to_end(window))[0] == "finished"
+    model = window.model
+    assert model.headers[:3] == ["text", "summary", "status"]
+    assert [model.data(model.index(r, 1)) for r in (0, 1)] == ["about one", "by hand"]
+    assert "written over by a step" in model.headerData(1, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    panel = enter_review(qtbot, window)
+    assert list(panel.editors) == ["summary"] and panel.editors["summary"].toPlainText() == "about one"
+    press(qtbot, Qt.Key.Key_E)
+    press(qtbot, None, text="about the first one")
+    press(qtbot, Qt.Key.Key_Return)
+    assert window.session.overrides.get(0).edits == {"summary": "about the first one"}
+    assert model.data(model.index(0, 1)) == "about the first one"
+    assert model.data(model.index(0, 1), Qt.ItemDataRole.BackgroundRole) == edited_brush()
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.BackgroundRole) != edited_brush()
+    assert panel.row == 1 and panel.editors["summary"].toPlainText() == "by hand"

@@ -294,7 +294,7 @@ async def test_cli_killed_between_submit_and_completion_then_resume_collects_wit
         said = await read_until(process, "done at the provider")
         assert said[-1] == ("batchgrid: 2. LLM: batch submitted just now: 0 of 5 done at the provider; "
                             "the provider is checking the batch")
-        assert any("in batch mode: $" in line for line in said)  # the projection said what batch mode saves
+        assert any("at the batch price" in line and "without batch mode" in line for line in said)  # the saving, said
     finally:
         process.kill()  # SIGKILL: no cleanup of any kind, the batch is at the provider
         await process.wait()

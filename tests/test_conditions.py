@@ -176,6 +176,12 @@ async def test_a_condition_inside_a_parallel_branch_skips_only_that_step(tmp_pat
     assert [r.outputs["a"] for r in engine.results] == ["seen 0", None]
     assert [r.outputs["b"] for r in engine.results] == ["seen 0", "seen 1"]
     assert sorted(RAN) == [0, 0, 1]  # branch a ran on row 0 only
+    # The inspector's trace has the branches' steps, after their parallel step; the skip says why.
+    assert [(t.step, t.details) for t in engine.results[1].trace] == [
+        ("1. Parallel branches", None),
+        ("1. Parallel branches › a › 1. Counting (test)", {"skipped": 'tag is not one of "x", "y"'}),
+        ("1. Parallel branches › b › 1. Counting (test)", None)]
+    assert engine.results[1].trace[1].path == (0, "a", 0)
 
 
 def test_the_projection_counts_only_the_rows_that_meet_the_condition(tmp_path):

@@ -74,10 +74,11 @@ async def test_every_trace_carries_its_steps_path_and_numbers_count_disabled_ste
     engine = Engine(p.steps, source)
     await engine.run()
     fine, boom = engine.results
-    assert [(t.path, t.step) for t in fine.trace] == [
-        ((0,), "1. Trim whitespace"), ((2,), "3. Parallel branches"), ((3,), "4. Slow call (test)")]
+    assert [(t.path, t.step) for t in fine.trace] == [  # a branch's steps after their parallel step
+        ((0,), "1. Trim whitespace"), ((2,), "3. Parallel branches"),
+        ((2, "a", 1), "3. Parallel branches › a › 2. Slow call (test)"), ((3,), "4. Slow call (test)")]
     assert boom.failed_step == "3. Parallel branches › a › 2. Slow call (test)"  # its place in the branch
-    assert [(t.path, bool(t.error)) for t in boom.trace] == [((0,), False), ((2,), True)]
+    assert [(t.path, bool(t.error)) for t in boom.trace] == [((0,), False), ((2,), True), ((2, "a", 1), True)]
 
 
 # ---- stop while binding -----------------------------------------------------------------------

@@ -44,7 +44,7 @@ class RowContext:
     It implements core/steps/context.py's `StepContext`."""
 
     __slots__ = ("attempts", "cached", "cost", "details", "engine", "index", "path", "step", "tokens_in",
-                 "tokens_out")
+                 "tokens_out", "trace")
 
     def __init__(self, engine: Engine, index: int):
         self.engine = engine
@@ -57,6 +57,7 @@ class RowContext:
         self.cost = 0.0
         self.cached = 0
         self.details: dict[str, Any] | None = None
+        self.trace: list[ev.StepTrace] | None = None  # the row's trace, where a parallel step's branches add theirs
 
     async def call(self, make_call: Callable[[], Awaitable[Any]], *, limiter: Any = None) -> Any:
         """Make one external call under the run's budget, retrying what retrying can fix.
@@ -190,8 +191,9 @@ class RowContext:
         its attempts and usage are added to the row's when it ends.
         """
         branch = RowContext(self.engine, self.index)
+        branch.trace = self.trace  # the branch's steps in the row's trace (a skip there says why)
         try:
-            return await self.engine._run_steps(plan, row, branch, None, self.step, self.path)
+            return await self.engine._run_steps(plan, row, branch, self.trace, self.step, self.path)
         finally:
             self.attempts += branch.attempts - 1
             self.tokens_in += branch.tokens_in

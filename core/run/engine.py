@@ -606,6 +606,7 @@ class Engine:
             p.batched -= 1
         else:
             state = RowState(item, self.rows.row(item), RowContext(self, item), [], time.perf_counter())
+            state.ctx.trace = state.trace
             if self.listeners:
                 self.publish(ev.RowStarted(item))
         p.running += 1
@@ -675,6 +676,7 @@ class Engine:
         row = self.rows.row(index)
         ctx = RowContext(self, index)
         trace: list[ev.StepTrace] = []
+        ctx.trace = trace
         t0 = time.perf_counter()
         status = ev.DONE
         error = error_type = failed_step = ""
@@ -759,6 +761,7 @@ class Engine:
                 path = parent_path + path
             t = time.perf_counter()
             attempts_before = ctx.attempts
+            mark = len(trace) if trace is not None else 0  # a parallel step's entry goes before its branches'
             try:
                 if is_async:
                     ctx.step = label
@@ -772,8 +775,8 @@ class Engine:
                         out = await asyncio.to_thread(call, row)
             except StepFailed as failure:  # a step of a branch of this (parallel) step failed
                 if trace is not None:
-                    trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
-                                              describe_error(failure.error)[1], None, path))
+                    trace.insert(mark, ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
+                                                    describe_error(failure.error)[1], None, path))
                 raise
             except asyncio.CancelledError:
                 raise
@@ -783,13 +786,13 @@ class Engine:
                     raw = getattr(exc, "raw", None)
                     if raw is not None:
                         details = {**(details or {}), "raw": raw}
-                    trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
-                                              describe_error(exc)[1], details, path))
+                    trace.insert(mark, ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
+                                                    describe_error(exc)[1], details, path))
                 raise StepFailed(label, exc) from exc
             if out:
                 row.update(out)
                 produced.update(out)
             if trace is not None:
-                trace.append(ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
-                                          "", ctx.details if is_async else None, path))
+                trace.insert(mark, ev.StepTrace(label, time.perf_counter() - t, ctx.attempts - attempts_before + 1,
+                                                "", ctx.details if is_async else None, path))
         return produced

@@ -321,9 +321,9 @@ class ColumnSummaryPanel(QWidget):
         self.rebuild()
 
     def default_column(self) -> int:
-        """The first output column (what the pipeline made), else the status column."""
-        outputs = len(self.model.output_columns)
-        return len(self.model.input_columns) if outputs else self.model.status_column()
+        """The first column the steps write (what the pipeline made), else the status column."""
+        store = self.model.store
+        return store.column_position(store.step_columns[0]) if store.step_columns else self.model.status_column()
 
     def choose_column(self, column: int) -> bool:
         """The column to summarise from now on (counted when shown). False: no such column."""

@@ -63,11 +63,12 @@ class ResultSet:
     def __post_init__(self) -> None:
         self.step_columns = list(self.output_columns)
         self.output_columns, self.written_inputs = split_outputs(self.rows.columns, self.step_columns)
+        self._written_at = {name: self.rows.columns.index(name) for name in self.written_inputs}
 
     def column_position(self, name: str) -> int:
         """Where a step's output column stands in `header()`: its input's place when it writes over one."""
-        if name in self.written_inputs:
-            return self.rows.columns.index(name)
+        if name in self._written_at:
+            return self._written_at[name]
         return len(self.rows.columns) + self.output_columns.index(name)
 
     @property
@@ -94,9 +95,9 @@ class ResultSet:
             values += [NOT_RUN] + [None] * (len(RUN_COLUMNS) - 1)
         else:
             outputs = result.outputs
-            for name in self.written_inputs:
+            for name, at in self._written_at.items():
                 if name in outputs:
-                    values[self.rows.columns.index(name)] = outputs[name]
+                    values[at] = outputs[name]
             values += [outputs.get(c) for c in self.output_columns]
             values += [read(result) for _, read in RUN_COLUMNS]
         if self.overrides:

@@ -22,7 +22,8 @@ DELAY_MS = 150     # edits come in bursts: work the preview out once they pause
 VALUE_CHARS = 300  # of each value shown
 
 
-def describe(result: preview.OutputPreview, label: str) -> str:
+def describe(result: preview.OutputPreview, label: str, sheet_columns=()) -> str:
+    """The preview's text; an output that writes over one of `sheet_columns` says so."""
     where = f"on {label}" if label else "on the row"
     if result.outputs is None:
         note = result.note[:1].lower() + result.note[1:]
@@ -32,7 +33,8 @@ def describe(result: preview.OutputPreview, label: str) -> str:
     lines = []
     for name, value in result.outputs.items():
         text = display_text(value)
-        lines.append(f"{name}: {text[:VALUE_CHARS] + ' …' if len(text) > VALUE_CHARS else text}")
+        over = " (over the sheet's column)" if name in sheet_columns else ""
+        lines.append(f"{name}{over}: {text[:VALUE_CHARS] + ' …' if len(text) > VALUE_CHARS else text}")
     return f"Writes {where}:\n" + "\n".join(lines)
 
 
@@ -90,7 +92,7 @@ class OutputPreview(PreviewLabel):
             return  # a newer edit asked again
         if error is not None:
             result = preview.OutputPreview(None, f"Fails on this row: {error}")
-        text = describe(result, self.label)
+        text = describe(result, self.label, self.doc.columns or ())
         self.setProperty("bad", result.outputs is None and "fails" in result.note.lower())
         self.setText(text)
         self.style().unpolish(self)

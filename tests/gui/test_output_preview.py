@@ -72,6 +72,20 @@ def test_the_form_shows_what_the_step_writes_and_follows_edits(qtbot):
     assert out.text() == "Writes on row 2: nothing until the problem shown here is fixed."
 
 
+def test_an_output_over_a_sheet_column_says_so(qtbot):
+    doc = PipelineDocument()
+    doc.set_columns(["name"])
+    trim = doc.add_step("trim")
+    doc.set_param(trim, "source", "name")
+    doc.set_param(trim, "output", "name")  # written over the sheet's own column
+    form = StepForm(doc, trim, f.FormContext(columns=["name"]))
+    qtbot.addWidget(form)
+    form.show()
+    with qtbot.waitSignal(form.output_preview.shown, timeout=30_000):
+        form.set_preview_row({"name": "  ann lee "}, "row 2")
+    assert form.output_preview.text() == "Writes on row 2:\nname (over the sheet's column): ann lee"
+
+
 def test_the_window_previews_the_selected_row_and_says_a_model_step_runs_on_run(qloop, window):
     assert run(qloop, window.load_sheet(EXAMPLES / "reviews.xlsx"))
     window.add_step("trim")

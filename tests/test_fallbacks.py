@@ -151,8 +151,7 @@ def test_the_pipeline_check_validates_fallback_entries():
     assert problems({**base, "fallbacks": [{}]}) == ["steps[0].fallbacks[0]: name a provider, a model or both"]
     assert problems({**base, "fallbacks": [{"provider": "local"}]}) == [
         "steps[0].fallbacks[0]: the same model on the same provider is already asked before it"]
-    assert problems({**base, "batch": True, "fallbacks": [{"provider": "hosted"}]}) == [
-        "steps[0].fallbacks: batch mode does not take fallbacks yet: untick Batch mode or remove the fallbacks"]
+    assert problems({**base, "batch": True, "fallbacks": [{"provider": "hosted"}]}) == []  # batch mode takes them
 
 
 def test_the_model_column_is_declared_only_with_fallbacks():

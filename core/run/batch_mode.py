@@ -10,7 +10,9 @@ before it as usual and wait there; once every row has arrived, `BatchStage.run`:
    after checking the budget against their batch price;
 4. waits (the progress in words on `Progress.batch` and `BatchWaiting` events), collects;
 5. gives each row its outcome: outputs, tokens and cost at the batch price, the answer in the cache;
-   or its error in the synchronous path's words, through the engine's normal failure path.
+   or its error in the synchronous path's words, through the engine's normal failure path;
+6. a step with fallbacks then asks them, one by one, for the rows whose batch answer failed
+   (batch_fallbacks.py).
 Stop ends only the wait: the batches go on at the provider and their record stays in the journal, so
 a resumed run collects them without paying twice. `cancel()` cancels them at the provider; the rows
 done there are collected, the others fail saying the batch was cancelled.
@@ -37,6 +39,7 @@ from batchgrid.core.util.errors import BatchgridError, RetryableError, StepError
 from batchgrid.core.util.patterns import NeedsWorkerThread
 
 from . import events as ev
+from .batch_fallbacks import BatchFallbacks
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine, RowState
@@ -179,6 +182,7 @@ class BatchStage:
         self.submitted = False          # a batch of this step is at the provider
         self.last_line = ""             # how far it was, the last time the provider was asked
         self.provider_name = ""
+        self.fallbacks: BatchFallbacks | None = None  # the rows whose batch answer failed, for the step's fallbacks
         self._cancel = asyncio.Event()
 
     def cancel(self) -> None:
@@ -211,6 +215,8 @@ class BatchStage:
             keys[state.index] = key
             groups.setdefault(key, []).append(state)
             going.append(state)
+        if requests and step.fallbacks():  # every request names the step's own model
+            self.fallbacks = BatchFallbacks(self, step.answered_by(provider, next(iter(requests.values()))["model"]))
         cache = provider.cache
         waiting: list[RowState] = []
         for key, group in groups.items():
@@ -227,6 +233,8 @@ class BatchStage:
                 if outcome is None:  # shares the answer of an identical request (its group's leader)
                     continue
                 self._settle(provider, state, outcome, requests[state.index], keys[state.index], groups)
+        if self.fallbacks is not None:
+            await self.fallbacks.run()
         return [state for state in going if engine.results[state.index] is None]
 
     async def _skipped(self, state: RowState, condition: Any) -> bool:
@@ -348,14 +356,15 @@ class BatchStage:
         group = groups[key]
         if outcome.error or outcome.body is None:
             for member in group:
-                self._fail(member, StepError(outcome.error or "the provider sent no answer"),
-                           outcome.cost if member is state else 0.0, outcome if member is state else None)
+                self._missed(member, StepError(outcome.error or "the provider sent no answer"),
+                             outcome.cost if member is state else 0.0, outcome if member is state else None)
             return
         try:
             value = self.step.batch_cache_value(outcome.body, request)
         except Exception as exc:  # paid for, but not an answer
             for member in group:
-                self._fail(member, exc, outcome.cost if member is state else 0.0, outcome if member is state else None)
+                self._missed(member, exc, outcome.cost if member is state else 0.0,
+                             outcome if member is state else None)
             return
         if provider.cache is not None:
             provider.cache.put(key, value)
@@ -373,16 +382,31 @@ class BatchStage:
         try:
             outputs = self.step.batch_outputs(value, request)
         except Exception as exc:
-            self._fail(state, exc, 0.0, details=details, counted=True)
+            self._missed(state, exc, cost, details=details, counted=True)
             return
         if "text" in value:
             details["response"] = value["text"]
+        if self.fallbacks is not None:  # the step's own model answered, as a run without batch mode says it
+            own = self.fallbacks.own
+            outputs[self.step.model_column()] = own
+            details.update(costs={own: cost}, answered_by=own)
         state.row.update(outputs)
         state.trace.append(ev.StepTrace(self.planned.label, time.perf_counter() - state.t0, 1, "", details,
                                         self.planned.path))
 
+    def _missed(self, state: RowState, exc: BaseException, cost: float, outcome: bx.RowOutcome | None = None, *,
+                details: dict[str, Any] | None = None, counted: bool = False) -> None:
+        """The row's batch answer failed (`cost`: what it cost the row): the row waits for the step's fallbacks,
+        if it has any and the batch was not cancelled (the user asked to stop spending), else it fails."""
+        if outcome is not None and not counted:
+            state.ctx.add_usage(outcome.tokens_in, outcome.tokens_out, cost)
+        if self.fallbacks is not None and not self._cancel.is_set() and str(exc) != bx.MISSING["cancelled"]:
+            self.fallbacks.add(state, exc, cost, details)
+        else:
+            self._fail(state, exc, cost, details=details, counted=True)
+
     def _fail(self, state: RowState, exc: BaseException, cost: float, outcome: bx.RowOutcome | None = None, *,
-              details: dict[str, Any] | None = None, counted: bool = False) -> None:
+              details: dict[str, Any] | None = None, counted: bool = False, attempts: int = 1) -> None:
         """The row fails at this step, through the engine's failure path (no fail-fast pause: a batch's
         rows all end at once, their errors already decided)."""
         from .engine import describe_error
@@ -393,7 +417,7 @@ class BatchStage:
         raw = getattr(exc, "raw", None)
         if raw is not None:
             details = {**(details or {}), "raw": raw}
-        state.trace.append(ev.StepTrace(self.planned.label, time.perf_counter() - state.t0, 1, error, details,
+        state.trace.append(ev.StepTrace(self.planned.label, time.perf_counter() - state.t0, attempts, error, details,
                                         self.planned.path))
         self.engine.progress.batched -= 1
         self.engine.row_left_batch(state)

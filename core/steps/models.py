@@ -17,7 +17,9 @@ retrying cannot fix (an unknown model, a 400, a transient error past the engine'
 answers what does not validate (not JSON, a field missing, a label not in the list), or is rate
 limited past `fallback_wait`, asks the next one. Transient errors retry the same candidate under the
 engine's policy. The row says which answered (a column, and `answered_by` in the trace); each call
-is priced by its own provider and model. Batch mode does not take fallbacks yet (a problem).
+is priced by its own provider and model. In batch mode the step's own model answers through the batch,
+and the rows whose batch answer fails (an error line, an answer that does not validate, an expired
+batch's undone row) are asked of the fallbacks one by one afterwards (`fall_back`; core/run/batch_fallbacks.py).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def fallback_params() -> tuple[Param, ...]:
               "retrying cannot fix, an answer that does not validate, a rate limit longer than Fallback wait): "
               "a list such as [{\"provider\": \"openai\", \"model\": \"gpt-4o-mini\"}]; a blank provider or "
               "model is the step's own. A column (<output>_model, or <prefix>answered_by) says which answered. "
-              "Not in batch mode."),
+              "In batch mode, rows whose batch answer fails are asked of them one by one, at their normal price."),
         Param("fallback_wait", FLOAT, None, "With fallbacks: a model rate limited for longer than this many "
               "seconds hands the row to the next one; blank = wait as usual.", minimum=0),
     )
@@ -145,6 +147,10 @@ class ModelStep(Step):
         """Answer tokens expected per row, for the budget check before a batch is submitted."""
         return 0
 
+    def fallbacks(self) -> list[dict[str, str]]:
+        """Other models asked for a row its own fails (ChatStep's); in batch mode, after the batch."""
+        return []
+
 
 # ---- chat steps ------------------------------------------------------------------------------
 class ChatStep(ModelStep):
@@ -197,10 +203,12 @@ class ChatStep(ModelStep):
             for i, candidate in enumerate(candidates[1:]):
                 if candidate in candidates[: i + 1]:
                     problems.append((f"fallbacks[{i}]", "the same model on the same provider is already asked before it"))
-        if self.config.get("batch"):
-            problems.append(("fallbacks", "batch mode does not take fallbacks yet: untick Batch mode or remove "
-                                          "the fallbacks"))
         return problems
+
+    def answered_by(self, provider: Provider, model: str) -> str:
+        """How a row names the model that answered it: with its provider when the step's models are on
+        several."""
+        return f"{model} at {provider.name}" if len({name for name, _ in self.candidates()}) > 1 else model
 
     async def answer(self, row: Mapping[str, Any], ctx: StepContext, stream_to: str | None = None) -> dict[str, Any]:
         """The row's outputs: from the step's model, or from the first fallback that answers with
@@ -208,11 +216,21 @@ class ChatStep(ModelStep):
         candidates = self.candidates()
         if len(candidates) == 1:
             return self.outputs(await self.ask(row, ctx, stream_to=stream_to))
+        return await self._in_turn(row, ctx, candidates, [], {}, None, stream_to)
+
+    async def fall_back(self, row: Mapping[str, Any], ctx: StepContext, own: str, error: BaseException,
+                        cost: float) -> dict[str, Any]:
+        """Batch mode: the row's outputs from its fallbacks, once the step's own model (`own`: its label) answered
+        the row's batch request with `error` (an error line, an answer that does not validate), for `cost`."""
+        failed = [f"{own}: {str(error) or type(error).__name__}"]
+        return await self._in_turn(row, ctx, self.candidates()[1:], failed, {own: cost}, getattr(error, "raw", None))
+
+    async def _in_turn(self, row: Mapping[str, Any], ctx: StepContext, candidates: list[tuple[str, str]],
+                       failed: list[str], costs: dict[str, float], raw: str | None,
+                       stream_to: str | None = None) -> dict[str, Any]:
+        """Ask `candidates` in order; the first whose outputs validate answers. `failed` and `costs`: what the
+        models asked before them said and cost this row (the trace's `fallbacks` and `costs`)."""
         wait = self.config.get("fallback_wait")
-        spread = len({name for name, _ in candidates}) > 1
-        failed: list[str] = []
-        raw = None
-        costs: dict[str, float] = {}  # what each model asked cost this row (the trace's `costs`)
         for i, (name, model) in enumerate(candidates):
             label = model or name or "the default model"
             last = i == len(candidates) - 1
@@ -220,7 +238,7 @@ class ChatStep(ModelStep):
             try:
                 provider = await ctx.resources.models.provider(name)
                 model = self.model_for(provider.profile, model)
-                label = f"{model} at {provider.name}" if spread else model
+                label = self.answered_by(provider, model)
                 out = self.outputs(await self.ask(row, asking, stream_to=stream_to,
                                                   provider=provider, model=model))
             except StepError as exc:

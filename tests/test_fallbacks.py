@@ -4,8 +4,10 @@ fails for a row, answers what does not validate, or is rate limited past the fal
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
+import pytest
 from batchgrid.core.pipeline.file import Pipeline
 from batchgrid.core.providers import DEFAULT_PRICES
 from batchgrid.core.run.estimate import estimate_cost
@@ -117,6 +119,25 @@ async def test_a_rate_limit_longer_than_the_fallback_wait_goes_to_the_next_model
     assert run.outputs("answer") == ["gpt-4o: row 0"]
     assert "fallback wait (5 s)" in run.results[0].trace[0].details["fallbacks"]
     assert asked == {"gpt-4o": 1}
+
+
+async def test_a_row_the_provider_would_hold_past_the_fallback_wait_goes_on_without_asking_it():
+    """When the provider's limiter holds every request (429s were the rule) for longer than the fallback
+    wait, a row with a fallback does not wait there: the model is not asked, the next one is."""
+    from batchgrid.core.providers.limiter import ProviderLimiter
+    from batchgrid.core.steps.models import _HeldGate
+    from batchgrid.core.util.errors import StepError
+
+    limiter = ProviderLimiter(ceiling=4)
+    limiter.blocked_until = time.monotonic() + 30  # as rate_limited() sets it
+    with pytest.raises(StepError, match=r"holds every request for 30 s more .* longer than the fallback wait \(5 s\)"):
+        async with _HeldGate(limiter.gate(), 5).acquire():
+            raise AssertionError("asked while held")
+    assert limiter.in_flight == 0
+    limiter.blocked_until = 0.0  # no hold: the row takes its turn as usual
+    async with _HeldGate(limiter.gate(), 5).acquire():
+        assert limiter.in_flight == 1
+    assert limiter.in_flight == 0
 
 
 async def test_a_short_rate_limit_waits_for_the_same_model(models):

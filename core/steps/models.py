@@ -645,11 +645,42 @@ class _Candidate:
                     raise
                 now = time.monotonic()
                 first = now if first is None else first
+                # Not told to the provider's limiter: its hold would hold the fallback too when it is
+                # another model of the same provider (servers limit each model on its own).
                 if (exc.retry_after or 0.0) + now - first > wait:
                     raise StepError(f"{exc}: rate limited for longer than the fallback wait ({wait:g} s)") from None
                 raise
 
-        return await self._ctx.call(attempt, limiter=limiter)
+        return await self._ctx.call(attempt, limiter=_HeldGate(limiter, wait) if limiter is not None else None)
+
+
+class _HeldGate:
+    """A provider's gate (core/providers/limiter.py) that does not keep a row with a fallback waiting
+    past its fallback wait: when the provider holds every request for longer (429s were the rule for
+    the steps without fallbacks, or for the last model of a chain), the row goes to the next model
+    without asking this one."""
+
+    __slots__ = ("gate", "wait")
+
+    def __init__(self, gate: Any, wait: float):
+        self.gate, self.wait = gate, wait
+
+    def acquire(self) -> _HeldGate:
+        return self
+
+    async def __aenter__(self) -> _HeldGate:
+        held = self.gate.limiter.blocked_until - time.monotonic()
+        if held > self.wait:
+            raise StepError(f"the provider holds every request for {held:.0f} s more (rate limited), longer than "
+                            f"the fallback wait ({self.wait:g} s)")
+        await self.gate.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        await self.gate.__aexit__(exc_type, exc, tb)
+
+    def rate_limited(self, wait: float) -> None:
+        self.gate.rate_limited(wait)
 
 
 # ---- reading model answers ------------------------------------------------------------------

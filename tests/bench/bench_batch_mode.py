@@ -45,9 +45,7 @@ async def run(server: FakeOpenAI, batch: bool, folder: Path, cache: bool) -> dic
                                      "api_key_env": "BENCH_KEY"}}
     for step in pipeline.steps:
         if "batch" in step.config:
-            step.config["batch"] = batch
-            if batch:  # batch mode does not take fallbacks yet
-                step.config["fallbacks"] = []
+            step.config["batch"] = batch  # its fallbacks kept: they answer the rows the batch could not
     session = Session(journal_path=folder / "journal.sqlite", data_dir=folder, use_cache=cache)
     session.set_pipeline(pipeline)
     session.trust()
@@ -75,7 +73,8 @@ async def main() -> None:
         with FakeOpenAI() as server, tempfile.TemporaryDirectory() as tmp:
             sync = await run(server, False, Path(tmp) / "sync", cache)
             batched = await run(server, True, Path(tmp) / "batch", cache)
-        print(f"response cache {'on' if cache else 'off'} (a fresh one); projected: {sync['projected']}")
+        print(f"response cache {'on' if cache else 'off'} (a fresh one); projected: {sync['projected']}; "
+              f"in batch mode, projected: {batched['projected']}")
         for name, r in (("one request per row", sync), ("batch mode", batched)):
             print(f"  {name:20} {r['done']}/{r['rows']} rows done, ${r['cost']:.4f}; {r['chat requests']} chat "
                   f"requests, {r['batches']} batches (lines {r['batch lines']}), {r['requests']} HTTP requests in all")

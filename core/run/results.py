@@ -47,6 +47,14 @@ def split_outputs(input_columns: Sequence[str], step_columns: Sequence[str]) -> 
     return [c for c in step_columns if c not in inputs], {c for c in step_columns if c in inputs}
 
 
+def output_position(input_columns: Sequence[str], new_columns: Sequence[str], name: str) -> int:
+    """Where a step's output column `name` stands in the results table (split_outputs' two parts):
+    its input's place when it writes over one, else among the new columns after the inputs."""
+    if name in new_columns:
+        return len(input_columns) + list(new_columns).index(name)
+    return list(input_columns).index(name)
+
+
 @dataclass
 class ResultSet:
     rows: Table
@@ -69,7 +77,7 @@ class ResultSet:
         """Where a step's output column stands in `header()`: its input's place when it writes over one."""
         if name in self._written_at:
             return self._written_at[name]
-        return len(self.rows.columns) + self.output_columns.index(name)
+        return output_position(self.rows.columns, self.output_columns, name)
 
     @property
     def input_columns(self) -> list[str]:

@@ -19,7 +19,7 @@ from batchgrid.core.table import Table
 from . import events as ev
 from .journal import row_hash
 from .overrides import ACCEPTED, EDITED, Overrides, Review
-from .results import NOT_RUN, RUN_COLUMNS, ResultSet, split_outputs
+from .results import NOT_RUN, RUN_COLUMNS, ResultSet, output_position, split_outputs
 
 UNFINISHED = (ev.QUEUED, ev.RUNNING, ev.RETRYING)
 _RUN_READERS = [read for _, read in RUN_COLUMNS]
@@ -192,9 +192,7 @@ class ResultStore:
 
     def column_position(self, name: str) -> int:
         """Where a step's output column stands in the table (its input's place when it writes over one)."""
-        if name in self.written_inputs:
-            return self.table.columns.index(name)
-        return len(self.table.columns) + self.output_columns.index(name)
+        return output_position(self.table.columns, self.output_columns, name)
 
     # ---- the review pass --------------------------------------------------------------------
     def review(self, row: int, decision: str | None, edits: dict[str, Any] | None = None) -> Review | None:

@@ -24,6 +24,7 @@ from batchgrid.core.pipeline import Pipeline, walk
 from batchgrid.core.pipeline.trust import Permission
 from batchgrid.core.providers.batches import BatchRecord
 from batchgrid.core.run import batch_mode
+from batchgrid.core.run import cluster as dask_run  # `distributed` itself only for a run on a cluster
 from batchgrid.core.run import events as ev
 from batchgrid.core.run import overrides as reviews
 from batchgrid.core.run import storage as kept
@@ -187,7 +188,7 @@ class Session:
     def pipeline_edited(self) -> None:
         """The pipeline's shape may have changed: the table's output columns follow (between runs;
         a run in flight keeps its own snapshot and columns)."""
-        if self.sheet is not None and not self.running and self.output_columns() != self.store.output_columns:
+        if self.sheet is not None and not self.running and self.output_columns() != self.store.step_columns:
             self.store.reset(self.sheet.table, self.output_columns(), self.store.results)
 
     async def save_pipeline(self, path: str | Path | None = None) -> Path:
@@ -313,23 +314,37 @@ class Session:
         job.check_ready()
 
     async def start(self, mode: str = ALL, *, rows: list[int] | None = None,
-                    max_concurrency: int | None = None, up_to: StepPath | int | None = None) -> Engine:
+                    max_concurrency: int | None = None, up_to: StepPath | int | None = None,
+                    cluster: str | None = None, partition_rows: int | None = None) -> Engine:
         """Start a run and return its engine (already running as a task). Raises before any row
         runs if the pipeline is invalid, runs untrusted code or needs a key or server.
         `mode` (core/run/job.py): "all" runs every row afresh (or every row of `rows`); "resume"
         the rows without a current result; "retry_failed" the failed and stopped rows.
-        `up_to`: only the top-level steps up to and including this one (path or index)."""
+        `up_to`: only the top-level steps up to and including this one (path or index).
+        `cluster`: run the rows on the Dask cluster at this address (core/run/cluster.py
+        `parse_address`: a scheduler's, or `local[:N]` for worker processes started here), in
+        partitions of `partition_rows` (None: sized as the run goes). The same run otherwise: the
+        job's engine, made a `ClusterEngine`, fills the same results, journal and listeners. Without
+        `distributed`, with a bad address or no scheduler there: a ClusterError of one line."""
         if self.running:
             raise BatchgridError("a run is already in progress")
+        if cluster is not None:  # said before anything is opened
+            dask_run.require_distributed()
+            dask_run.parse_address(cluster)
         job = await self._current_job()
         self._batches_left = ""  # a run takes them up again (resume) or leaves them (another run)
-        # Job.start snapshots the pipeline, opens the journal's run and reads its rows: off the loop.
-        engine = await asyncio.to_thread(job.start, mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to)
-        return self.begin_run(job, engine)
-
-    def begin_run(self, job: Job, engine: Engine) -> Engine:
-        """Run `engine` (the job's, or one standing in for it: the cluster's), its events to the store
-        and the listeners."""
+        client, local = await dask_run.connect(cluster) if cluster is not None else (None, None)
+        try:
+            # Job.start snapshots the pipeline, opens the journal's run and reads its rows: off the loop.
+            engine = await asyncio.to_thread(job.start, mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to)
+            if client is not None:
+                assert job.run_pipeline is not None
+                engine = dask_run.cluster_engine(engine, client, job.run_pipeline.to_dict(), cluster=local,
+                                                 partition_rows=partition_rows)
+        except BaseException:
+            if client is not None:
+                await dask_run.disconnect(client, local)
+            raise
         self.engine = engine
         self.store.reset(job.rows, self.output_columns(), job.results)
         self.store.run_starting(job.results, engine.selection)

@@ -353,3 +353,59 @@ def test_the_command_line_reads_a_big_input_on_the_workers(scheduler, tmp_path, 
     assert main([*common, "-o", str(out)]) == 0
     assert pq.read_table(out).to_pydict()["upper"] == [f"R{i}" for i in range(300)]
     assert main([*common, "-o", str(tmp_path / "out.xlsx")]) == 2  # said in one line: give a .parquet name
+
+
+# ---- Session.start(cluster=...): the one start of the command line's and the window's runs on a cluster ----
+@pytest.mark.parametrize("text, where", [
+    ("local", (True, None, "")), ("local:3", (True, 3, "")), (" scheduler:8786 ", (False, None, "tcp://scheduler:8786")),
+    ("TLS://10.0.0.5:8786", (False, None, "tls://10.0.0.5:8786")), ("[::1]:8786", (False, None, "tcp://[::1]:8786"))])
+def test_an_address_is_read_in_core(text, where):
+    assert dask_run.parse_address(text) == where
+    assert dask_run.address_problem(text) == ""
+
+
+def test_a_local_cluster_of_no_workers_is_said_as_before(tmp_path, capsys):
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [{"type": "trim", "source": "text", "output": "t"}]}))
+    code = main(["run", str(pipeline), str(sheet(tmp_path / "in.csv", ["a"])), "--quiet",
+                 "--journal", str(tmp_path / "j.sqlite"), "--cluster", "local:0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "batchgrid: error: --cluster local:N needs at least 1 worker"
+
+
+def test_session_start_without_dask_says_so_before_opening_anything(tmp_path, monkeypatch):
+    from batchgrid.core.session import Session
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    session = Session(journal_path=tmp_path / "j.sqlite", data_dir=tmp_path / "data")  # not even a sheet
+    with pytest.raises(dask_run.ClusterError) as raised:
+        asyncio.run(session.start(cluster="local:2"))
+    assert str(raised.value) == dask_run.INSTALL
+    assert session.journal is None and not (tmp_path / "j.sqlite").exists()
+
+
+def test_session_start_runs_the_chosen_rows_and_first_steps_on_the_cluster(scheduler, tmp_path):
+    from batchgrid.core.session import Session
+
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "steps": [
+        {"type": "trim", "source": "text", "output": "trimmed"},
+        {"type": "change_case", "source": "trimmed", "case": "upper", "output": "upper"}]}))
+    chosen = [1, 4, 7, 18]
+
+    async def go():
+        session = Session(journal_path=tmp_path / "j.sqlite", data_dir=tmp_path / "data", use_cache=False)
+        await session.load_pipeline(pipeline)
+        await session.open_sheet(sheet(tmp_path / "in.csv", [f"  row {i} " for i in range(20)]))
+        engine = await session.start("all", rows=chosen, up_to=0, cluster=scheduler, partition_rows=2)
+        reason, _ = await session.wait()
+        await session.close()
+        return session, engine, reason
+
+    session, engine, reason = asyncio.run(go())
+    assert reason == "finished"
+    assert isinstance(engine, dask_run.ClusterEngine) and engine.partitions_run == 2
+    results = session.store.results
+    assert [i for i, r in enumerate(results) if r is not None] == chosen
+    assert [results[i].outputs.get("trimmed") for i in chosen] == [f"row {i}" for i in chosen]
+    assert all(results[i].outputs.get("upper") is None for i in chosen)  # the first step only

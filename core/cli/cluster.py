@@ -1,11 +1,8 @@
-"""`batchgrid-cli run ... --cluster ADDRESS`: the session's run, its rows on a Dask cluster.
+"""`batchgrid-cli run ... --cluster ADDRESS` for an input too big for the client.
 
-What `Session.start` does (the job's engine, the store, the listeners, the run as a task), with the
-engine turned into a `ClusterEngine` (core/run/cluster.py) before it starts. The engine closes the
-cluster connection (and a `local[:N]` cluster it started) when the run ends.
-
-`run_file_on_cluster`: an input too big for the client (core/run/cluster_files.py) is read,
-run and written by partition on the workers.
+A run whose input is read here is the session's (`Session.start(mode, cluster=ADDRESS)`, as the
+window's Run on a Dask cluster). `run_file_on_cluster`: an input too big for the client
+(core/run/cluster_files.py) is read, run and written by partition on the workers.
 """
 
 from __future__ import annotations
@@ -24,18 +21,8 @@ __all__ = ["reads_on_workers", "run_file_on_cluster", "start_on_cluster"]
 
 async def start_on_cluster(session: Any, mode: str, address: str, *, max_concurrency: int | None,
                            partition_rows: int | None = None) -> Any:
-    """Start the session's run on the cluster at `address` (or `local[:N]`); returns its engine."""
-    dask_run.require_distributed()  # said before anything is opened
-    job = await session._current_job()
-    client, cluster = await dask_run.connect(address)
-    try:
-        engine = await asyncio.to_thread(job.start, mode, max_concurrency=max_concurrency)
-        engine = dask_run.cluster_engine(engine, client, job.run_pipeline.to_dict(), cluster=cluster,
-                                          partition_rows=partition_rows)
-    except BaseException:
-        await dask_run.disconnect(client, cluster)
-        raise
-    return session.begin_run(job, engine)
+    """`session.start(mode, cluster=address)`, where the cluster start lives (kept for its callers)."""
+    return await session.start(mode, max_concurrency=max_concurrency, cluster=address, partition_rows=partition_rows)
 
 
 async def run_file_on_cluster(args: Any, pipeline: Any, input_path: Path, output: Path) -> int:

@@ -238,7 +238,12 @@ def run_command(args) -> int:
     if output.suffix.lower() not in (".xlsx", ".csv", ".parquet"):
         raise CliError(f"{output}: the output must end in .xlsx, .csv or .parquet")
     if args.cluster:
+        from batchgrid.core.run.cluster import address_problem
         from batchgrid.core.run.cluster_files import reads_on_workers
+
+        problem = address_problem(args.cluster)
+        if problem:
+            raise CliError(f"--cluster {problem}")
 
         if reads_on_workers(input_path):  # too big to read here: read, run and written by partition on the workers
             from .cluster import run_file_on_cluster
@@ -387,14 +392,8 @@ async def run_headless(args, pipeline: Pipeline, input_path: Path, output: Path)
             modes = {(False, False): ALL, (True, False): RESUME, (False, True): RETRY_FAILED,
                      (True, True): RESUME_AND_RETRY}
             args.resume = args.resume or args.cancel_batch
-            if args.cluster:  # the same run, its rows on a Dask cluster (core/run/cluster.py)
-                from .cluster import start_on_cluster
-
-                engine = await start_on_cluster(session, modes[args.resume, args.retry_failed], args.cluster,
-                                                max_concurrency=args.max_concurrency)
-            else:
-                engine = await session.start(modes[args.resume, args.retry_failed],
-                                             max_concurrency=args.max_concurrency)
+            engine = await session.start(modes[args.resume, args.retry_failed], max_concurrency=args.max_concurrency,
+                                         cluster=args.cluster or None)  # --cluster: its rows on a Dask cluster
             ctrl_c.phase = RUNNING  # no await between the start and this: Ctrl-C now stops the run
             if args.cancel_batch and hasattr(engine, "cancel_batch"):
                 engine.cancel_batch()  # as soon as the step in batch mode takes its batches up again

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgrid.core.util.errors import BatchgridError
 
@@ -69,21 +70,77 @@ def require_distributed() -> Any:
     return distributed
 
 
-LOCAL = re.compile(r"^local(?::(\d+))?$")
+def installed() -> bool:
+    """`distributed` can be imported (found without importing it: that takes a second)."""
+    try:
+        return importlib.util.find_spec("distributed") is not None  # None too when sys.modules holds None
+    except ValueError:  # imported, without a spec
+        return True
+
+
+# ---- where the rows go: `--cluster ADDRESS`, the window's Run on ----------------------------------
+LOCAL = re.compile(r"local(?::(.*))?", re.DOTALL)
+PROTOCOLS = ("tcp", "tls", "ws", "wss", "ucx")  # what Dask's comms speak
+HOST_PORT = re.compile(r"(\[[^\]\s]+\]|[^\s:/\[\]]+):(\d+)")  # host:port, [ipv6]:port
+
+
+class Address(NamedTuple):
+    local: bool            # a LocalCluster started here, for the run
+    workers: int | None    # its worker processes (None: one per core)
+    scheduler: str         # else the scheduler's address with its protocol: tcp://scheduler:8786
+
+
+def parse_address(text: str) -> Address:
+    """Where a run's rows go: `local` or `local:N` (N worker processes on this machine; `local`: one
+    per core), `host:port` (tcp) or `PROTOCOL://host:port` (tcp, tls, ws, wss, ucx). Anything else
+    is a ClusterError of one line, said before anything is started or asked."""
+    address = text.strip()
+    local = LOCAL.fullmatch(address)
+    if local:
+        number = local.group(1)
+        if number is None:
+            return Address(True, None, "")
+        if not (number.isascii() and number.isdigit()):
+            raise ClusterError(f"{address}: local:N takes a number of worker processes (local:2)")
+        if int(number) < 1:
+            raise ClusterError("local:N needs at least 1 worker")
+        return Address(True, int(number), "")
+    if not address:
+        raise ClusterError("give a scheduler's address (tcp://scheduler:8786), or local:N for N worker processes "
+                           "on this computer")
+    protocol, sep, rest = address.partition("://")
+    if not sep:
+        protocol, rest = "tcp", address
+    elif protocol.lower() not in PROTOCOLS:
+        raise ClusterError(f"{address}: a scheduler's address starts with tcp:// or tls:// (or is host:port)")
+    host_port = HOST_PORT.fullmatch(rest)
+    if host_port is None:
+        raise ClusterError(f"{address}: give the scheduler's host and port (tcp://scheduler:8786)")
+    if not 0 < int(host_port.group(2)) < 65536:
+        raise ClusterError(f"{address}: the port is a number from 1 to 65535")
+    return Address(False, None, f"{protocol.lower()}://{rest}")
+
+
+def address_problem(text: str) -> str:
+    """What is wrong with `text` as a cluster's address, in one line ('' when nothing is)."""
+    try:
+        parse_address(text)
+    except ClusterError as exc:
+        return str(exc)
+    return ""
 
 
 async def connect(address: str) -> tuple[Any, Any]:
-    """(client, cluster) for `--cluster`: `local[:N]` starts a LocalCluster of N worker processes
-    on this machine (default: one per core), anything else is a scheduler's address. Both async,
-    on the running loop. A failure is one line (no scheduler there, a bad address)."""
+    """(client, cluster) for a run on `address` (parse_address): `local[:N]` starts a LocalCluster
+    of N worker processes on this machine (default: one per core), anything else is a scheduler's
+    address. Both async, on the running loop. A failure is one line (no scheduler there, a bad address)."""
     distributed = require_distributed()
-    local = LOCAL.match(address.strip())
+    where = parse_address(address)
+    local = where.local
     cluster = None
     try:
         if local:
-            workers = int(local.group(1)) if local.group(1) else None
-            if workers is not None and workers < 1:
-                raise ClusterError("--cluster local:N needs at least 1 worker")
+            workers = where.workers
             import dask
 
             # The workers' statistical profiler samples every thread each 10 ms: CPU a local cluster
@@ -94,8 +151,7 @@ async def connect(address: str) -> tuple[Any, Any]:
                                                          dashboard_address=None, asynchronous=True)
             client = await distributed.Client(cluster, asynchronous=True)
         else:
-            target = address if "://" in address else f"tcp://{address}"
-            client = await distributed.Client(target, asynchronous=True, timeout="10s")
+            client = await distributed.Client(where.scheduler, asynchronous=True, timeout="10s")
     except ClusterError:
         raise
     except (OSError, TimeoutError, ValueError) as exc:

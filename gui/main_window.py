@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batchgrid.core.run import events as ev
+from batchgrid.core.run.cluster import ClusterError
 from batchgrid.core.session import Session
 from batchgrid.core.util import secrets
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
@@ -77,6 +78,7 @@ class MainWindow(FileActions, QMainWindow):
         self._styled_for = ""
         self.restyle()
         build_layout(self)
+        self.form_panel.app_settings = self.settings  # the run settings' Run on (this computer's choice)
         build_actions(self)
         connect_signals(self)
         install_table_conventions(self)  # the table's filter line, find bar and menus (results_pane.py)
@@ -337,11 +339,17 @@ class MainWindow(FileActions, QMainWindow):
         if not self.confirm_trust():
             return False
         self._up_to = self._steps_up_to(up_to) if up_to is not None else ""
+        cluster = self.settings.cluster()  # Run on (the run settings): None for this computer
+        where = f"Dask cluster {cluster}" if cluster is not None else ""
+        if where:
+            self.status_text.setText(f"Starting the run on {where}…")  # a local cluster takes a few seconds
         try:
-            await self.runner.start(mode, rows=rows, max_concurrency=self.run_bar.concurrency.value(), up_to=up_to)
+            await self.runner.start(mode, rows=rows, max_concurrency=self.run_bar.concurrency.value(), up_to=up_to,
+                                    cluster=cluster)
         except Exception as exc:
             self._up_to = ""
-            actions = [("Settings…", self.open_settings)] if self.session.uses_models() else None
+            actions = ([("Run settings…", self.show_run_settings)] if isinstance(exc, ClusterError) else
+                       [("Settings…", self.open_settings)] if self.session.uses_models() else None)
             self.show_message(f"Cannot run: {one_line(exc)}", actions=actions)
             return False
         self.message_bar.hide()
@@ -349,9 +357,10 @@ class MainWindow(FileActions, QMainWindow):
         p = self.session.progress
         if p is not None:
             shown = "up_to" if up_to is not None else "preview" if rows is not None else mode
-            self.run_bar.run_started(shown, p.selected, p.total)
+            self.run_bar.run_started(shown, p.selected, p.total, where)
             self._progressed(p, False)  # this run's numbers at once, not the last run's line
             what = f"{p.selected:,} of {p.total:,} rows" if p.selected < p.total else f"{p.total:,} rows"
+            what += f" on {where}" if where else ""
             self.status_text.setText(f"Running {self._up_to} on {what}…" if self._up_to else f"Running {what}…")
         return True
 

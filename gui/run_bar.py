@@ -174,6 +174,7 @@ class RunBar(QWidget):
         line.addWidget(self.stats, 3)
         outer.addLayout(line)
         self.part_run = ""  # "Retry of 3 rows" while a run covers some rows of the sheet
+        self.where = ""  # where the rows run when not on this computer: "Dask cluster local:2"
         self.batch_left = ""  # how far the batch was at the provider when the run ended without it
 
         self.run_button.clicked.connect(self.runClicked)
@@ -217,27 +218,30 @@ class RunBar(QWidget):
         self.edited_during_run = True
         self._show_blocker(EDITED_NOTE, EDITED_TIP)
 
-    def run_started(self, mode: str, selected: int, total: int) -> None:
-        """A run starts: of every row, or of some (`mode` retry_failed, resume, preview, up_to)."""
+    def run_started(self, mode: str, selected: int, total: int, where: str = "") -> None:
+        """A run starts: of every row, or of some (`mode` retry_failed, resume, preview, up_to); `where`:
+        its rows run elsewhere than this computer ("Dask cluster local:2")."""
         part = selected < total and mode in PART_RUNS
         self.batch_left = ""
+        self.where = where
         self.part_run = f"{PART_RUNS[mode]} of {selected:,} row{'s' if selected != 1 else ''}" if part else ""
 
     def show_progress(self, p, paused: bool = False, done_overall: int | None = None) -> None:
         """The run's numbers; a run of some rows shows the sheet's overall tally on the bar
-        (`done_overall` of `p.total` done) and says what it runs on the line."""
+        (`done_overall` of `p.total` done) and says what it runs on the line, and where when not here."""
         self.progress.show()
         self.batch_left = getattr(p, "batch", "") if p.finished_at else ""  # a run ended with its batch waiting
+        line = progress_text(p, paused)
         if self.part_run and done_overall is not None:
             self.progress.setRange(0, max(1, p.total))
             self.progress.setValue(min(done_overall, p.total))
             self.progress.setFormat("%v / %m done")
-            self.stats.setText(f"{self.part_run}: {progress_text(p, paused)}")
+            self.stats.setText(f"{self.part_run}{f' on {self.where}' if self.where else ''}: {line}")
         else:
             self.progress.setRange(0, max(1, p.selected))
             self.progress.setValue(p.finished)
             self.progress.setFormat("%v / %m")
-            self.stats.setText(progress_text(p, paused))
+            self.stats.setText(f"On {self.where}: {line}" if self.where else line)
 
     def show_message(self, text: str) -> None:
         """A line about the run (stopped, ...) beside its numbers; a run stopped while its batch waits at
@@ -248,7 +252,7 @@ class RunBar(QWidget):
 
     def reset(self) -> None:
         """Another sheet: no run's numbers to show."""
-        self.part_run = ""
+        self.part_run = self.where = ""
         self.progress.hide()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from .results_model import ResultsModel
 
 PROGRESS_MS = 200
+QTIMER_MAX_SECONDS = (2**31 - 1) / 1000  # a QTimer's interval: an int of milliseconds (24.8 days)
 
 # During a run the garbage collector is paused (gc_pause) and the young generations are
 # collected on each progress tick instead. When a run ends after an earlier one, one full collection frees what
@@ -38,6 +39,26 @@ def pause_offer(event: ev.RunPaused) -> tuple[str, str]:
     """The message bar's line for a run that paused itself, and its Resume button's label."""
     hint, label = _RESUME_HINTS.get(event.kind, ("Resume to go on anyway, or Stop", "Resume"))
     return f"Paused: {event.reason}. {hint}; finished rows are kept.", label
+
+
+def allow_endless_timers(loop: asyncio.AbstractEventLoop) -> None:
+    """qasync hands each timer to a QTimer, whose interval is an int of milliseconds: an endless one, as
+    Dask's `asyncio.timeout(math.inf)` around every connection, raises OverflowError there. On the
+    window's loop, a timer past a QTimer's range gets a handle that is never scheduled: it would not fire
+    in this session anyway, and it cancels as any other."""
+    import qasync  # here: it binds to the Qt imported first (PySide6, by then)
+
+    if not isinstance(loop, qasync.QEventLoop) or getattr(loop, "endless_timers", False):
+        return
+    call_later = loop.call_later
+
+    def within_range(delay, callback, *args, context=None):
+        if delay > QTIMER_MAX_SECONDS:
+            return asyncio.Handle(callback, args, loop, context=context)
+        return call_later(delay, callback, *args, context=context)
+
+    loop.call_later = within_range  # type: ignore[method-assign]  # qasync's call_at calls it too
+    loop.endless_timers = True  # type: ignore[attr-defined]
 
 
 class RunController(QObject):
@@ -67,8 +88,9 @@ class RunController(QObject):
         return self.session.paused
 
     async def start(self, mode: str = "all", rows: list[int] | None = None,
-                    max_concurrency: int | None = None, up_to: int | None = None) -> None:
-        """Start a run. Raises core's errors (invalid pipeline, untrusted code, no key) before any row runs."""
+                    max_concurrency: int | None = None, up_to: int | None = None, cluster: str | None = None) -> None:
+        """Start a run (its rows on the Dask cluster at `cluster`, when given). Raises core's errors (invalid
+        pipeline, untrusted code, no key, no cluster there) before any row runs."""
         if self._active:
             raise RuntimeError("a run is already in progress")
         self._active = True
@@ -77,7 +99,9 @@ class RunController(QObject):
             # The last run's survivors may be collected now (else every run leaks what it left in cycles).
             self._earlier_run_frozen = gc.get_freeze_count() > 0
             gc.unfreeze()
-            await self.session.start(mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to)
+            if cluster is not None:
+                allow_endless_timers(asyncio.get_running_loop())
+            await self.session.start(mode, rows=rows, max_concurrency=max_concurrency, up_to=up_to, cluster=cluster)
         except BaseException:
             self._active = False
             raise

@@ -1,7 +1,8 @@
-"""Application settings (QSettings): provider profiles, prices, default concurrency, recent
-files, window layout. API keys go to the OS keyring when there is one, never to a file; without
-one (or when it refuses), a key typed here is used for this session only (kept in memory by
-core/providers/keys.py, where every run finds it). Settings says where keys can live here.
+"""Application settings (QSettings): provider profiles, prices, default concurrency, where runs
+go (this computer or a Dask cluster), recent files, window layout. API keys go to the OS keyring
+when there is one, never to a file; without one (or when it refuses), a key typed here is used for
+this session only (kept in memory by core/providers/keys.py, where every run finds it). Settings
+says where keys can live here.
 
 Test connection tries the selected provider profile as the table shows it (unsaved edits and a
 key typed but not saved included): core/providers/connection.py, awaited off the event loop,
@@ -56,6 +57,8 @@ from PySide6.QtWidgets import (
 from .widgets import one_line
 
 RECENT_LIMIT = 8
+ON_THIS_COMPUTER, ON_CLUSTER = "this computer", "cluster"  # Run on
+DEFAULT_CLUSTER = "local:2"
 PRESET_NAMES = ("openai", "azure", "ollama", "lmstudio", "vllm", "llamacpp", "openrouter")
 # columns of the providers table: profile field, title
 PROVIDER_FIELDS = (("name", "Name"), ("preset", "Kind"), ("base_url", "Base URL"), ("model", "Default model"),
@@ -88,6 +91,22 @@ class AppSettings:
 
     def set_default_concurrency(self, value: int) -> None:
         self.q.setValue("run/default_concurrency", int(value))
+
+    # Run on: this computer or a Dask cluster. This computer's choice, never the pipeline file's
+    # (a file is shared between people, each with their own machine and cluster).
+    def runs_on_cluster(self) -> bool:
+        return self.q.value("run/on", ON_THIS_COMPUTER) == ON_CLUSTER
+
+    def cluster_address(self) -> str:
+        return str(self.q.value("run/cluster_address", DEFAULT_CLUSTER) or "").strip()
+
+    def set_run_on(self, on_cluster: bool, address: str) -> None:
+        self.q.setValue("run/on", ON_CLUSTER if on_cluster else ON_THIS_COMPUTER)
+        self.q.setValue("run/cluster_address", address.strip())
+
+    def cluster(self) -> str | None:
+        """Where runs go: the cluster's address as typed (`Session.start(cluster=...)`); None: this computer."""
+        return self.cluster_address() if self.runs_on_cluster() else None
 
     def providers(self) -> list[dict[str, Any]]:
         try:

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from batchgrid.core.pipeline.file import SETTINGS
+from batchgrid.core.run import cluster as dask_run
 from batchgrid.core.steps import Step, step_types_by_group
 from batchgrid.core.steps import base as b
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -33,6 +35,7 @@ from .fields import Field, FormContext, OutputField, make_field
 from .icons import icon, step_icon
 from .list_editors import field_for
 from .output_preview import OutputPreview
+from .settings import AppSettings
 from .step_list import StepListModel, StepListView
 
 
@@ -333,19 +336,76 @@ class StepForm(QWidget):
         self.output_preview.set_row(row, label)
 
 
-class RunSettingsForm(QWidget):
-    """The pipeline's run settings (retries, cache, budget), from core's declarations."""
+CLUSTER_PLACEHOLDER = "local:2 or tcp://scheduler:8786"
+CLUSTER_HELP = ("The rows go to the cluster's workers in partitions; max concurrency and the providers' rate limits "
+                "are shared by all the workers; each worker reads the keys from its own environment or keyring. "
+                "local:N starts N worker processes on this computer for each run.")
 
-    def __init__(self, doc: PipelineDocument, parent=None):
+
+class RunOnField(QWidget):
+    """Run on: this computer or a Dask cluster at an address, checked as it is typed. This computer's
+    choice, kept in the app's settings (never in the pipeline file, which other people open)."""
+
+    def __init__(self, settings: AppSettings, parent=None):
+        super().__init__(parent)
+        self.settings = settings
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        line = QHBoxLayout()
+        self.choice = QComboBox()
+        self.choice.addItems(["This computer", "Dask cluster"])
+        self.choice.setCurrentIndex(1 if settings.runs_on_cluster() else 0)
+        self.address = QLineEdit(settings.cluster_address())
+        self.address.setPlaceholderText(CLUSTER_PLACEHOLDER)
+        self.address.setToolTip("A Dask scheduler's address (tcp://host:8786, tls://host:8786 or host:8786), "
+                                "or local:N for N worker processes here")
+        line.addWidget(self.choice)
+        line.addWidget(self.address, 1)
+        column.addLayout(line)
+        self.problem = caption("", "fieldProblem")
+        column.addWidget(self.problem)
+        install = "" if dask_run.installed() else f"{dask_run.INSTALL}, then start Batchgrid again. "
+        self.help = caption(install + CLUSTER_HELP, "help")
+        column.addWidget(self.help)
+        self.choice.currentIndexChanged.connect(self._changed)
+        self.address.textChanged.connect(self._changed)
+        self._show()
+
+    def on_cluster(self) -> bool:
+        return self.choice.currentIndex() == 1
+
+    def _changed(self) -> None:
+        self.settings.set_run_on(self.on_cluster(), self.address.text())
+        self._show()
+
+    def _show(self) -> None:
+        on_cluster = self.on_cluster()
+        problem = dask_run.address_problem(self.address.text()) if on_cluster else ""
+        self.problem.setText(problem)
+        self.problem.setVisible(bool(problem))
+        mark_problem(self.address, bool(problem))
+        self.address.setVisible(on_cluster)
+        self.help.setVisible(on_cluster)
+
+
+class RunSettingsForm(QWidget):
+    """The pipeline's run settings (retries, cache, budget), from core's declarations; with the app's
+    settings, where runs go first (Run on: this computer's choice, not the pipeline's)."""
+
+    def __init__(self, doc: PipelineDocument, settings: AppSettings | None = None, parent=None):
         super().__init__(parent)
         self.doc = doc
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 12, 14, 12)
         layout.addWidget(caption("Run settings", "formTitle"))
-        layout.addWidget(caption("Saved with the pipeline. Rows at once is set in the run bar.", "help"))
+        layout.addWidget(caption("Saved with the pipeline" + (" (Run on stays on this computer)" if settings else "")
+                                 + ". Rows at once is set in the run bar.", "help"))
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        self.run_on = RunOnField(settings) if settings is not None else None
+        if self.run_on is not None:
+            form.addRow("Run on", self.run_on)
         self.fields: dict[str, Field] = {}
         for param in SETTINGS:
             if param.name == "max_concurrency":
@@ -385,6 +445,7 @@ class StepFormPanel(QScrollArea):
         self.app_providers: list[str] = []   # profile names from the app's settings
         self.profile_lookup = lambda name: None
         self.settings_form: RunSettingsForm | None = None
+        self.app_settings: AppSettings | None = None  # the window's: its Run on
         doc.pipelineReplaced.connect(self.rebuild)
         doc.structureChanged.connect(self._structure_changed)
         self.show_step(None)
@@ -413,7 +474,7 @@ class StepFormPanel(QScrollArea):
                             "double-click one, or drag it onto the pipeline.", "emptyHint")
             empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
             column.addWidget(empty)
-            self.settings_form = RunSettingsForm(self.doc)
+            self.settings_form = RunSettingsForm(self.doc, self.app_settings)
             column.addWidget(self.settings_form, 1)
             self.setWidget(holder)
             return

@@ -331,6 +331,7 @@ class Session:
         if cluster is not None:  # said before anything is opened
             dask_run.require_distributed()
             dask_run.parse_address(cluster)
+            dask_run.refuse_batch_mode(self.pipeline.steps)
         job = await self._current_job()
         self._batches_left = ""  # a run takes them up again (resume) or leaves them (another run)
         client, local = await dask_run.connect(cluster) if cluster is not None else (None, None)

@@ -384,6 +384,21 @@ def test_session_start_without_dask_says_so_before_opening_anything(tmp_path, mo
     assert session.journal is None and not (tmp_path / "j.sqlite").exists()
 
 
+def test_a_step_in_batch_mode_is_not_sent_to_a_cluster_and_says_so_before_anything_starts(tmp_path):
+    from batchgrid.core.pipeline.file import Pipeline
+    from batchgrid.core.session import Session
+
+    session = Session(journal_path=tmp_path / "j.sqlite", data_dir=tmp_path / "data")
+    session.set_pipeline(Pipeline.from_dict({"version": 1, "providers": {"p": {"preset": "openai", "model": "gpt-4o-mini"}},
+                                             "steps": [{"type": "trim", "source": "text"},
+                                                       {"type": "llm", "prompt": "{text}", "batch": True}]}))
+    with pytest.raises(dask_run.ClusterError) as raised:
+        asyncio.run(session.start(cluster="local:1"))
+    assert str(raised.value) == ("2. LLM is in batch mode: the provider's Batch API does its rows, so the run goes "
+                                 "from this computer, not a cluster (run it here, or turn batch mode off)")
+    assert session.journal is None and not (tmp_path / "j.sqlite").exists()
+
+
 def test_session_start_runs_the_chosen_rows_and_first_steps_on_the_cluster(scheduler, tmp_path):
     from batchgrid.core.session import Session
 

@@ -34,6 +34,7 @@ async def run_file_on_cluster(args: Any, pipeline: Any, input_path: Path, output
     from batchgrid.core.table.columnar import Table
 
     dask_run.require_distributed()
+    dask_run.refuse_batch_mode(pipeline.steps)
     size = f"{input_path.stat().st_size / 2**20:,.0f} MB"
     if output.suffix.lower() != ".parquet":
         raise BatchgridError(f"{input_path.name} ({size}) is read by partition on the workers, and its results are "

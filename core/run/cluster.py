@@ -35,7 +35,7 @@ import importlib.util
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
@@ -88,6 +88,15 @@ class Address(NamedTuple):
     local: bool            # a LocalCluster started here, for the run
     workers: int | None    # its worker processes (None: one per core)
     scheduler: str         # else the scheduler's address with its protocol: tcp://scheduler:8786
+
+
+def refuse_batch_mode(steps: Sequence[Any]) -> None:
+    """A step in batch mode waits for every row at the provider's Batch API, which does the work: such
+    a run goes from this computer (its batch and file ids in this computer's journal), not a cluster."""
+    for number, step in enumerate(steps, 1):
+        if step.enabled and step.config.get("batch") is True:
+            raise ClusterError(f"{number}. {step.label} is in batch mode: the provider's Batch API does its rows, so "
+                               "the run goes from this computer, not a cluster (run it here, or turn batch mode off)")
 
 
 def parse_address(text: str) -> Address:

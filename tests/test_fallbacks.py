@@ -289,3 +289,27 @@ def test_a_fallback_s_provider_must_be_set_up_before_the_run():
     problems = setup_problems([step], providers, environ={})
     assert len(problems) == 1 and "OPENAI_API_KEY" in problems[0]
     assert setup_problems([step], providers, environ={"OPENAI_API_KEY": "sk-test"}) == []
+
+
+def test_the_command_line_runs_a_fallback_and_writes_which_model_answered(tmp_path, fake_openai, monkeypatch):
+    """A local model first, a hosted one for the rows it cannot do, headless: the output says which answered."""
+    import pandas as pd
+    from batchgrid.core.cli.main import main
+    from models_support import KEY
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    fake_openai.configure(api_key=KEY, models=["gpt-4o"])  # the first model is unknown there: a permanent error
+    asked = counting(fake_openai, lambda prompt, model: f"{model} says {prompt}")
+    data = tmp_path / "reviews.csv"
+    data.write_text("review\ngood\nbad\n")
+    pipeline = tmp_path / "p.json"
+    pipeline.write_text(json.dumps({"version": 1, "providers": {"hosted": {
+        "preset": "openai", "base_url": fake_openai.base_url, "api_key_env": KEY_ENV, "model": "gpt-4o-mini"}},
+        "steps": [{"type": "llm", "prompt": "{review}", "stream": False, "fallbacks": [{"model": "gpt-4o"}]}]}))
+    out = tmp_path / "out.csv"
+    assert main(["run", str(pipeline), str(data), "-o", str(out), "--journal", str(tmp_path / "j.sqlite"),
+                 "--quiet"]) == 0
+    frame = pd.read_csv(out)
+    assert frame["answer"].tolist() == ["gpt-4o says good", "gpt-4o says bad"]
+    assert frame["answer_model"].tolist() == ["gpt-4o", "gpt-4o"]
+    assert asked == {"gpt-4o": 2}

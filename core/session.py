@@ -90,6 +90,8 @@ class Session:
         self._trusted_files: set[tuple[Path, str]] = set()  # (file, fingerprint) trusted in this session
         self.listeners: list[ev.Listener] = []  # hear every run's events (after the store)
         self._run_task: asyncio.Task | None = None
+        self._starting = False     # start() is setting a run up (the journal, a cluster's connection)
+        self._stop_asked = False   # Stop was pressed meanwhile: the run starts stopped
         self._batches_left = ""  # what pending_batch() last found at the provider (until a run starts)
         self._open_generation = 0
 
@@ -326,8 +328,19 @@ class Session:
         partitions of `partition_rows` (None: sized as the run goes). The same run otherwise: the
         job's engine, made a `ClusterEngine`, fills the same results, journal and listeners. Without
         `distributed`, with a bad address or no scheduler there: a ClusterError of one line."""
-        if self.running:
+        if self.running or self._starting:
             raise BatchgridError("a run is already in progress")
+        self._starting, self._stop_asked = True, False
+        try:
+            engine = await self._set_up_run(mode, rows, max_concurrency, up_to, cluster, partition_rows)
+        finally:
+            self._starting = False
+        if self._stop_asked:  # before any row: the engine ends at once, as stopped
+            engine.stop()
+        return engine
+
+    async def _set_up_run(self, mode: str, rows: list[int] | None, max_concurrency: int | None,
+                          up_to: StepPath | int | None, cluster: str | None, partition_rows: int | None) -> Engine:
         if cluster is not None:  # said before anything is opened
             dask_run.require_distributed()
             dask_run.parse_address(cluster)
@@ -394,6 +407,8 @@ class Session:
     def stop(self) -> None:
         if self.engine is not None and self.running:
             self.engine.stop()
+        elif self._starting:
+            self._stop_asked = True
 
     async def wait(self) -> tuple[str, str]:
         """Until the current run has ended: (reason, message), reason one of finished, stopped, failed."""

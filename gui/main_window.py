@@ -351,6 +351,7 @@ class MainWindow(FileActions, QMainWindow):
             actions = ([("Run settings…", self.show_run_settings)] if isinstance(exc, ClusterError) else
                        [("Settings…", self.open_settings)] if self.session.uses_models() else None)
             self.show_message(f"Cannot run: {one_line(exc)}", actions=actions)
+            self.update_state()  # Stop, offered while it was starting, goes again
             return False
         self.message_bar.hide()
         self._fitted = False

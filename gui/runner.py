@@ -62,6 +62,7 @@ def allow_endless_timers(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class RunController(QObject):
+    starting = Signal()                  # a run is being set up (a cluster connecting): Stop is offered already
     started = Signal()
     progressed = Signal(object, bool)    # the run's progress, paused
     finished = Signal(str, str)          # reason ("finished", "stopped", "failed"), message
@@ -94,6 +95,7 @@ class RunController(QObject):
         if self._active:
             raise RuntimeError("a run is already in progress")
         self._active = True
+        self.starting.emit()
         header = list(self.model.headers)
         try:
             # The last run's survivors may be collected now (else every run leaks what it left in cycles).

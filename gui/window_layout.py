@@ -173,6 +173,7 @@ def connect_signals(self: MainWindow) -> None:
     self.run_bar.stopClicked.connect(self.stop_run)
     self.run_bar.previewClicked.connect(lambda n: self.preview_run(n))
     self.run_bar.retryClicked.connect(self.retry_failed)
+    self.runner.starting.connect(self.update_state)
     self.runner.started.connect(self.update_state)
     self.runner.progressed.connect(self._progressed)
     self.runner.finished.connect(self._run_finished)

@@ -169,3 +169,27 @@ def test_the_session_imports_no_qt():
             "print([m for m in sys.modules if m.split('.')[0] in ('PySide6', 'qasync', 'shiboken6')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_stop_while_a_run_is_starting_stops_it_before_any_row(tmp_path, monkeypatch):
+    """Stop pressed while a run is being set up (a cluster connecting, the journal opening) is not
+    lost: the run starts stopped and no row runs."""
+    session = Session(journal_path=tmp_path / "j.sqlite", data_dir=tmp_path / "data")
+    session.set_pipeline(slow_pipeline())
+    await session.open_sheet(write_sheet(tmp_path / "s.csv", 20))
+    setting_up = session._current_job
+
+    async def user_presses_stop_meanwhile():
+        job = await setting_up()
+        session.stop()
+        return job
+
+    monkeypatch.setattr(session, "_current_job", user_presses_stop_meanwhile)
+    await session.start()
+    reason, _ = await session.wait()
+    assert reason == "stopped"
+    assert session.progress.done == 0 and session.store.count(ev.DONE) == 0
+    monkeypatch.undo()
+    await session.start()  # the next run is not stopped by it
+    assert (await session.wait())[0] == "finished" and session.store.count(ev.DONE) == 20
+    await session.close()

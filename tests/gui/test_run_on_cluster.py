@@ -169,7 +169,10 @@ def test_no_scheduler_at_the_address_is_one_line_and_nothing_is_lost(qloop, wind
     assert window.last_message == "Cannot run: local:N needs at least 1 worker"
 
     field.address.setText("tcp://127.0.0.1:1")  # nothing listens there
+    stop_offered = []  # while the run is being set up (connecting), Stop is offered already
+    window.runner.starting.connect(lambda: stop_offered.append(window.act_stop.isEnabled()))
     assert not run(qloop, window.begin_run("all"))
+    assert stop_offered == [True] and not window.act_stop.isEnabled()
     message = window.last_message
     assert message.startswith("Cannot run: no Dask scheduler answers at tcp://127.0.0.1:1: ") and "\n" not in message
     assert window.status_text.text() == message

@@ -495,9 +495,6 @@ async def follow(session, engine, *, quiet: bool) -> None:
         if isinstance(event, ev.RunPaused) and session.journal_failure:
             session.stop()  # said once, after the export (core/run/journal.py)
             return
-        if isinstance(event, ev.RunPaused) and session.journal_failure:
-            session.stop()  # said once, after the export (core/run/journal.py)
-            return
         if isinstance(event, ev.RunPaused):
             again = "raise the budget and run again" if event.kind in ("", "budget") else "run again"
             print(f"batchgrid: paused: {event.reason or 'the run was paused'}; stopping here "

@@ -35,7 +35,7 @@ from .run_chart import install_run_chart
 from .runner import RunController
 from .settings import AppSettings, SettingsDialog
 from .style import style_sheet
-from .widgets import ask_user, one_line
+from .widgets import ask_user, install_wheel_guard, one_line
 from .window_files import FileActions
 from .window_layout import build_layout, connect_signals, restore_layout, save_layout
 
@@ -77,6 +77,7 @@ class MainWindow(FileActions, QMainWindow):
         self.setAcceptDrops(True)
         self._styled_for = ""
         self.restyle()
+        install_wheel_guard()  # the wheel scrolls the forms, never a value the user is not editing
         build_layout(self)
         self.form_panel.app_settings = self.settings  # the run settings' Run on (this computer's choice)
         build_actions(self)

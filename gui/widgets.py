@@ -1,5 +1,5 @@
 """Small widgets of the main window: the message bar, the welcome page, titled panels, labels
-that never widen the window, and how any error reads in one line."""
+that never widen the window, how any error reads in one line, and the wheel guard of the forms."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchgrid.core.util.errors import BatchgridError, PipelineError
-from PySide6.QtCore import QEvent, QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -182,6 +186,32 @@ class WelcomePage(QWidget):
     def show_recent(self, paths: list[str]) -> None:
         links = [f'<a href="{p}">{Path(p).name}</a>' for p in paths[:5] if Path(p).exists()]
         self.recent.setText("Recent: " + " · ".join(links) if links else "")
+
+
+class WheelGuard(QObject):
+    """The mouse wheel over a number box or a list the user is not editing scrolls the form around it
+    instead of changing the value (Qt's default changes every value that passes under the pointer).
+    Installed once on the application; a box with the keyboard focus takes the wheel as usual."""
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() != QEvent.Type.Wheel or not isinstance(watched, (QAbstractSpinBox, QComboBox)):
+            return False
+        if watched.hasFocus() or (isinstance(watched, QComboBox) and watched.view().isVisible()):
+            return False
+        area = watched.parentWidget()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            QApplication.sendEvent(area.viewport(), event)
+        return True  # never the value's: the form scrolled, or nothing did
+
+
+def install_wheel_guard() -> None:
+    app = QApplication.instance()
+    if app is not None and not app.property("batchgridWheelGuard"):
+        app.setProperty("batchgridWheelGuard", True)
+        guard = WheelGuard(app)
+        app.installEventFilter(guard)
 
 
 def titled_panel(title: str, content: QWidget) -> QWidget:

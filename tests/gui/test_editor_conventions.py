@@ -228,3 +228,36 @@ def test_the_export_message_offers_open_and_show_in_folder(qloop, window, tmp_pa
     buttons["Show in folder"].click()
     assert [u.toLocalFile() for u in opened] == [str(target), str(target.parent)]
 
+
+
+# ---- the wheel over a form ---------------------------------------------------------------------
+def _wheel(widget, notches: int = -3) -> None:
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_over_a_number_it_is_not_editing_scrolls_the_form_and_leaves_the_value(qtbot, window):
+    """Scrolling down the run settings with the mouse wheel must not change the value of every
+    number box or list that passes under the pointer (found by hand: Pause after failures 20 -> 13)."""
+    window.resize(1024, 700)
+    window.show()
+    window.show_run_settings()
+    panel = window.form_panel
+    spin = panel.settings_form.fields["pause_after_failures"].spin
+    bar = panel.verticalScrollBar()
+    assert bar.maximum() > 0  # the form is taller than its place: it scrolls
+    bar.setValue(0)
+    before, settings = spin.value(), dict(window.doc.pipeline.settings)
+    _wheel(spin)
+    assert spin.value() == before and window.doc.pipeline.settings == settings and window.doc.undo_stack.isClean()
+    assert bar.value() > 0  # the form scrolled instead
+    window.activateWindow()
+    spin.setFocus()
+    qtbot.waitUntil(spin.hasFocus)
+    _wheel(spin, notches=1)  # once the user is in the box, the wheel is theirs
+    assert spin.value() == before + 1

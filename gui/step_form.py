@@ -386,6 +386,9 @@ class RunOnField(QWidget):
         mark_problem(self.address, bool(problem))
         self.address.setVisible(on_cluster)
         self.help.setVisible(on_cluster)
+        # The form keeps a row's height for its width until told: the caption shown needs its room.
+        self.layout().invalidate()
+        self.updateGeometry()
 
 
 class RunSettingsForm(QWidget):

@@ -191,10 +191,16 @@ class WelcomePage(QWidget):
 class WheelGuard(QObject):
     """The mouse wheel over a number box or a list the user is not editing scrolls the form around it
     instead of changing the value (Qt's default changes every value that passes under the pointer).
-    Installed once on the application; a box with the keyboard focus takes the wheel as usual."""
+    Installed once on the application; a box with the keyboard focus takes the wheel as usual. The
+    boxes take the focus by click or Tab only (Qt gives it to them on the wheel first, by default)."""
 
     def eventFilter(self, watched, event) -> bool:
-        if event.type() != QEvent.Type.Wheel or not isinstance(watched, (QAbstractSpinBox, QComboBox)):
+        kind = event.type()
+        if kind == QEvent.Type.Polish and isinstance(watched, (QAbstractSpinBox, QComboBox)):
+            if watched.focusPolicy() == Qt.FocusPolicy.WheelFocus:
+                watched.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            return False
+        if kind != QEvent.Type.Wheel or not isinstance(watched, (QAbstractSpinBox, QComboBox)):
             return False
         if watched.hasFocus() or (isinstance(watched, QComboBox) and watched.view().isVisible()):
             return False

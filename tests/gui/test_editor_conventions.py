@@ -252,11 +252,15 @@ def test_the_wheel_over_a_number_it_is_not_editing_scrolls_the_form_and_leaves_t
     bar = panel.verticalScrollBar()
     assert bar.maximum() > 0  # the form is taller than its place: it scrolls
     bar.setValue(0)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    window.cards.setFocus()  # the user is elsewhere (Qt would hand a box the focus on the wheel)
     before, settings = spin.value(), dict(window.doc.pipeline.settings)
+    assert spin.focusPolicy() == Qt.FocusPolicy.StrongFocus  # not WheelFocus: the wheel does not take the focus
     _wheel(spin)
+    assert not spin.hasFocus()
     assert spin.value() == before and window.doc.pipeline.settings == settings and window.doc.undo_stack.isClean()
     assert bar.value() > 0  # the form scrolled instead
-    window.activateWindow()
     spin.setFocus()
     qtbot.waitUntil(spin.hasFocus)
     _wheel(spin, notches=1)  # once the user is in the box, the wheel is theirs

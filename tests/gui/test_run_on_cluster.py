@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
 
 from batchgrid.core.run import cluster as dask_run
 from batchgrid.core.run import events as ev
@@ -183,3 +184,21 @@ def test_no_scheduler_at_the_address_is_one_line_and_nothing_is_lost(qloop, wind
     assert run(qloop, run_to_end(window)) == ("finished", "")
     assert not window.run_bar.stats.text().startswith("On ")
     assert table(window) == here
+
+
+def test_choosing_the_cluster_makes_room_for_its_caption(qtbot, window):
+    """Found in a real window at 1,024 x 700: the caption shown on choosing Dask cluster was drawn over
+    the row above it (the form kept the row's old height)."""
+    window.resize(1024, 700)
+    window.show()
+    field = run_on_field(window)
+    field.choice.setCurrentIndex(field.choice.findText("This computer"))
+    QApplication.processEvents()
+    field.choice.setCurrentIndex(field.choice.findText("Dask cluster"))
+    QApplication.processEvents()
+    QApplication.processEvents()
+    help_label = field.help
+    assert help_label.isVisible()
+    assert help_label.height() >= help_label.heightForWidth(help_label.width())  # not squeezed
+    assert help_label.geometry().top() >= field.address.geometry().bottom()  # below the address, not on it
+    assert field.geometry().bottom() < window.form_panel.settings_form.fields["max_attempts"].parentWidget().geometry().top()

@@ -37,6 +37,22 @@ def test_a_model_step_is_never_called_and_a_later_step_needs_its_values():
     assert list(preview.plan([llm, case], case).outputs({"name": "x", "answer": "short"}).outputs.values()) == ["SHORT"]
 
 
+def test_a_condition_the_row_does_not_meet_is_said_and_skips_earlier_steps_too():
+    when = {"all": [{"column": "summary", "op": "is empty"}]}
+    fill, = steps(("template", {"template": "About {ticket}", "output": "summary"}))
+    fill.when = when
+    assert preview.plan([fill], fill).outputs({"ticket": "t", "summary": ""}).outputs == {"summary": "About t"}
+    skipped = preview.plan([fill], fill).outputs({"ticket": "t", "summary": "by hand"})
+    assert skipped == preview.OutputPreview(None, "Skipped on this row: summary is not empty.")
+    case, = steps(("change_case", {"source": "summary", "case": "upper"}))  # after it: sees the sheet's value
+    assert list(preview.plan([fill, case], case).outputs({"ticket": "t", "summary": "by hand"}).outputs.values()) == [
+        "BY HAND"]
+    llm, = steps(("llm", {"prompt": "{ticket}"}))  # a model step: skipped without a run, too
+    llm.when = when
+    assert preview.plan([llm], llm).outputs({"ticket": "t", "summary": "x"}).note == (
+        "Skipped on this row: summary is not empty.")
+
+
 def test_an_error_on_the_row_is_said_in_words():
     split, = steps(("regex_extract", {"source": "name", "pattern": "(unclosed"}))
     result = preview.plan([split], split).outputs({"name": "x"})

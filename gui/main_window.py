@@ -484,9 +484,9 @@ class MainWindow(FileActions, QMainWindow):
         card selected (Run ▸ Run settings…, the run bar's button, a click on empty space)."""
         self.cards.select_step(None)
         self.form_panel.show_step(None)
-        self.form_panel.ensureVisible(0, 0)
-        if self.form_panel.settings_form is not None:
-            self.form_panel.ensureWidgetVisible(self.form_panel.settings_form)
+        if self.form_panel.settings_form is not None:  # from its title (and Run on), below the hint
+            self.form_panel.lay_out_now()
+            self.form_panel.verticalScrollBar().setValue(self.form_panel.settings_form.y())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if (event.type() == QEvent.Type.MouseButtonPress and watched is self.cards.viewport()

@@ -448,6 +448,7 @@ class StepFormPanel(QScrollArea):
         self.app_providers: list[str] = []   # profile names from the app's settings
         self.profile_lookup = lambda name: None
         self.settings_form: RunSettingsForm | None = None
+        self._shown: Step | None = None  # the step whose form is shown (None: the run settings)
         self.app_settings: AppSettings | None = None  # the window's: its Run on
         doc.pipelineReplaced.connect(self.rebuild)
         doc.structureChanged.connect(self._structure_changed)
@@ -479,7 +480,7 @@ class StepFormPanel(QScrollArea):
             column.addWidget(empty)
             self.settings_form = RunSettingsForm(self.doc, self.app_settings)
             column.addWidget(self.settings_form, 1)
-            self.setWidget(holder)
+            self._show_widget(holder, step)
             return
         holder = QWidget()
         column = QVBoxLayout(holder)
@@ -496,7 +497,21 @@ class StepFormPanel(QScrollArea):
         self.form.openStep.connect(self.show_step)
         self.form.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         column.addWidget(self.form)
+        self._show_widget(holder, step)
+
+    def lay_out_now(self) -> None:
+        """Lay the shown form out now (its widgets' places are needed before the next paint)."""
+        holder = self.widget()
+        if holder is not None and holder.layout() is not None:
+            holder.layout().activate()
+
+    def _show_widget(self, holder: QWidget, step: Step | None) -> None:
+        """Show the new form; another step's (or the run settings) from its top, the same step's
+        where the user was."""
         self.setWidget(holder)
+        if step is not self._shown:
+            self.verticalScrollBar().setValue(0)
+        self._shown = step
 
     def _context(self, step: Step) -> FormContext:
         path = self.doc.pipeline.path

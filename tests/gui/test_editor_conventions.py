@@ -265,3 +265,20 @@ def test_the_wheel_over_a_number_it_is_not_editing_scrolls_the_form_and_leaves_t
     qtbot.waitUntil(spin.hasFocus)
     _wheel(spin, notches=1)  # once the user is in the box, the wheel is theirs
     assert spin.value() == before + 1
+
+
+def test_run_settings_open_at_their_top(qtbot, window):
+    """The run bar's settings button shows the run settings from their title and first line (Run
+    on), not scrolled to where the last step's form was (found in a real window at 1,024 x 700:
+    it opened at Retry max delay)."""
+    window.resize(1024, 700)
+    window.add_step("llm")  # a long form
+    panel = window.form_panel
+    bar = panel.verticalScrollBar()
+    assert bar.maximum() > 0
+    bar.setValue(bar.maximum())
+    window.run_bar.settingsClicked.emit()
+    form = panel.settings_form
+    assert form is not None and form.isVisible()
+    assert bar.value() == min(form.y(), bar.maximum()) and bar.value() > 0  # the form's top at the top
+    assert form.run_on.mapTo(panel.viewport(), form.run_on.rect().topLeft()).y() < panel.viewport().height()

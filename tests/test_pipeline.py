@@ -63,6 +63,8 @@ def test_every_problem_is_listed_not_just_the_first():
                for p in problems)
     assert "steps[1].template: missing; Text with {column} placeholders; {{ and }} are literal braces." in problems
     assert "steps[2].template: unclosed '{' at position 1; write '{{' for a literal brace" in problems
+    embed = problems_of({"version": 1, "steps": [{"type": "embed", "source": "a", "fallbacks": []}]})
+    assert embed[0].startswith("steps[0].fallbacks: unknown parameter for an embed step; parameters are: ")
 
 
 def test_types_are_checked():

@@ -242,7 +242,8 @@ def build_step(raw: Any, path: StepPath, problems: list[Problem]) -> Step | None
         if key in ("type", "name", "enabled", "when"):
             continue
         if key not in names:
-            problems.append(Problem(f"unknown parameter for a {kind} step{_suggest(key, names)}; "
+            article = "an" if kind[:1] in "aeiou" else "a"
+            problems.append(Problem(f"unknown parameter for {article} {kind} step{_suggest(key, names)}; "
                                     f"parameters are: {', '.join(p.name for p in cls.params)}", path, key))
             continue
         config[key] = value

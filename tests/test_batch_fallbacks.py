@@ -75,6 +75,9 @@ async def test_error_file_lines_are_answered_by_the_fallback_synchronously_and_t
     assert trace["costs"] == {"gpt-4o-mini": 0.0, "gpt-4o": pytest.approx(by_fallback.cost)}
     assert run.engine.progress.batched == 0 and run.engine.progress.running == 0
     assert run.engine.progress.cost == pytest.approx(sum(r.cost for r in run.results))
+    lines = [e.line for e in run.events if isinstance(e, ev.BatchWaiting)]  # the run bar's line, as it goes
+    assert "asking the fallbacks for the 2 rows the batch did not answer" in lines
+    assert lines[-1] == "" and run.engine.progress.batch == ""
 
 
 async def test_a_label_outside_the_list_from_the_batch_goes_to_another_provider(models):

@@ -50,8 +50,20 @@ class BatchFallbacks:
     async def run(self) -> None:
         engine = self.stage.engine
         missed, self.missed = sorted(self.missed, key=lambda m: m.state.index), []
+        if not missed:
+            return
         todo = iter(missed)
-        await asyncio.gather(*(self._worker(todo) for _ in range(min(engine.max_concurrency, len(missed)))))
+        rows = "the row" if len(missed) == 1 else f"the {len(missed):,} rows"
+        self._say(f"asking the fallbacks for {rows} the batch did not answer")  # the run bar's line meanwhile
+        try:
+            await asyncio.gather(*(self._worker(todo) for _ in range(min(engine.max_concurrency, len(missed)))))
+        finally:
+            self._say("")
+
+    def _say(self, line: str) -> None:
+        engine = self.stage.engine
+        engine.progress.batch = line
+        engine.publish(ev.BatchWaiting(self.stage.planned.label, line))
 
     async def _worker(self, todo: Iterator[Missed]) -> None:
         engine = self.stage.engine

@@ -43,7 +43,7 @@ from batchgrid.core.util.errors import BatchgridError
 
 from . import events as ev
 from .cluster_cut import Cutter
-from .cluster_task import TOTALS, Partition, PartitionOutcome, RunSpec, run_partition
+from .cluster_task import TOTALS, Partition, PartitionOutcome, RunSpec, run_partition, stop_event
 from .engine import Engine
 
 # Rows per task, when set (BATCHGRID_PARTITION_ROWS); else the run sizes them (cluster_cut.py).
@@ -315,6 +315,9 @@ class ClusterEngine(Engine):
                     todo.give_back(unfinished)  # sent again (first) when the run resumes
         finally:
             if futures:
+                if self._stopping:  # the tasks running go on unless told: the stop signal (cluster_task.stop_event)
+                    with contextlib.suppress(Exception):
+                        await client.scheduler.event_set(name=stop_event(spec))
                 with contextlib.suppress(Exception):
                     await client.cancel(list(futures), force=True)
             futures.clear()

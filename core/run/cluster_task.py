@@ -144,16 +144,35 @@ def leased(spec: RunSpec, worker: Any) -> Iterator[Any]:
         asyncio.run_coroutine_threadsafe(release_all(semaphore), worker.loop.asyncio_loop).result(timeout=30)
 
 
+def stop_event(spec: RunSpec) -> str:
+    """The name of the run's stop signal on the scheduler (a `distributed.Event`): set when the user
+    stops the run; every partition in flight stops its engine then (Dask's cancel cannot stop a task
+    that is running)."""
+    return f"{spec.semaphore}-stop"
+
+
 def run_on_worker(spec: RunSpec, part: Partition, semaphore: Any, worker: Any) -> PartitionOutcome:
     """Rows of a partition through the engine in an event loop of this thread's own."""
     loop = worker.loop.asyncio_loop  # tornado.platform.asyncio.AsyncIOLoop
-    outcome = asyncio.run(_run(spec, part, semaphore, loop))
+    outcome = asyncio.run(_run(spec, part, semaphore, loop, worker.scheduler))
     outcome.worker = worker.address
     return outcome
 
 
-async def _run(spec: RunSpec, part: Partition, semaphore: Any, worker_loop: asyncio.AbstractEventLoop
-               ) -> PartitionOutcome:
+async def _stop_when_asked(spec: RunSpec, engine: Engine, scheduler: Any, worker_loop: asyncio.AbstractEventLoop
+                           ) -> None:
+    """Stop the partition's engine when the run's stop signal is set (the wait runs on the worker's loop,
+    where its connection to the scheduler lives)."""
+    asked = asyncio.run_coroutine_threadsafe(scheduler.event_wait(name=stop_event(spec), timeout=None), worker_loop)
+    try:
+        if await asyncio.wrap_future(asked):
+            engine.stop()
+    finally:
+        asked.cancel()
+
+
+async def _run(spec: RunSpec, part: Partition, semaphore: Any, worker_loop: asyncio.AbstractEventLoop,
+               scheduler: Any = None) -> PartitionOutcome:
     from batchgrid.core.pipeline.file import Pipeline
 
     from .cluster_slots import ClusterSlots
@@ -168,9 +187,12 @@ async def _run(spec: RunSpec, part: Partition, semaphore: Any, worker_loop: asyn
     slots = ClusterSlots(semaphore, worker_loop, spec.max_concurrency, share=-(-spec.max_concurrency // part.workers))
     engine.slots = slots  # type: ignore[assignment]  # RowContext holds `engine.slots` while on the wire
     outcome = PartitionOutcome(part.number, [])
+    watch = asyncio.ensure_future(_stop_when_asked(spec, engine, scheduler, worker_loop)) if scheduler else None
     try:
         await engine.run()
     finally:
+        if watch is not None:
+            watch.cancel()
         await slots.aclose()
     outcome.reason, outcome.message = engine.outcome or ("finished", "")
     outcome.paused, outcome.kind = engine.paused_for

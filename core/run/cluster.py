@@ -23,7 +23,9 @@ engine.py changes.
   partition that finished.
 - Pause sends no new partition (partitions in flight finish); a partition that paused itself
   (the same error again and again) pauses the run, and its unfinished rows are sent again
-  when the run resumes. Stop cancels every partition in flight.
+  when the run resumes. Stop cancels every partition in flight and sets the
+  run's stop signal (a `distributed.Event` on the scheduler), on which each running partition stops its
+  engine: Dask's cancel cannot stop a task already running.
 - `distributed` is an optional extra, imported only here (`pip install 'batchgrid[cluster]'`).
 """
 

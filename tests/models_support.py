@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,3 +85,23 @@ class ModelBench:
         run = self.engine(steps, records, **kw)
         await run.engine.run()
         return run
+
+
+def example_replies(answered: dict[str, str], extracted: Counter | None = None) -> Callable[[str, dict], str]:
+    """The test server's answers for the bundled model example (reviews-llm): a label for the classifier,
+    a reply, and for the extractor JSON, except from gpt-4o-mini for reviews of odd length (text, so the
+    fallback answers those). `answered`: the extractor's prompt -> the model whose JSON was kept;
+    `extracted`: the extractor's requests per model."""
+
+    def reply(prompt: str, request: dict) -> str:
+        if "response_format" in request:
+            if extracted is not None:
+                extracted[request["model"]] += 1
+            text = prompt.split("\n\nExtract")[0]
+            if request["model"] == "gpt-4o-mini" and len(text) % 2:
+                return "The customer is unhappy."  # not the JSON asked for
+            answered[text] = request["model"]
+            return json.dumps({"problem": "it broke", "wants_refund": False})
+        return "negative" if "Classify" in prompt else "Thank you."
+
+    return reply

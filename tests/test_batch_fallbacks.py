@@ -18,7 +18,7 @@ from batchgrid.core.providers.batches import PollPolicy
 from batchgrid.core.run import batch_mode
 from batchgrid.core.run import events as ev
 from batchgrid.core.session import Session
-from models_support import KEY_ENV, prompts
+from models_support import KEY_ENV, example_replies, prompts
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "resources" / "examples"
 FIELDS = [{"name": "problem", "type": "string"}]
@@ -205,17 +205,7 @@ async def test_the_model_example_runs_in_batch_mode_with_its_fallback(tmp_path, 
     pipeline = Pipeline.from_dict(data)
     assert [str(p) for p in pipeline.problems()] == []
     answered: dict[str, str] = {}  # the extractor's prompt -> the model whose JSON was kept
-
-    def reply(prompt: str, request: dict) -> str:
-        if "response_format" in request:
-            text = prompt.split("\n\nExtract")[0]
-            if request["model"] == "gpt-4o-mini" and len(text) % 2:
-                return "The customer is unhappy."  # not the JSON asked for
-            answered[text] = request["model"]
-            return json.dumps({"problem": "it broke", "wants_refund": False})
-        return "negative" if "Classify" in prompt else "Thank you."
-
-    fake_openai.configure(reply=reply, batch_seconds_per_stage=0)
+    fake_openai.configure(reply=example_replies(answered), batch_seconds_per_stage=0)
     session = Session(journal_path=tmp_path / "journal.sqlite", data_dir=tmp_path, use_cache=False)
     session.set_pipeline(pipeline)
     await session.open_sheet(EXAMPLES / "reviews.xlsx")

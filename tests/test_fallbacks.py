@@ -14,7 +14,7 @@ from batchgrid.core.run.estimate import estimate_cost
 from batchgrid.core.steps import new_step
 from batchgrid.core.table import Table
 from batchgrid.core.util.errors import PipelineError
-from models_support import KEY_ENV, prompts
+from models_support import KEY_ENV, example_replies, prompts
 
 FIELDS = [{"name": "problem", "type": "string"}]
 
@@ -217,18 +217,7 @@ async def test_the_model_example_s_extractor_falls_back_to_the_bigger_model(tmp_
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     extracted: Counter = Counter()
     answered: dict[str, str] = {}  # the extractor's prompt -> the model whose JSON was kept
-
-    def reply(prompt: str, request: dict) -> str:
-        if "response_format" in request:
-            extracted[request["model"]] += 1
-            text = prompt.split("\n\nExtract")[0]
-            if request["model"] == "gpt-4o-mini" and len(text) % 2:
-                return "The customer is unhappy."  # not the JSON asked for
-            answered[text] = request["model"]
-            return json.dumps({"problem": "it broke", "wants_refund": False})
-        return "negative" if "Classify" in prompt else "Thank you."
-
-    fake_openai.configure(reply=reply)
+    fake_openai.configure(reply=example_replies(answered, extracted))
     session = Session(journal_path=tmp_path / "journal.sqlite", data_dir=tmp_path, use_cache=False)
     await session.load_pipeline(examples / "reviews-llm.batchgrid.json")
     await session.open_sheet(examples / "reviews.xlsx")

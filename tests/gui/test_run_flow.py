@@ -142,10 +142,12 @@ def test_retry_takes_the_stopped_rows_too_and_says_so(qloop, window, tmp_path, f
     assert retry.isEnabled() and window.act_retry.isEnabled()
     assert retry.text() == f"Retry {len(failed) + len(stopped)} failed/stopped"
     before = dict(fake_openai.stats.per_prompt)
+    never_run = window.model.status.count(NOT_RUN)
     assert run(qloop, run_to_end(retry.click, window))[0] == "finished"
     again = {p for p, n in fake_openai.stats.per_prompt.items() if n > before.get(p, 0)}
+    # a row stopped while it waited for its turn never reached the server: the retry asks it first
     assert again == {f"q{i}" for i in failed | stopped}
-    assert window.model.status.count(NOT_RUN) == 30 - len(before)  # rows never run stay for Run
+    assert window.model.status.count(NOT_RUN) == never_run > 0  # rows never run stay for Run
 
 
 # ---- item 5: the run settings' stable home --------------------------------------------------------

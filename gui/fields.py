@@ -227,6 +227,13 @@ class TextBoxField(Field):
     def main_widget(self):
         return self.edit
 
+    def insert(self, text: str) -> None:
+        """Put `text` at the cursor (an Insert column / Insert function menu's choice) and go on typing."""
+        cursor = self.edit.textCursor()
+        cursor.insertText(text)
+        self.edit.setTextCursor(cursor)
+        self.edit.setFocus()
+
 
 class MultilineField(TextBoxField):
     lines = 5
@@ -377,12 +384,6 @@ class TemplateField(TextBoxField):
         self.preview = PreviewLabel()
         self.layout_.addWidget(self.preview)
         self.set_preview_row(ctx.preview_row, ctx.preview_label)
-
-    def insert(self, text: str):
-        cursor = self.edit.textCursor()
-        cursor.insertText(text)
-        self.edit.setTextCursor(cursor)
-        self.edit.setFocus()
 
     def _changed(self):
         super()._changed()

@@ -41,12 +41,6 @@ class FormulaField(TextBoxField):
         button.setMenu(menu)
         return button
 
-    def insert(self, text: str) -> None:
-        cursor = self.edit.textCursor()
-        cursor.insertText(text)
-        self.edit.setTextCursor(cursor)
-        self.edit.setFocus()
-
     def _changed(self):
         super()._changed()
         self.mark_error()
